@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""
+oCenter's two everyday commands, needing nothing but Python 3.11+:
+
+    python3 dev.py demo     # install, migrate, seed, run 3 simulated pools + oCenter on :8000
+    python3 dev.py test     # run the whole test suite (extra arguments go to pytest)
+
+Both build ``.venv`` from pyproject.toml first (again only when it changed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PY = VENV / "bin" / "python"
+DEMO_DIR = ROOT / "var" / "demo"
+DEMO_POOLS = [
+    # name, region, config file; the port is in the config file
+    ("bj-a100", "cn-beijing", "pools/agent/examples/bj-a100.toml", 9101),
+    ("sh-h100", "cn-shanghai", "pools/agent/examples/sh-h100.toml", 9102),
+    ("edge-910b", "edge-shenzhen", "pools/agent/examples/edge-910b.toml", 9103),
+]
+
+
+def say(message: str):
+    print(f"[dev] {message}", flush=True)
+
+
+def ensure_venv():
+    """Create .venv and install the project with its test tools, when needed."""
+    if sys.version_info < (3, 11):
+        sys.exit("oCenter needs Python 3.11 or newer.")
+    if not PY.exists():
+        say("creating .venv")
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        except subprocess.CalledProcessError:
+            sys.exit("python3 -m venv failed: on Debian/Ubuntu install the python3-venv package.")
+    stamp = VENV / ".ocenter-installed"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != digest:
+        say("installing dependencies into .venv (about a minute the first time)")
+        subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
+        subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[dev]"], check=True)
+        stamp.write_text(digest)
+
+
+def _demo_spec() -> dict:
+    """The demo's secrets, made once and kept (mode 0600) under var/demo."""
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    os.chmod(DEMO_DIR, 0o700)
+    path = DEMO_DIR / "spec.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    spec = {
+        "admin_password": secrets.token_urlsafe(9),
+        "pools": [
+            {"name": name, "region": region, "agent_url": f"http://127.0.0.1:{port}", "token": f"ocp_{secrets.token_urlsafe(32)}"}
+            for name, region, _, port in DEMO_POOLS
+        ],
+    }
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(spec, indent=2))
+    return spec
+
+
+def _wait_for_agent(url: str, token: str, process: subprocess.Popen, timeout: float = 15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the agent for {url} exited (code {process.returncode}); see its output above")
+        request = urllib.request.Request(f"{url}/v1/health", headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=1):
+                return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    raise SystemExit(f"the agent at {url} did not answer within {timeout:.0f} s")
+
+
+def demo(args):
+    ensure_venv()
+    spec = _demo_spec()
+    env = {**os.environ, "DEBUG": os.environ.get("DEBUG", "1"), "PYTHONUNBUFFERED": "1"}
+    port = args[0] if args else "8000"
+    processes: list[subprocess.Popen] = []
+
+    def stop(*_):
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + 8
+        for process in processes:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+        say("stopped oCenter and the pool agents")
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        subprocess.run([str(PY), "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+        for (name, _, config, _), pool in zip(DEMO_POOLS, spec["pools"]):
+            agent = subprocess.Popen(
+                [str(PY), "-m", "pools.agent", "--config", config, "--state", str(DEMO_DIR / f"{name}-claims.sqlite3")],
+                cwd=ROOT,
+                env={**env, "OCENTER_AGENT_TOKEN": pool["token"]},
+            )
+            processes.append(agent)
+            _wait_for_agent(pool["agent_url"], pool["token"], agent)
+        subprocess.run([str(PY), "manage.py", "seed_demo", str(DEMO_DIR / "spec.json")], cwd=ROOT, env=env, check=True)
+        server = subprocess.Popen(
+            [str(PY), "-m", "uvicorn", "ocenter.asgi:application", "--host", "127.0.0.1", "--port", port,
+             "--lifespan", "on", "--no-access-log"],
+            cwd=ROOT,
+            env=env,
+        )
+        processes.append(server)
+        time.sleep(1.5)
+        print(
+            f"\n  oCenter is running at http://127.0.0.1:{port}/\n"
+            f"  log in as admin / {spec['admin_password']}\n"
+            f"  three simulated pools: {', '.join(p['name'] for p in spec['pools'])} (64 GPUs)\n"
+            f"  Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        while all(p.poll() is None for p in processes):
+            time.sleep(0.5)
+        exited = next(p for p in processes if p.poll() is not None)
+        say(f"{' '.join(exited.args[1:4])} exited with code {exited.returncode}")
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop()
+
+
+def test(args):
+    ensure_venv()
+    os.chdir(ROOT)
+    os.execv(str(PY), [str(PY), "-m", "pytest", *args])
+
+
+def main():
+    commands = {"demo": demo, "test": test}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        sys.exit(__doc__)
+    sys.exit(commands[sys.argv[1]](sys.argv[2:]))
+
+
+if __name__ == "__main__":
+    main()

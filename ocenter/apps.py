@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class OcenterConfig(AppConfig):
+    name = "ocenter"
+    verbose_name = "oCenter"

@@ -1,0 +1,1 @@
+"""Small helpers that know nothing of Django or of oCenter's apps."""

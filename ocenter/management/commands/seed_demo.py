@@ -1,0 +1,53 @@
+"""
+Seed the embedded demo: an admin user, two tenants and the demo pools.
+
+Idempotent: what exists is left as it is. The pools, their URLs and tokens
+come from a JSON file written by ``dev.py``, so the agents and oCenter agree.
+"""
+
+import json
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from ocenter.audit import audit_record
+from pools.models import Pool
+from pools.services.pools import pool_register
+from tenants.models import Tenant
+from tenants.services import tenant_create
+
+DEMO_TENANTS = [("acme", "Acme Robotics"), ("globex", "Globex Research")]
+
+
+class Command(BaseCommand):
+    help = "Create the demo's admin user, tenants and pools (from a JSON spec written by dev.py)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("spec", help='JSON: {"admin_password": …, "pools": [{"name", "region", "agent_url", "token"}]}')
+
+    def handle(self, *args, spec, **options):
+        try:
+            data = json.loads(Path(spec).read_text())
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"cannot read {spec}: {exc}") from None
+        with transaction.atomic():
+            self._admin(data["admin_password"])
+            for slug, name in DEMO_TENANTS:
+                if not Tenant.objects.filter(slug=slug).exists():
+                    tenant_create(actor=None, slug=slug, name=name)
+            for item in data["pools"]:
+                if not Pool.objects.filter(name=item["name"]).exists():
+                    pool_register(actor=None, **item)
+        self.stdout.write("demo seeded: admin, %d tenants, %d pools" % (Tenant.objects.count(), Pool.objects.count()))
+
+    def _admin(self, password):
+        User = get_user_model()
+        user = User.objects.filter(username="admin").first()
+        if user is None:
+            user = User.objects.create_superuser("admin", "admin@example.com", password)
+            audit_record(actor=None, action="user.create", obj=user, changes={"username": "admin", "is_staff": True})
+        elif not user.check_password(password):
+            user.set_password(password)
+            user.save(update_fields=["password"])

@@ -1,0 +1,37 @@
+"""The foundation's one model: the audit log, which every app writes to."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class AuditEntry(models.Model):
+    """One change to oCenter's state: who, on whose behalf, what, from where.
+
+    Entries outlive what they describe, so the tenant and object are kept as
+    plain values, not foreign keys that a deletion would cascade or blank.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # "alice", "token ocn_AbC1…", "system": what the actor was, even after it is gone.
+    actor_label = models.CharField(max_length=150)
+    tenant_id = models.UUIDField(null=True, blank=True, db_index=True)
+    action = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object")]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action} {self.object_repr}"

@@ -1,0 +1,125 @@
+"""Agent configuration: a TOML file, checked before anything starts."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+POOL_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class ConfigError(ValueError):
+    """The configuration file says something the agent cannot run with."""
+
+
+@dataclass(frozen=True)
+class NodeGroup:
+    """``count`` alike nodes, each with ``gpus`` accelerators of one model."""
+
+    name: str
+    count: int
+    gpus: int
+    vendor: str
+    model: str
+    memory_mib: int
+    tdp_watts: int
+
+
+@dataclass
+class Faults:
+    """Knobs that make the agent misbehave on purpose, for tests and demos."""
+
+    latency_ms: int = 0
+    error_rate: float = 0.0
+    unhealthy_gpus: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    pool: str
+    backend: str
+    listen: str
+    state: Path
+    node_groups: list[NodeGroup]
+    faults: Faults
+
+
+def _require(table, key, kind, where):
+    if key not in table:
+        raise ConfigError(f"{where}: '{key}' is missing")
+    value = table[key]
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{where}: '{key}' must be a whole number, not {value!r}")
+    if kind is str and (not isinstance(value, str) or not value.strip()):
+        raise ConfigError(f"{where}: '{key}' must be a non-empty string")
+    return value
+
+
+def parse_faults(table: dict, where: str = "[faults]") -> Faults:
+    """Check a faults table (from the file, or from ``PUT /v1/faults``)."""
+    unknown = set(table) - {"latency_ms", "error_rate", "unhealthy_gpus", "refuse_connections_seconds"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    latency = table.get("latency_ms", 0)
+    if isinstance(latency, bool) or not isinstance(latency, int) or not 0 <= latency <= 60_000:
+        raise ConfigError(f"{where}: 'latency_ms' must be a whole number from 0 to 60000")
+    rate = table.get("error_rate", 0.0)
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        raise ConfigError(f"{where}: 'error_rate' must be a number from 0 to 1")
+    unhealthy = table.get("unhealthy_gpus", [])
+    if not isinstance(unhealthy, list) or not all(isinstance(u, str) for u in unhealthy):
+        raise ConfigError(f"{where}: 'unhealthy_gpus' must be a list of GPU uuids")
+    return Faults(latency_ms=latency, error_rate=float(rate), unhealthy_gpus=list(unhealthy))
+
+
+def load_config(path: str | Path, *, listen: str | None = None, state: str | None = None) -> AgentConfig:
+    """Read and check the agent's TOML file; command-line values win."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+    agent = data.get("agent", {})
+    pool = _require(agent, "pool", str, "[agent]")
+    if not POOL_NAME_RE.match(pool):
+        raise ConfigError("[agent]: 'pool' must be lower-case letters, digits and '-' (at most 63)")
+    backend = agent.get("backend", "simulated")
+    listen = listen or agent.get("listen", "127.0.0.1:9100")
+    state_path = Path(state or agent.get("state", f"{pool}-claims.sqlite3"))
+
+    groups = []
+    if backend == "simulated":
+        tables = data.get("simulated", {}).get("nodes", [])
+        if not tables:
+            raise ConfigError("[[simulated.nodes]]: the simulated backend needs at least one node group")
+        for i, table in enumerate(tables):
+            where = f"[[simulated.nodes]] #{i + 1}"
+            group = NodeGroup(
+                name=_require(table, "name", str, where),
+                count=table.get("count", 1),
+                gpus=_require(table, "gpus", int, where),
+                vendor=_require(table, "vendor", str, where),
+                model=_require(table, "model", str, where),
+                memory_mib=_require(table, "memory_mib", int, where),
+                tdp_watts=table.get("tdp_watts", 400),
+            )
+            if not (isinstance(group.count, int) and 1 <= group.count <= 10_000):
+                raise ConfigError(f"{where}: 'count' must be from 1 to 10000")
+            if not 1 <= group.gpus <= 64:
+                raise ConfigError(f"{where}: 'gpus' must be from 1 to 64")
+            if group.memory_mib < 1:
+                raise ConfigError(f"{where}: 'memory_mib' must be positive")
+            groups.append(group)
+    return AgentConfig(
+        pool=pool,
+        backend=backend,
+        listen=listen,
+        state=state_path,
+        node_groups=groups,
+        faults=parse_faults(data.get("faults", {})),
+    )

@@ -1,0 +1,184 @@
+"""The agent protocol v1 as an OpenAPI 3.1 document, served at /v1/openapi.json."""
+
+from pools.agent import AGENT_VERSION
+
+_error = {"$ref": "#/components/schemas/Error"}
+
+
+def _json(schema, description):
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_errors = {
+    "401": _json(_error, "Missing or wrong bearer token"),
+    "503": _json(_error, "Injected fault (error_rate)"),
+}
+
+OPENAPI = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "oCenter pool agent",
+        "version": AGENT_VERSION,
+        "description": (
+            "Protocol v1 between oCenter and the agent beside one GPU pool. "
+            "Every call but this document needs 'Authorization: Bearer <pool token>'. "
+            "Allocation ids are oCenter's allocation UUIDs, so claims are idempotent."
+        ),
+    },
+    "components": {
+        "securitySchemes": {"pool_token": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["status", "detail"],
+                "properties": {
+                    "status": {"type": "integer"},
+                    "detail": {"type": "string", "description": "what went wrong and what to change"},
+                    "code": {"type": "string", "enum": ["does_not_fit", "gpu_unknown", "gpu_unhealthy", "id_in_use"]},
+                    "errors": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "free_compute_units": {"type": "integer"},
+                    "free_memory_mib": {"type": "integer"},
+                },
+            },
+            "Accelerator": {
+                "type": "object",
+                "required": ["uuid", "index", "vendor", "model", "memory_mib", "health"],
+                "properties": {
+                    "uuid": {"type": "string"},
+                    "index": {"type": "integer", "minimum": 0},
+                    "vendor": {"type": "string"},
+                    "model": {"type": "string"},
+                    "memory_mib": {"type": "integer", "minimum": 1},
+                    "health": {"type": "string", "enum": ["healthy", "unhealthy"]},
+                },
+            },
+            "Inventory": {
+                "type": "object",
+                "required": ["pool", "generation", "nodes"],
+                "properties": {
+                    "pool": {"type": "string"},
+                    "generation": {"type": "integer", "description": "grows whenever the inventory changes"},
+                    "nodes": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "accelerators"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "accelerators": {"type": "array", "items": {"$ref": "#/components/schemas/Accelerator"}},
+                            },
+                        },
+                    },
+                },
+            },
+            "ClaimRequest": {
+                "type": "object",
+                "required": ["gpu_uuid", "compute_units", "memory_mib"],
+                "additionalProperties": False,
+                "properties": {
+                    "gpu_uuid": {"type": "string"},
+                    "compute_units": {"type": "integer", "minimum": 1, "maximum": 100},
+                    "memory_mib": {"type": "integer", "minimum": 1},
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                },
+            },
+            "Claim": {
+                "type": "object",
+                "required": ["id", "gpu_uuid", "compute_units", "memory_mib", "claimed_at", "env"],
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "gpu_uuid": {"type": "string"},
+                    "node": {"type": ["string", "null"]},
+                    "compute_units": {"type": "integer"},
+                    "memory_mib": {"type": "integer"},
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "claimed_at": {"type": "number", "description": "Unix time, the agent's clock"},
+                    "env": {
+                        "type": "object",
+                        "additionalProperties": {"type": "string"},
+                        "description": "launch environment that enforces the slice",
+                    },
+                },
+            },
+        },
+    },
+    "security": [{"pool_token": []}],
+    "paths": {
+        "/v1/health": {
+            "get": {
+                "summary": "Status, version, backend and inventory generation",
+                "responses": {"200": _json({"type": "object"}, "The agent's health"), **_errors},
+            }
+        },
+        "/v1/inventory": {
+            "get": {
+                "summary": "Nodes and their GPUs",
+                "responses": {"200": _json({"$ref": "#/components/schemas/Inventory"}, "The inventory"), **_errors},
+            }
+        },
+        "/v1/allocations": {
+            "get": {
+                "summary": "Every claim the agent holds",
+                "responses": {
+                    "200": _json(
+                        {"type": "object", "properties": {"allocations": {"type": "array", "items": {"$ref": "#/components/schemas/Claim"}}}},
+                        "The claims",
+                    ),
+                    **_errors,
+                },
+            }
+        },
+        "/v1/allocations/{id}": {
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}],
+            "put": {
+                "summary": "Claim a slice of a named GPU (idempotent by id)",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ClaimRequest"}}}},
+                "responses": {
+                    "201": _json({"$ref": "#/components/schemas/Claim"}, "Claimed"),
+                    "200": _json({"$ref": "#/components/schemas/Claim"}, "Already held: the same slice was asked before"),
+                    "400": _json(_error, "The body is not JSON"),
+                    "409": _json(_error, "The GPU cannot hold the slice, is unknown or unhealthy, or the id holds another slice"),
+                    "422": _json(_error, "The id or a field is not valid"),
+                    **_errors,
+                },
+            },
+            "delete": {
+                "summary": "Release a claim (idempotent: releasing twice is not an error)",
+                "responses": {
+                    "200": _json(
+                        {"type": "object", "properties": {"id": {"type": "string"}, "released": {"type": "boolean"}}},
+                        "released is false when the agent held no such claim",
+                    ),
+                    **_errors,
+                },
+            },
+        },
+        "/v1/metrics": {
+            "get": {
+                "summary": "Per-GPU utilization, memory, power, temperature; per-claim usage",
+                "responses": {"200": _json({"type": "object"}, "Figures now"), **_errors},
+            }
+        },
+        "/v1/faults": {
+            "put": {
+                "summary": "Set fault knobs (tests and demos): latency, error rate, unhealthy GPUs, refuse connections",
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "latency_ms": {"type": "integer", "minimum": 0, "maximum": 60000},
+                                    "error_rate": {"type": "number", "minimum": 0, "maximum": 1},
+                                    "unhealthy_gpus": {"type": "array", "items": {"type": "string"}},
+                                    "refuse_connections_seconds": {"type": "number", "minimum": 0, "maximum": 3600},
+                                },
+                            }
+                        }
+                    }
+                },
+                "responses": {"200": _json({"type": "object"}, "The knobs now"), "422": _json(_error, "A knob is not valid"), **_errors},
+            }
+        },
+    },
+}

@@ -1,0 +1,100 @@
+"""
+oCenter's side of the agent protocol v1.
+
+One ``httpx.Client`` per agent URL is kept and shared across threads, so
+calls reuse their connections. Transport failures (refused, timed out, reset)
+and 5xx answers become ``AgentUnreachable``/``AgentError`` with a message fit
+for a pool's status line.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+from django.conf import settings
+
+
+class AgentError(Exception):
+    """The agent answered, but not with success."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.body = body or {}
+
+
+class AgentUnreachable(AgentError):
+    """No answer: connection refused, reset, or timed out."""
+
+
+class AgentConflict(AgentError):
+    """409: the GPU cannot hold the slice (or the id holds another one)."""
+
+
+_clients: dict[str, httpx.Client] = {}
+_clients_lock = threading.Lock()
+
+
+def _client(base_url: str) -> httpx.Client:
+    with _clients_lock:
+        client = _clients.get(base_url)
+        if client is None:
+            client = httpx.Client(
+                base_url=base_url,
+                timeout=httpx.Timeout(settings.OCENTER_AGENT_TIMEOUT, connect=settings.OCENTER_AGENT_CONNECT_TIMEOUT),
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            )
+            _clients[base_url] = client
+        return client
+
+
+class AgentClient:
+    """The calls of protocol v1 against one pool's agent."""
+
+    def __init__(self, base_url: str, token: str):
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"}
+
+    @classmethod
+    def for_pool(cls, pool) -> "AgentClient":
+        return cls(pool.agent_url, pool.agent_token)
+
+    def _call(self, method: str, path: str, **kwargs) -> tuple[int, dict]:
+        try:
+            response = _client(self.base_url).request(method, path, headers=self._headers, **kwargs)
+        except httpx.TimeoutException:
+            raise AgentUnreachable(f"{self.base_url} did not answer {method} {path} in time") from None
+        except httpx.TransportError as exc:
+            raise AgentUnreachable(f"cannot reach {self.base_url}: {exc.__class__.__name__} {exc}".strip()) from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        if response.status_code == 409:
+            raise AgentConflict(body.get("detail", "conflict"), status=409, body=body)
+        if response.status_code >= 400:
+            detail = body.get("detail") or response.reason_phrase
+            raise AgentError(f"agent answered {response.status_code} to {method} {path}: {detail}", status=response.status_code, body=body)
+        return response.status_code, body
+
+    def health(self) -> dict:
+        return self._call("GET", "/v1/health")[1]
+
+    def inventory(self) -> dict:
+        return self._call("GET", "/v1/inventory")[1]
+
+    def allocations(self) -> list[dict]:
+        return self._call("GET", "/v1/allocations")[1].get("allocations", [])
+
+    def claim(self, allocation_id, *, gpu_uuid: str, compute_units: int, memory_mib: int, labels=None) -> dict:
+        body = {"gpu_uuid": gpu_uuid, "compute_units": compute_units, "memory_mib": memory_mib, "labels": labels or {}}
+        return self._call("PUT", f"/v1/allocations/{allocation_id}", json=body)[1]
+
+    def release(self, allocation_id) -> bool:
+        return self._call("DELETE", f"/v1/allocations/{allocation_id}")[1].get("released", False)
+
+    def metrics(self) -> dict:
+        return self._call("GET", "/v1/metrics")[1]

@@ -1,0 +1,1 @@
+"""Writes to pools: each a keyword-only function that validates, locks, audits and publishes."""

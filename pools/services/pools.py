@@ -1,0 +1,33 @@
+"""Registering pools."""
+
+from django.db import transaction
+
+from ocenter.audit import audit_record
+from ocenter.lib.secretbox import new_token
+from pools.models import Pool
+
+POOL_TOKEN_PREFIX = "ocp"
+
+
+@transaction.atomic
+def pool_register(*, actor, name: str, region: str, agent_url: str, token: str = "") -> tuple[Pool, str]:
+    """Register a pool; return it with its agent token, the only time the token is shown.
+
+    With no token given, one is generated: configure the agent with it.
+    A sync is started once the pool is committed.
+    """
+    token = token or new_token(POOL_TOKEN_PREFIX)
+    pool = Pool(name=name, region=region, agent_url=agent_url)
+    pool.set_agent_token(token)
+    pool.save()
+    audit_record(
+        actor=actor,
+        action="pool.register",
+        obj=pool,
+        changes={"name": name, "region": region, "agent_url": agent_url, "token_prefix": pool.token_prefix},
+    )
+
+    from pools.tasks import sync_pool
+
+    transaction.on_commit(lambda: sync_pool.delay(str(pool.id)))
+    return pool, token
