@@ -76,12 +76,12 @@ def _demo_spec() -> dict:
     return spec
 
 
-def _wait_for_agent(url: str, token: str, process: subprocess.Popen, timeout: float = 15):
+def _wait_until_up(url: str, process: subprocess.Popen, headers=None, timeout: float = 20):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"the agent for {url} exited (code {process.returncode}); see its output above")
-        request = urllib.request.Request(f"{url}/v1/health", headers={"Authorization": f"Bearer {token}"})
+            raise SystemExit(f"{url} exited (code {process.returncode}); see its output above")
+        request = urllib.request.Request(url, headers=headers or {})
         try:
             with urllib.request.urlopen(request, timeout=1):
                 return
@@ -119,7 +119,7 @@ def demo(args):
                 env={**env, "OCENTER_AGENT_TOKEN": pool["token"]},
             )
             processes.append(agent)
-            _wait_for_agent(pool["agent_url"], pool["token"], agent)
+            _wait_until_up(f"{pool['agent_url']}/v1/health", agent, {"Authorization": f"Bearer {pool['token']}"})
         subprocess.run([str(PY), "manage.py", "seed_demo", str(DEMO_DIR / "spec.json")], cwd=ROOT, env=env, check=True)
         server = subprocess.Popen(
             [str(PY), "-m", "uvicorn", "ocenter.asgi:application", "--host", "127.0.0.1", "--port", port,
@@ -128,7 +128,7 @@ def demo(args):
             env=env,
         )
         processes.append(server)
-        time.sleep(1.5)
+        _wait_until_up(f"http://127.0.0.1:{port}/healthz", server)
         print(
             f"\n  oCenter is running at http://127.0.0.1:{port}/\n"
             f"  log in as admin / {spec['admin_password']}\n"

@@ -27,6 +27,7 @@ class EmbeddedJobs:
     def start(self):
         from ocenter.celery import app
 
+        app.loader.import_default_modules()  # runs autodiscovery: the apps' tasks modules
         for name, entry in self.schedule.items():
             task = app.tasks[entry["task"]]
             thread = threading.Thread(
