@@ -85,6 +85,7 @@ def main(argv=None) -> int:
     try:
         while not stopping.is_set():
             server_box["server"] = server = make_server(agent, host or "127.0.0.1", int(port))
+            port = server.server_address[1]  # after "--listen …:0", rebind the same port
             print(f"pools.agent: {config.pool} listening on http://{host}:{server.server_address[1]}", flush=True)
             server.serve_forever(poll_interval=0.2)
             server.server_close()

@@ -1,0 +1,93 @@
+"""Real pool agents for tests: ``python -m pools.agent`` as a child process on a free port."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)")
+
+
+def fleet_toml(pool: str, groups: list[dict], faults: dict | None = None) -> str:
+    """A simulated agent's configuration: ``groups`` of nodes × GPUs."""
+    lines = [f'[agent]\npool = "{pool}"\nbackend = "simulated"\n']
+    for group in groups:
+        lines.append("[[simulated.nodes]]")
+        for key, value in group.items():
+            lines.append(f"{key} = {value!r}".replace("'", '"'))
+        lines.append("")
+    if faults:
+        lines.append("[faults]")
+        lines.extend(f"{k} = {v!r}" for k, v in faults.items())
+    return "\n".join(lines) + "\n"
+
+
+def a100_nodes(count: int, gpus: int = 8, name: str = "n{n:02d}") -> dict:
+    return {"name": name, "count": count, "gpus": gpus, "vendor": "NVIDIA", "model": "A100-SXM4-80GB", "memory_mib": 81920}
+
+
+class AgentProcess:
+    """One running agent; ``restart()`` keeps its port and claims file."""
+
+    def __init__(self, workdir: Path, pool: str, groups: list[dict], token: str = "test-pool-token-0123456789"):
+        self.workdir = workdir
+        self.pool = pool
+        self.token = token
+        self.config = workdir / f"{pool}.toml"
+        self.state = workdir / f"{pool}-claims.sqlite3"
+        self.port = 0
+        self.process: subprocess.Popen | None = None
+        self.set_fleet(groups)
+
+    def set_fleet(self, groups: list[dict], faults: dict | None = None):
+        self.config.write_text(fleet_toml(self.pool, groups, faults))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15) -> "AgentProcess":
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pools.agent", "--config", str(self.config), "--state", str(self.state),
+             "--listen", f"127.0.0.1:{self.port}", "--log-level", "WARNING"],
+            cwd=ROOT,
+            env={**os.environ, "OCENTER_AGENT_TOKEN": self.token, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"agent {self.pool} exited with {self.process.wait()}")
+            match = LISTENING.search(line)
+            if match:
+                self.port = int(match[2])
+                return self
+        raise RuntimeError(f"agent {self.pool} did not start within {timeout} s")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(10)
+        if self.process and self.process.stdout:
+            self.process.stdout.close()
+
+    def kill(self):
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> "AgentProcess":
+        self.stop()
+        return self.start()
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token or self.token}"}, timeout=10)

@@ -1,0 +1,30 @@
+import pytest
+from django.contrib.auth import get_user_model
+
+from tests.agents import AgentProcess, a100_nodes
+
+
+@pytest.fixture
+def agents(tmp_path):
+    """Start real agents: ``agents("pool-a", [a100_nodes(2)])``; all stopped after the test."""
+    started = []
+
+    def start(pool: str = "pool-a", groups=None, token: str = "test-pool-token-0123456789") -> AgentProcess:
+        agent = AgentProcess(tmp_path, pool, groups or [a100_nodes(2, gpus=4)], token=token).start()
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        agent.stop()
+
+
+@pytest.fixture
+def staff(db):
+    return get_user_model().objects.create_user("operator", "operator@example.com", "pw-operator-1", is_staff=True)
+
+
+@pytest.fixture
+def outsider(db):
+    """A logged-in user who is not staff: should have no access to the console."""
+    return get_user_model().objects.create_user("outsider", "outsider@example.com", "pw-outsider-1")

@@ -1,0 +1,27 @@
+"""Test settings: the project's own, from the same environment, with test-only speedups.
+
+SQLite and the in-memory channel layer by default; PostgreSQL and Redis when
+DATABASE_URL and REDIS_URL are set (as in CI).
+"""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-production-0123456789")
+# Tests start the embedded jobs themselves when they test them.
+os.environ.setdefault("OCENTER_EMBEDDED_JOBS", "0")
+
+from ocenter.settings import *  # noqa: E402,F403
+from ocenter.settings import DATABASES, VAR_DIR  # noqa: E402
+
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Tasks run where they are enqueued; the Celery worker test turns this off.
+CELERY_TASK_ALWAYS_EAGER = True
+OCENTER_AGENT_TIMEOUT = 2.0
+OCENTER_AGENT_CONNECT_TIMEOUT = 1.0
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not shared-cache memory: threads that write at once (pool sync,
+    # races) then wait for the lock instead of failing with "table is locked".
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
