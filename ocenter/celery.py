@@ -15,9 +15,3 @@ app = Celery("ocenter")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-
-@app.on_after_finalize.connect
-def _set_beat_schedule(sender, **kwargs):
-    from ocenter.beat import beat_schedule
-
-    sender.conf.beat_schedule = beat_schedule()

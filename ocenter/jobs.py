@@ -9,9 +9,9 @@ itself. Production runs Celery beat and a worker instead.
 import logging
 import threading
 
+from django.conf import settings
 from django.db import close_old_connections, connections
 
-from ocenter.beat import beat_schedule
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ class EmbeddedJobs:
     """Runs the beat table in daemon threads until stopped."""
 
     def __init__(self, schedule: dict | None = None):
-        self.schedule = schedule if schedule is not None else beat_schedule()
+        self.schedule = schedule if schedule is not None else settings.CELERY_BEAT_SCHEDULE
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 

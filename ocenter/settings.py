@@ -19,6 +19,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from ocenter.beat import beat_schedule
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -185,6 +187,8 @@ OCENTER_EMBEDDED_JOBS = envbool("OCENTER_EMBEDDED_JOBS", "False" if REDIS_URL el
 OCENTER_POOL_SYNC_SECONDS = envint("OCENTER_POOL_SYNC_SECONDS", "10")
 OCENTER_AGENT_CONNECT_TIMEOUT = float(os.getenv("OCENTER_AGENT_CONNECT_TIMEOUT", "2"))
 OCENTER_AGENT_TIMEOUT = float(os.getenv("OCENTER_AGENT_TIMEOUT", "5"))
+
+CELERY_BEAT_SCHEDULE = beat_schedule(pool_sync_seconds=OCENTER_POOL_SYNC_SECONDS)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -28,3 +28,18 @@ def staff(db):
 def outsider(db):
     """A logged-in user who is not staff: should have no access to the console."""
     return get_user_model().objects.create_user("outsider", "outsider@example.com", "pw-outsider-1")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``redis`` need a Redis server: skipped without REDIS_URL, except in CI, where that is an error."""
+    import os
+
+    if os.environ.get("REDIS_URL"):
+        return
+    if os.environ.get("OCENTER_REQUIRE_SERVICES"):
+        raise pytest.UsageError("OCENTER_REQUIRE_SERVICES is set but REDIS_URL is not")
+    skip = pytest.mark.skip(reason="needs REDIS_URL")
+    for item in items:
+        if "redis" in item.keywords:
+            item.add_marker(skip)
+
