@@ -129,7 +129,7 @@ def _sync_in_thread(pool_id):
         connections.close_all()  # this thread's own connections
 
 
-def pools_sync_all(max_workers: int = 16) -> dict:
+def pools_sync_all(*, max_workers: int = 16) -> dict:
     """Sync every pool at once, each in its own thread: a slow or dead agent delays no other pool."""
     pool_ids = list(Pool.objects.values_list("id", flat=True))
     if not pool_ids:
