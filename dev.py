@@ -4,6 +4,7 @@ oCenter's two everyday commands, needing nothing but Python 3.11+:
 
     python3 dev.py demo     # install, migrate, seed, run 3 simulated pools + oCenter on :8000
     python3 dev.py test     # run the whole test suite (extra arguments go to pytest)
+    python3 dev.py agent bj-a100   # (re)start one demo agent by hand, e.g. after killing it
 
 Both build ``.venv`` from pyproject.toml first (again only when it changed).
 """
@@ -90,10 +91,30 @@ def _wait_until_up(url: str, process: subprocess.Popen, headers=None, timeout: f
     raise SystemExit(f"the agent at {url} did not answer within {timeout:.0f} s")
 
 
+def _demo_env() -> dict:
+    return {**os.environ, "DEBUG": os.environ.get("DEBUG", "1"), "PYTHONUNBUFFERED": "1"}
+
+
+def _agent_command(name: str, config: str) -> list[str]:
+    return [str(PY), "-m", "pools.agent", "--config", config, "--state", str(DEMO_DIR / f"{name}-claims.sqlite3")]
+
+
+def agent(args):
+    """Run one demo agent in the foreground (the demo must have run once)."""
+    ensure_venv()
+    spec = _demo_spec()
+    known = {name: config for name, _, config, _ in DEMO_POOLS}
+    if len(args) != 1 or args[0] not in known:
+        sys.exit(f"usage: python3 dev.py agent {{{','.join(known)}}}")
+    token = next(p["token"] for p in spec["pools"] if p["name"] == args[0])
+    env = {**_demo_env(), "OCENTER_AGENT_TOKEN": token}
+    os.execve(str(PY), _agent_command(args[0], known[args[0]]), env)
+
+
 def demo(args):
     ensure_venv()
     spec = _demo_spec()
-    env = {**os.environ, "DEBUG": os.environ.get("DEBUG", "1"), "PYTHONUNBUFFERED": "1"}
+    env = _demo_env()
     port = args[0] if args else "8000"
     processes: list[subprocess.Popen] = []
 
@@ -114,7 +135,7 @@ def demo(args):
         subprocess.run([str(PY), "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
         for (name, _, config, _), pool in zip(DEMO_POOLS, spec["pools"]):
             agent = subprocess.Popen(
-                [str(PY), "-m", "pools.agent", "--config", config, "--state", str(DEMO_DIR / f"{name}-claims.sqlite3")],
+                _agent_command(name, config),
                 cwd=ROOT,
                 env={**env, "OCENTER_AGENT_TOKEN": pool["token"]},
             )
@@ -136,10 +157,16 @@ def demo(args):
             f"  Ctrl-C stops everything.\n",
             flush=True,
         )
-        while all(p.poll() is None for p in processes):
+        # An agent that stops is a pool going down: oCenter shows it, and the
+        # demo goes on. `python3 dev.py agent NAME` brings it back.
+        agents = dict(zip((p["name"] for p in spec["pools"]), processes))
+        while server.poll() is None:
+            for name, process in list(agents.items()):
+                if process.poll() is not None:
+                    say(f"agent {name} exited ({process.returncode}); restart it with: python3 dev.py agent {name}")
+                    del agents[name]
             time.sleep(0.5)
-        exited = next(p for p in processes if p.poll() is not None)
-        say(f"{' '.join(exited.args[1:4])} exited with code {exited.returncode}")
+        say(f"oCenter exited with code {server.returncode}")
         return 1
     except KeyboardInterrupt:
         return 0
@@ -154,7 +181,7 @@ def test(args):
 
 
 def main():
-    commands = {"demo": demo, "test": test}
+    commands = {"demo": demo, "test": test, "agent": agent}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit(__doc__)
     sys.exit(commands[sys.argv[1]](sys.argv[2:]))

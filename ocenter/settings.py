@@ -14,6 +14,7 @@ given.
 """
 
 import os
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -147,6 +148,10 @@ STATIC_ROOT = Path(os.getenv("STATIC_ROOT", BASE_DIR / "staticfiles"))
 # Without a collectstatic run (the embedded default), serve from the finders.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
+# WhiteNoise hands Django's ASGI handler a file iterator, which Django then
+# reads in a thread and warns about. Static files are small; in production put
+# them behind the proxy or a CDN after collectstatic.
+warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators")
 
 SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", "False" if DEBUG else "True")
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
