@@ -94,7 +94,7 @@ class Agent:
             "protocol": PROTOCOL_VERSION,
             "inventory_generation": self.inventory["generation"],
             "gpus": len(self.gpus),
-            "claims": len(self.store.all()),
+            "claims": self.store.count(),
             "uptime_seconds": round(time.time() - self.started_at, 1),
         }
 

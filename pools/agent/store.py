@@ -102,6 +102,10 @@ class ClaimStore:
         with self._lock:
             return sorted(self._claims.values(), key=lambda c: c.claimed_at)
 
+    def count(self) -> int:
+        with self._lock:
+            return len(self._claims)
+
     def used(self, gpu_uuid: str) -> tuple[int, int]:
         """(compute units, MiB) held on one GPU."""
         with self._lock:
