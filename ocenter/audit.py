@@ -10,7 +10,8 @@ from contextvars import ContextVar
 
 from ocenter.models import AuditEntry
 
-_source_ip: ContextVar[str | None] = ContextVar("ocenter_source_ip", default=None)
+# Per request: the client's address, and the credential used ("token ocn_Ab…").
+_context: ContextVar[dict | None] = ContextVar("ocenter_audit_context", default=None)
 
 
 class AuditContextMiddleware:
@@ -20,17 +21,26 @@ class AuditContextMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        token = _source_ip.set(request.META.get("REMOTE_ADDR") or None)
+        token = _context.set({"ip": request.META.get("REMOTE_ADDR") or None, "via": None})
         try:
             return self.get_response(request)
         finally:
-            _source_ip.reset(token)
+            _context.reset(token)
+
+
+def audit_via(credential: str):
+    """Note that this request acts through ``credential`` (an API token), for the actor label."""
+    context = _context.get()
+    if context is not None:
+        context["via"] = credential
 
 
 def actor_label(actor) -> str:
     if actor is None:
         return "system"
-    return getattr(actor, "audit_label", None) or actor.get_username()
+    context = _context.get() or {}
+    label = actor.get_username()
+    return f"{label} via {context['via']}" if context.get("via") else label
 
 
 def audit_record(*, actor, action: str, obj, changes: dict | None = None, tenant_id=None) -> AuditEntry:
@@ -49,7 +59,7 @@ def audit_record(*, actor, action: str, obj, changes: dict | None = None, tenant
         object_id=str(obj.pk),
         object_repr=str(obj)[:200],
         changes=changes or {},
-        source_ip=_source_ip.get(),
+        source_ip=(_context.get() or {}).get("ip"),
     )
 
 

@@ -64,6 +64,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "django_htmx",
     "ocenter",
@@ -193,13 +196,39 @@ OCENTER_POOL_SYNC_SECONDS = envint("OCENTER_POOL_SYNC_SECONDS", "10")
 OCENTER_AGENT_CONNECT_TIMEOUT = float(os.getenv("OCENTER_AGENT_CONNECT_TIMEOUT", "2"))
 OCENTER_AGENT_TIMEOUT = float(os.getenv("OCENTER_AGENT_TIMEOUT", "5"))
 
+# Admission checks run, in order, on every allocation request (like Django's
+# password validators): each refuses by raising ocenter.errors.Refused.
+OCENTER_ADMISSION_CHECKS = ["tenants.admission.quota_check"]
+# Where tenants learn what is held now: {tenant_id: [UsageRow]} (pools fills it).
+OCENTER_USAGE_SOURCE = ""
+
 CELERY_BEAT_SCHEDULE = beat_schedule(pool_sync_seconds=OCENTER_POOL_SYNC_SECONDS)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "tenants.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
+        # Basic only lets a person trade a password for a token (POST /api/v1/tokens).
+        "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "ocenter.api.Pagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "ocenter.api.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "oCenter northbound API",
+    "DESCRIPTION": "Tenants, quotas, pools and allocations. Authenticate with 'Authorization: Bearer ocn_…'. "
+    "Errors are application/problem+json (RFC 9457).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 LOGGING = {

@@ -10,5 +10,6 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("console/pools/", include("pools.urls")),
+    path("api/v1/", include(("ocenter.api_urls", "api"))),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,32 @@
+"""Domain errors that services raise; the API answers them as problem documents, pages as form errors."""
+
+
+class DomainError(Exception):
+    """A request that cannot be carried out as asked: says what to change.
+
+    ``field`` names the input at fault, when one is; ``extra`` goes into the
+    problem document as members (limits, what is used, what was asked).
+    """
+
+    status = 400
+    title = "Invalid request"
+
+    def __init__(self, detail: str, *, field: str | None = None, **extra):
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        self.extra = extra
+
+
+class Conflict(DomainError):
+    """The request clashes with the current state (a duplicate, the last owner)."""
+
+    status = 409
+    title = "Conflict"
+
+
+class Refused(DomainError):
+    """Valid, but not allowed now: over a limit, a suspended tenant."""
+
+    status = 403
+    title = "Refused"

@@ -1,0 +1,21 @@
+"""FilterSets shared by the API and the pages."""
+
+import django_filters
+
+from pools.models import Accelerator, Pool
+
+
+class PoolFilter(django_filters.FilterSet):
+    class Meta:
+        model = Pool
+        fields = ["name", "region", "status"]
+
+
+class AcceleratorFilter(django_filters.FilterSet):
+    pool = django_filters.CharFilter(field_name="pool__name")
+    node = django_filters.CharFilter(field_name="node__name")
+    present = django_filters.BooleanFilter(field_name="gone_at", lookup_expr="isnull")
+
+    class Meta:
+        model = Accelerator
+        fields = ["pool", "node", "vendor", "model", "health", "present"]
