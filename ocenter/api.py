@@ -44,7 +44,7 @@ def exception_handler(exc, context):
     """Every error as ``application/problem+json``, with per-field messages for invalid input."""
     if isinstance(exc, DomainError):
         members = dict(exc.extra)
-        code = members.pop("code", exc.__class__.__name__.lower())
+        code = members.pop("code", exc.code)
         if exc.field:
             members["errors"] = {exc.field: [exc.detail]}
         return problem(exc.status, exc.title, exc.detail, type_=PROBLEM_TYPE_BASE + code, **members)

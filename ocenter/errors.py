@@ -10,6 +10,7 @@ class DomainError(Exception):
 
     status = 400
     title = "Invalid request"
+    code = "invalid"
 
     def __init__(self, detail: str, *, field: str | None = None, **extra):
         super().__init__(detail)
@@ -23,6 +24,7 @@ class Conflict(DomainError):
 
     status = 409
     title = "Conflict"
+    code = "conflict"
 
 
 class Refused(DomainError):
@@ -30,3 +32,4 @@ class Refused(DomainError):
 
     status = 403
     title = "Refused"
+    code = "refused"
