@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from ocenter import views
+from tenants import views as tenant_views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -10,6 +11,9 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("console/pools/", include("pools.urls")),
+    path("console/tenants/", tenant_views.tenant_list, name="console-tenants"),
+    path("console/audit/", views.audit_log, name="console-audit"),
+    path("t/", include("tenants.urls")),
     path("api/v1/", include(("ocenter.api_urls", "api"))),
     path("admin/", admin.site.urls),
 ]

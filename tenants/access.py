@@ -74,9 +74,9 @@ class Access:
         return self.scope(Tenant.objects.all(), field="id")
 
 
-def get_tenant_for(access: Access, tenant_id) -> Tenant:
+def get_tenant_for(access: Access, slug: str) -> Tenant:
     """The tenant, or 404 when it does not exist or this access does not reach it."""
-    return get_object_or_404(access.tenants(), id=tenant_id)
+    return get_object_or_404(access.tenants(), slug=slug)
 
 
 def require_role(access: Access, tenant: Tenant, minimum: str, doing: str):

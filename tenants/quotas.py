@@ -123,7 +123,8 @@ def check_request(quotas: list, request: AdmissionRequest):
                 bound = (usage.guarantee if realtime else usage.limit)[d]
                 held = (usage.used_realtime if realtime else usage.used)[d]
                 raise Refused(
-                    f"quota {quota} {kind} is {bound} {UNITS[d]}; {held} are held"
+                    f"the {'project' if quota.project_id else 'tenant'}'s quota for {quota.scope_label}: "
+                    f"its {kind} is {bound} {UNITS[d]}; {held} are held"
                     f"{' by realtime work' if realtime else ''} and the request asks {asked[d]}"
                     + ("; realtime work must fit the guarantee, interruptible or offline work may borrow up to the limit" if realtime else ""),
                     code="quota_exceeded",
