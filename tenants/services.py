@@ -32,7 +32,7 @@ def tenant_create(*, actor, slug: str, name: str) -> Tenant:
 @transaction.atomic
 def tenant_update(*, actor, tenant: Tenant, **fields) -> Tenant:
     """Change a tenant's name or status (suspend, reactivate)."""
-    tenant = Tenant.objects.select_for_update().get(id=tenant.id)
+    tenant = Tenant.objects.select_for_update(of=("self",)).get(id=tenant.id)
     before = _values(tenant, fields)
     for name, value in fields.items():
         setattr(tenant, name, value)
@@ -105,7 +105,7 @@ def _check_owner_remains(membership: Membership):
 def membership_set_role(*, actor, membership: Membership, role: str) -> Membership:
     """Change a member's role; a tenant always keeps at least one owner."""
     # Lock the tenant's owners so two demotions cannot both leave none.
-    list(Membership.objects.select_for_update().filter(tenant_id=membership.tenant_id, role=Role.OWNER))
+    list(Membership.objects.select_for_update(of=("self",)).filter(tenant_id=membership.tenant_id, role=Role.OWNER).order_by())
     membership = Membership.objects.select_related("user", "tenant").get(id=membership.id)
     if role != Role.OWNER:
         _check_owner_remains(membership)
@@ -120,7 +120,7 @@ def membership_set_role(*, actor, membership: Membership, role: str) -> Membersh
 @transaction.atomic
 def membership_remove(*, actor, membership: Membership):
     """Take a user out of a tenant, and revoke the tokens it made for that tenant."""
-    list(Membership.objects.select_for_update().filter(tenant_id=membership.tenant_id, role=Role.OWNER))
+    list(Membership.objects.select_for_update(of=("self",)).filter(tenant_id=membership.tenant_id, role=Role.OWNER).order_by())
     membership = Membership.objects.select_related("user", "tenant").get(id=membership.id)
     _check_owner_remains(membership)
     revoked = ApiToken.objects.filter(user=membership.user, tenant=membership.tenant, revoked_at=None).update(revoked_at=timezone.now())
@@ -137,7 +137,7 @@ def _check_division(quota: Quota):
         children = list(Quota.objects.filter(project__isnull=False, **scope))
     else:
         # The tenant's quota row is the lock that serializes every change in this scope.
-        parent = Quota.objects.select_for_update().filter(project__isnull=True, **scope).first()
+        parent = Quota.objects.select_for_update(of=("self",)).filter(project__isnull=True, **scope).order_by().first()
         if parent is None:
             raise DomainError(
                 f"the tenant has no quota for {quota.scope_label}: a project's quota divides the tenant's, so ask staff for that first",
@@ -168,8 +168,9 @@ QUOTA_AMOUNTS = [f"{kind}_{d}" for d in DIMENSIONS for kind in ("guarantee", "li
 def quota_set(*, actor, tenant: Tenant, project: Project | None, pool_name: str = "", accelerator_model: str = "", **amounts) -> Quota:
     """Create or change the quota for one scope; project quotas never exceed the tenant's."""
     quota = (
-        Quota.objects.select_for_update()
+        Quota.objects.select_for_update(of=("self",))
         .filter(tenant=tenant, project=project, pool_name=pool_name, accelerator_model=accelerator_model)
+        .order_by()
         .first()
     )
     created = quota is None

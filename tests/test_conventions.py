@@ -11,7 +11,7 @@ from django.core.management import call_command
 ROOT = Path(__file__).resolve().parent.parent
 # ocenter foundation ← tenants ← pools ← billing ← ocenter top
 LAYERS = ["tenants", "pools", "billing"]
-OCENTER_TOP = {"settings", "urls", "asgi", "celery", "routing", "consumers", "views", "jobs", "management"}
+OCENTER_TOP = {"settings", "urls", "asgi", "celery", "routing", "consumers", "views", "jobs", "management", "api_views", "api_urls"}
 
 
 def _imports(path: Path) -> set[str]:
