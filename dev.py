@@ -152,7 +152,8 @@ def demo(args):
         _wait_until_up(f"http://127.0.0.1:{port}/healthz", server)
         print(
             f"\n  oCenter is running at http://127.0.0.1:{port}/\n"
-            f"  log in as admin / {spec['admin_password']}\n"
+            f"  log in as admin / {spec['admin_password']}  (console)\n"
+            f"  or alice (acme) / bob (globex), same password  (tenant portal)\n"
             f"  three simulated pools: {', '.join(p['name'] for p in spec['pools'])} (64 GPUs)\n"
             f"  Ctrl-C stops everything.\n",
             flush=True,

@@ -10,7 +10,7 @@ from django.core.management import call_command
 
 from pools.models import Accelerator, Pool
 from pools.services.sync import pools_sync_all
-from tenants.models import Tenant
+from tenants.models import Membership, Quota, Tenant
 from tests.agents import AgentProcess
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "pools" / "agent" / "examples"
@@ -40,5 +40,8 @@ def test_seed_demo_registers_three_pools_with_64_gpus(tmp_path):
     ]
     assert Accelerator.objects.filter(gone_at=None).count() == 64
     assert Tenant.objects.count() == 2
+    assert sorted(Membership.objects.values_list("user__username", "tenant__slug", "role")) == [
+        ("alice", "acme", "owner"), ("bob", "globex", "owner")]
+    assert Quota.objects.filter(project=None).count() == 2
     admin = get_user_model().objects.get(username="admin")
     assert admin.is_staff and admin.check_password("demo-password-1")

@@ -1,5 +1,6 @@
 """
-Seed the embedded demo: an admin user, two tenants and the demo pools.
+Seed the embedded demo: an admin user, two tenants (each with an owner, a
+project and a quota) and the demo pools.
 
 Idempotent: what exists is left as it is. The pools, their URLs and tokens
 come from a JSON file written by ``dev.py``, so the agents and oCenter agree.
@@ -15,10 +16,15 @@ from django.db import transaction
 from ocenter.audit import audit_record
 from pools.models import Pool
 from pools.services.pools import pool_register
-from tenants.models import Tenant
-from tenants.services import tenant_create
+from tenants.models import Role, Tenant
+from tenants.services import membership_add, project_create, quota_set, tenant_create
 
-DEMO_TENANTS = [("acme", "Acme Robotics"), ("globex", "Globex Research")]
+# slug, name, owner, project, and a tenant-wide quota: guarantee and limit in
+# compute units (100 = one GPU), MiB, slices.
+DEMO_TENANTS = [
+    ("acme", "Acme Robotics", "alice", "vision", (800, 1600, 8 * 81920, 16 * 81920, 32, 64)),
+    ("globex", "Globex Research", "bob", "llm", (400, 1600, 4 * 81920, 16 * 81920, 16, 64)),
+]
 
 
 class Command(BaseCommand):
@@ -34,13 +40,23 @@ class Command(BaseCommand):
             raise CommandError(f"cannot read {spec}: {exc}") from None
         with transaction.atomic():
             self._admin(data["admin_password"])
-            for slug, name in DEMO_TENANTS:
+            for slug, name, owner, project, amounts in DEMO_TENANTS:
                 if not Tenant.objects.filter(slug=slug).exists():
-                    tenant_create(actor=None, slug=slug, name=name)
+                    self._tenant(slug, name, owner, project, amounts, data["admin_password"])
             for item in data["pools"]:
                 if not Pool.objects.filter(name=item["name"]).exists():
                     pool_register(actor=None, **item)
         self.stdout.write("demo seeded: admin, %d tenants, %d pools" % (Tenant.objects.count(), Pool.objects.count()))
+
+    def _tenant(self, slug, name, owner, project, amounts, password):
+        tenant = tenant_create(actor=None, slug=slug, name=name)
+        membership_add(actor=None, tenant=tenant, username=owner, email=f"{owner}@example.com", role=Role.OWNER, password=password)
+        project_create(actor=None, tenant=tenant, slug=project, name=project.title())
+        g_units, l_units, g_mib, l_mib, g_slices, l_slices = amounts
+        quota_set(actor=None, tenant=tenant, project=None,
+                  guarantee_compute_units=g_units, limit_compute_units=l_units,
+                  guarantee_memory_mib=g_mib, limit_memory_mib=l_mib,
+                  guarantee_slices=g_slices, limit_slices=l_slices)
 
     def _admin(self, password):
         User = get_user_model()
