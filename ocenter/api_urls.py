@@ -3,7 +3,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import DefaultRouter
 
 from ocenter.api_views import AuditEntryViewSet
-from pools.api.views import AcceleratorViewSet, PoolViewSet
+from pools.api.views import AcceleratorViewSet, AllocationViewSet, PoolViewSet
 from tenants.api.views import ApiTokenViewSet, MembershipViewSet, ProjectViewSet, QuotaViewSet, TenantViewSet
 
 router = DefaultRouter(trailing_slash=False)
@@ -14,6 +14,7 @@ router.register("quotas", QuotaViewSet, basename="quota")
 router.register("tokens", ApiTokenViewSet, basename="token")
 router.register("pools", PoolViewSet, basename="pool")
 router.register("accelerators", AcceleratorViewSet, basename="accelerator")
+router.register("allocations", AllocationViewSet, basename="allocation")
 router.register("audit", AuditEntryViewSet, basename="audit")
 
 urlpatterns = [

@@ -8,11 +8,14 @@ not once per missed tick.
 """
 
 
+def _every(seconds: float, task: str) -> dict:
+    return {"task": task, "schedule": float(seconds), "options": {"expires": float(seconds)}}
+
+
 def beat_schedule(*, pool_sync_seconds: int) -> dict:
     return {
-        "sync-pools": {
-            "task": "pools.tasks.sync_pools",
-            "schedule": float(pool_sync_seconds),
-            "options": {"expires": float(pool_sync_seconds)},
-        },
+        "sync-pools": _every(pool_sync_seconds, "pools.tasks.sync_pools"),
+        "drain-queue": _every(5, "pools.tasks.drain_queue"),
+        "expire-leases": _every(10, "pools.tasks.expire_leases"),
+        "reconcile-pools": _every(60, "pools.tasks.reconcile_pools"),
     }

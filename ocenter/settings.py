@@ -200,7 +200,9 @@ OCENTER_AGENT_TIMEOUT = float(os.getenv("OCENTER_AGENT_TIMEOUT", "5"))
 # password validators): each refuses by raising ocenter.errors.Refused.
 OCENTER_ADMISSION_CHECKS = ["tenants.admission.quota_check"]
 # Where tenants learn what is held now: {tenant_id: [UsageRow]} (pools fills it).
-OCENTER_USAGE_SOURCE = ""
+OCENTER_USAGE_SOURCE = "pools.services.allocations.tenant_usage"
+# Called (dotted paths, keyword tenant_id=…) once a tenant is suspended.
+OCENTER_TENANT_SUSPENDED_HOOKS = ["pools.services.allocations.tenant_allocations_release"]
 
 CELERY_BEAT_SCHEDULE = beat_schedule(pool_sync_seconds=OCENTER_POOL_SYNC_SECONDS)
 

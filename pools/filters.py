@@ -2,7 +2,7 @@
 
 import django_filters
 
-from pools.models import Accelerator, Pool
+from pools.models import Accelerator, Allocation, Pool
 
 
 class PoolFilter(django_filters.FilterSet):
@@ -19,3 +19,13 @@ class AcceleratorFilter(django_filters.FilterSet):
     class Meta:
         model = Accelerator
         fields = ["pool", "node", "vendor", "model", "health", "present"]
+
+
+class AllocationFilter(django_filters.FilterSet):
+    tenant = django_filters.CharFilter(field_name="tenant__slug")
+    project = django_filters.UUIDFilter(field_name="project_id")
+    pool = django_filters.CharFilter(field_name="slices__pool__name", distinct=True)
+
+    class Meta:
+        model = Allocation
+        fields = ["tenant", "project", "pool", "state", "priority"]

@@ -2,8 +2,9 @@
 
 import uuid
 
+from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from ocenter.crypto import secretbox
 
@@ -33,6 +34,8 @@ class Pool(models.Model):
     backend = models.CharField(max_length=32, blank=True)
     agent_version = models.CharField(max_length=32, blank=True)
     inventory_generation = models.BigIntegerField(null=True, blank=True)
+    # Price weight for the "cheapest" placement policy (billing's price book refines it).
+    cost_weight = models.DecimalField(max_digits=8, decimal_places=4, default=1)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -91,12 +94,18 @@ class Accelerator(models.Model):
     health = models.CharField(max_length=16, choices=Health.choices, default=Health.HEALTHY)
     first_seen_at = models.DateTimeField(auto_now_add=True)
     gone_at = models.DateTimeField(null=True, blank=True)
+    # What oCenter has handed out on this GPU: changed only by conditional
+    # UPDATEs that keep them within the GPU (see services.allocations).
+    allocated_compute_units = models.PositiveSmallIntegerField(default=0)
+    allocated_memory_mib = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["pool", "node__name", "index"]
         constraints = [
             models.UniqueConstraint(fields=["pool", "uuid"], name="accelerator_unique_per_pool"),
             models.CheckConstraint(condition=Q(memory_mib__gt=0), name="accelerator_memory_positive"),
+            models.CheckConstraint(condition=Q(allocated_compute_units__lte=100), name="accelerator_units_within_gpu"),
+            models.CheckConstraint(condition=Q(allocated_memory_mib__lte=F("memory_mib")), name="accelerator_memory_within_gpu"),
             models.CheckConstraint(condition=Q(health__in=["healthy", "unhealthy"]), name="accelerator_health_valid"),
         ]
 
@@ -106,3 +115,130 @@ class Accelerator(models.Model):
     @property
     def is_gone(self) -> bool:
         return self.gone_at is not None
+
+
+class Allocation(models.Model):
+    """A tenant's request for ``count`` slices of GPU, and its life: queued → claiming → running → releasing → released.
+
+    ``preempted`` and ``failed`` are ends too. Every transition is recorded in
+    AllocationEvent. The slices it holds are Slice rows; while they hold
+    capacity, the GPUs' ``allocated_*`` counters include them.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "queued"
+        CLAIMING = "claiming", "claiming"
+        RUNNING = "running", "running"
+        RELEASING = "releasing", "releasing"
+        RELEASED = "released", "released"
+        PREEMPTED = "preempted", "preempted"
+        FAILED = "failed", "failed"
+
+    class Priority(models.TextChoices):
+        REALTIME = "realtime", "realtime"
+        INTERRUPTIBLE = "interruptible", "interruptible"
+        OFFLINE = "offline", "offline"
+
+    class Policy(models.TextChoices):
+        BINPACK = "binpack", "binpack"
+        SPREAD = "spread", "spread"
+        CHEAPEST = "cheapest", "cheapest"
+
+    ACTIVE_STATES = (State.CLAIMING, State.RUNNING, State.RELEASING)
+    ENDED_STATES = (State.RELEASED, State.PREEMPTED, State.FAILED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="allocations")
+    project = models.ForeignKey("tenants.Project", on_delete=models.PROTECT, related_name="allocations")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED, db_index=True)
+    priority = models.CharField(max_length=16, choices=Priority.choices, default=Priority.OFFLINE)
+    policy = models.CharField(max_length=16, choices=Policy.choices, default=Policy.BINPACK)
+    count = models.PositiveSmallIntegerField(default=1)
+    compute_units = models.PositiveSmallIntegerField()
+    memory_mib = models.PositiveIntegerField()
+    # Constraints on where it may land; empty: anywhere.
+    vendor = models.CharField(max_length=64, blank=True)
+    accelerator_model = models.CharField(max_length=64, blank=True)
+    pool_name = models.CharField(max_length=63, blank=True)
+    region = models.CharField(max_length=64, blank=True)
+    lease_seconds = models.PositiveIntegerField(null=True, blank=True)
+    labels = models.JSONField(default=dict, blank=True)
+    requeue_on_preempt = models.BooleanField(default=False)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    # Why it waits, failed or was preempted, in words for its owner.
+    reason = models.CharField(max_length=500, blank=True)
+    preempted_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="preempted")
+    requeued_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="requeued_as")
+    # Admitted beyond its tenant's guarantee: may be reclaimed by realtime work.
+    borrowed = models.BooleanField(default=False)
+    claim_attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+        indexes = [models.Index(fields=["tenant", "state"], name="allocation_tenant_state")]
+        constraints = [
+            models.CheckConstraint(condition=Q(compute_units__gte=1, compute_units__lte=100), name="allocation_units_1_100"),
+            models.CheckConstraint(condition=Q(memory_mib__gte=1), name="allocation_memory_positive"),
+            models.CheckConstraint(condition=Q(count__gte=1, count__lte=64), name="allocation_count_1_64"),
+            models.CheckConstraint(
+                condition=Q(state__in=["queued", "claiming", "running", "releasing", "released", "preempted", "failed"]),
+                name="allocation_state_valid",
+            ),
+            models.CheckConstraint(condition=Q(priority__in=["realtime", "interruptible", "offline"]), name="allocation_priority_valid"),
+            models.UniqueConstraint(
+                fields=["tenant", "idempotency_key"], condition=Q(idempotency_key__isnull=False), name="allocation_idempotency_key"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.count}×({self.compute_units}u, {self.memory_mib} MiB) {self.priority} [{self.state}]"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in self.ACTIVE_STATES
+
+
+class Slice(models.Model):
+    """One slice of one GPU held by an allocation. Its id is the claim id on the agent."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    allocation = models.ForeignKey(Allocation, on_delete=models.CASCADE, related_name="slices")
+    accelerator = models.ForeignKey(Accelerator, on_delete=models.PROTECT, related_name="slices")
+    pool = models.ForeignKey(Pool, on_delete=models.PROTECT, related_name="slices")
+    index = models.PositiveSmallIntegerField()
+    compute_units = models.PositiveSmallIntegerField()
+    memory_mib = models.PositiveIntegerField()
+    # True while it holds capacity on its GPU (claiming, running, releasing).
+    active = models.BooleanField(default=True)
+    env = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["allocation", "index"]
+        indexes = [models.Index(fields=["pool", "active"], name="slice_pool_active")]
+        constraints = [models.UniqueConstraint(fields=["allocation", "index"], name="slice_index_unique")]
+
+    def __str__(self):
+        return f"slice {self.index} of {self.allocation_id} on {self.accelerator_id}"
+
+
+class AllocationEvent(models.Model):
+    """One transition in an allocation's life: when, from what to what, by whom, why."""
+
+    allocation = models.ForeignKey(Allocation, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(auto_now_add=True)
+    from_state = models.CharField(max_length=16, blank=True)
+    to_state = models.CharField(max_length=16)
+    actor_label = models.CharField(max_length=150)
+    reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self):
+        return f"{self.from_state or '∅'} → {self.to_state}"

@@ -1,10 +1,13 @@
 """Reads of pools and their hardware, shaped for pages and the API."""
 
 from collections import defaultdict
+from datetime import timedelta
 
 from django.db.models import Count, Prefetch, Sum
+from django.utils import timezone
 
-from pools.models import Accelerator, Node, Pool
+from pools.models import Accelerator, Allocation, Node, Pool, Slice
+from pools.queueing import Waiting, dominant_share, order
 
 
 def pools_with_summary(pools=None) -> list[Pool]:
@@ -35,3 +38,72 @@ def pool_nodes(pool: Pool) -> list[Node]:
     gpus = Accelerator.objects.order_by("index")
     nodes = pool.nodes.prefetch_related(Prefetch("accelerators", queryset=gpus))
     return sorted(nodes, key=lambda n: (n.gone_at is not None, n.name))
+
+
+RECENT_USE_HALF_LIFE = timedelta(hours=1)
+
+
+def _fleet_totals() -> tuple[int, int]:
+    row = Accelerator.objects.filter(gone_at=None).aggregate(n=Count("id"), mib=Sum("memory_mib"))
+    return 100 * (row["n"] or 0), row["mib"] or 0
+
+
+def tenant_shares(now=None) -> dict:
+    """Each tenant's dominant share of the fleet: what it holds now plus a decaying memory of recent use."""
+    now = now or timezone.now()
+    total_units, total_mib = _fleet_totals()
+    held = (
+        Slice.objects.filter(active=True)
+        .values("allocation__tenant_id")
+        .annotate(units=Sum("compute_units"), mib=Sum("memory_mib"))
+        .order_by()
+    )
+    shares = {r["allocation__tenant_id"]: dominant_share(r["units"], r["mib"], total_units, total_mib) for r in held}
+    since = now - 6 * RECENT_USE_HALF_LIFE
+    recent = Allocation.objects.filter(ended_at__gte=since, started_at__isnull=False).values_list(
+        "tenant_id", "count", "compute_units", "memory_mib", "started_at", "ended_at"
+    )
+    half_life = RECENT_USE_HALF_LIFE.total_seconds()
+    for tenant_id, count, units, mib, started, ended in recent:
+        ran = min((ended - started).total_seconds(), half_life) / half_life
+        decay = 0.5 ** ((now - ended).total_seconds() / half_life)
+        shares[tenant_id] = shares.get(tenant_id, 0.0) + ran * decay * dominant_share(count * units, count * mib, total_units, total_mib)
+    return shares
+
+
+def queue_order(*, limit: int | None = None) -> list[Waiting]:
+    """Queued allocations in the order they will be tried (priority, fair share, age)."""
+    queued = Allocation.objects.filter(state=Allocation.State.QUEUED).order_by("created_at", "id")
+    if limit:
+        queued = queued[: limit * 4]
+    waiting = [
+        Waiting(a_id, tenant_id, priority, created.timestamp(), count * units, count * mib)
+        for a_id, tenant_id, priority, created, count, units, mib in queued.values_list(
+            "id", "tenant_id", "priority", "created_at", "count", "compute_units", "memory_mib"
+        )
+    ]
+    total_units, total_mib = _fleet_totals()
+    ordered = order(waiting, tenant_shares(), total_units=total_units, total_mib=total_mib)
+    return ordered[:limit] if limit else ordered
+
+
+def queue_positions() -> dict:
+    """``{allocation_id: position}`` (1 = next), for every queued allocation."""
+    return {w.id: i for i, w in enumerate(queue_order(), start=1)}
+
+
+def estimated_start(allocation: Allocation, position: int):
+    """A rough start time: when the ``position``-th running lease in reach ends; None when no lease ends."""
+    ends = (
+        Allocation.objects.filter(state=Allocation.State.RUNNING, expires_at__isnull=False)
+        .filter(**({"slices__pool__name": allocation.pool_name} if allocation.pool_name else {}))
+        .order_by("expires_at")
+        .values_list("expires_at", flat=True)
+        .distinct()[position - 1 : position]
+    )
+    return next(iter(ends), None)
+
+
+def allocations_for(access):
+    """The allocations this access may see."""
+    return access.scope(Allocation.objects.select_related("tenant", "project"))

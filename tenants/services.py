@@ -7,7 +7,9 @@ it raises a DomainError only for what depends on the state it locks.
 import secrets
 from datetime import datetime
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.utils.module_loading import import_string
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -40,6 +42,10 @@ def tenant_update(*, actor, tenant: Tenant, **fields) -> Tenant:
     if changes:
         tenant.save(update_fields=list(changes))
         audit_record(actor=actor, action="tenant.update", obj=tenant, tenant_id=tenant.id, changes=changes)
+    if changes.get("status", [None, None])[1] == Tenant.Status.SUSPENDED:
+        # Pools release what the tenant holds; tenants know nothing of pools, settings name the hooks.
+        for hook in settings.OCENTER_TENANT_SUSPENDED_HOOKS:
+            transaction.on_commit(lambda hook=hook: import_string(hook)(tenant_id=tenant.id, actor=actor))
     return tenant
 
 

@@ -1,6 +1,10 @@
+from datetime import datetime
+
 from rest_framework import serializers
 
-from pools.models import Accelerator, Pool
+from pools.models import Accelerator, Allocation, AllocationEvent, Pool, Slice
+from pools.selectors import estimated_start
+from tenants.models import Project
 
 
 class PoolSerializer(serializers.ModelSerializer):
@@ -31,3 +35,74 @@ class AcceleratorSerializer(serializers.ModelSerializer):
     class Meta:
         model = Accelerator
         fields = ["uuid", "pool", "node", "index", "vendor", "model", "memory_mib", "health", "first_seen_at", "gone_at"]
+
+
+class SliceSerializer(serializers.ModelSerializer):
+    pool = serializers.CharField(source="pool.name", read_only=True)
+    gpu_uuid = serializers.CharField(source="accelerator.uuid", read_only=True)
+    model = serializers.CharField(source="accelerator.model", read_only=True)
+
+    class Meta:
+        model = Slice
+        fields = ["id", "index", "pool", "gpu_uuid", "model", "compute_units", "memory_mib", "active", "env"]
+
+
+class AllocationEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AllocationEvent
+        fields = ["at", "from_state", "to_state", "actor_label", "reason"]
+
+
+class AllocationSerializer(serializers.ModelSerializer):
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    pool = serializers.CharField(source="pool_name", read_only=True)
+    slices = SliceSerializer(many=True, read_only=True)
+    queue_position = serializers.SerializerMethodField()
+    estimated_start = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Allocation
+        fields = ["id", "tenant", "project", "state", "reason", "priority", "policy", "count", "compute_units", "memory_mib",
+                  "vendor", "accelerator_model", "pool", "region", "lease_seconds", "labels", "requeue_on_preempt",
+                  "borrowed", "preempted_by", "requeued_from", "queue_position", "estimated_start", "slices",
+                  "created_at", "started_at", "expires_at", "ended_at"]
+
+    def get_queue_position(self, allocation) -> int | None:
+        if allocation.state != Allocation.State.QUEUED:
+            return None
+        return self.context.get("positions", {}).get(allocation.id)
+
+    def get_estimated_start(self, allocation) -> datetime | None:
+        position = self.get_queue_position(allocation)
+        if not position:
+            return None
+        return estimated_start(allocation, position)
+
+
+class AllocationRequestSerializer(serializers.Serializer):
+    project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.none())
+    count = serializers.IntegerField(min_value=1, max_value=64, default=1, help_text="slices, each on its own GPU")
+    compute_units = serializers.IntegerField(min_value=1, max_value=100, help_text="per slice; 100 = one whole GPU")
+    memory_mib = serializers.IntegerField(min_value=1, help_text="GPU memory per slice")
+    priority = serializers.ChoiceField(choices=Allocation.Priority.choices, default=Allocation.Priority.OFFLINE)
+    policy = serializers.ChoiceField(choices=Allocation.Policy.choices, default=Allocation.Policy.BINPACK)
+    vendor = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
+    accelerator_model = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
+    pool = serializers.CharField(required=False, allow_blank=True, default="", max_length=63)
+    region = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
+    lease_seconds = serializers.IntegerField(required=False, allow_null=True, min_value=60, max_value=90 * 86400, default=None)
+    labels = serializers.DictField(child=serializers.CharField(max_length=255), required=False, default=dict)
+    requeue_on_preempt = serializers.BooleanField(default=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None:
+            from tenants.access import Access
+
+            self.fields["project"].queryset = Access.of(request).scope(Project.objects.select_related("tenant"))
+
+    def validate_labels(self, labels):
+        if len(labels) > 32 or any(len(k) > 63 for k in labels):
+            raise serializers.ValidationError("at most 32 labels, keys of at most 63 characters.")
+        return labels

@@ -1,13 +1,27 @@
-"""Pools and their inventory, read-only: every tenant member may see what can be asked for."""
+"""Pools and their inventory (read-only: every tenant member may see what can be asked for), and allocations."""
 
 from django.core.exceptions import PermissionDenied
-from rest_framework import viewsets
+from django.db.models import Prefetch
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
 
-from pools.api.serializers import AcceleratorSerializer, PoolSerializer, StaffPoolSerializer
-from pools.filters import AcceleratorFilter, PoolFilter
-from pools.models import Accelerator, Pool
-from pools.selectors import pools_with_summary
-from tenants.access import Access
+from pools.api.serializers import (
+    AcceleratorSerializer,
+    AllocationEventSerializer,
+    AllocationRequestSerializer,
+    AllocationSerializer,
+    PoolSerializer,
+    StaffPoolSerializer,
+)
+from pools.filters import AcceleratorFilter, AllocationFilter, PoolFilter
+from pools.models import Accelerator, Allocation, Pool, Slice
+from pools.selectors import allocations_for, pools_with_summary, queue_positions
+from pools.services.allocations import allocation_release, allocation_request, check_request_shape
+from tenants.access import Access, require_role
+from tenants.models import Role
 
 
 class _InventoryReader(viewsets.ReadOnlyModelViewSet):
@@ -42,3 +56,58 @@ class AcceleratorViewSet(_InventoryReader):
     filterset_class = AcceleratorFilter
     lookup_field = "uuid"
     lookup_value_regex = "[^/]+"
+
+
+class AllocationViewSet(viewsets.ReadOnlyModelViewSet):
+    """Ask for GPU slices, watch them start, release them. ``Idempotency-Key`` makes a retried POST safe."""
+
+    serializer_class = AllocationSerializer
+    filterset_class = AllocationFilter
+    queryset = Allocation.objects.none()  # for the schema; get_queryset decides
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return self.queryset
+        return (
+            allocations_for(Access.of(self.request))
+            .prefetch_related(Prefetch("slices", queryset=Slice.objects.select_related("pool", "accelerator")))
+            .order_by("-created_at", "id")
+        )
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        if self.action in ("list", "retrieve", "create"):
+            context["positions"] = queue_positions()
+        return context
+
+    @extend_schema(request=AllocationRequestSerializer, responses={201: AllocationSerializer, 200: AllocationSerializer},
+                   parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)])
+    def create(self, request):
+        serializer = AllocationRequestSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        project = data.pop("project")
+        require_role(Access.of(request), project.tenant, Role.MEMBER, "Requesting GPU slices")
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not 1 <= len(key) <= 200:
+            raise ValidationError({"Idempotency-Key": ["must be 1 to 200 characters."]})
+        data["pool_name"] = data.pop("pool")
+        check_request_shape(**{k: data[k] for k in ("count", "compute_units", "memory_mib", "vendor", "accelerator_model", "pool_name", "region")})
+        allocation, created = allocation_request(actor=request.user, tenant=project.tenant, project=project, idempotency_key=key, **data)
+        body = AllocationSerializer(self.get_queryset().get(id=allocation.id), context=self.get_serializer_context()).data
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(responses={200: AllocationSerializer})
+    def destroy(self, request, pk=None):
+        """Release (idempotent: releasing a released allocation answers the same)."""
+        allocation = self.get_object()
+        require_role(Access.of(request), allocation.tenant, Role.MEMBER, "Releasing GPU slices")
+        allocation_release(actor=request.user, allocation=allocation)
+        return Response(AllocationSerializer(self.get_queryset().get(id=allocation.id), context=self.get_serializer_context()).data)
+
+    @extend_schema(responses={200: AllocationEventSerializer(many=True)})
+    @action(detail=True)
+    def events(self, request, pk=None):
+        """Every state change: when, from what to what, by whom, why."""
+        allocation = self.get_object()
+        return Response(AllocationEventSerializer(allocation.events.all(), many=True).data)

@@ -63,6 +63,11 @@ def pool_sync(*, pool_id) -> Pool:
 
         if old_status != status:
             log.info("pool %s: %s -> %s %s", pool.name, old_status, status, detail)
+            if old_status == Pool.Status.UNREACHABLE and status != Pool.Status.UNREACHABLE:
+                # Back from an outage: agree on who holds what before anything else.
+                from pools.tasks import reconcile_pool
+
+                transaction.on_commit(lambda: reconcile_pool.delay(str(pool_id)))
             audit_record(actor=None, action="pool.status", obj=pool, changes={"status": [old_status, status], "detail": detail})
         if any(counts.values()):
             audit_record(actor=None, action="pool.inventory", obj=pool, changes={**counts, "generation": pool.inventory_generation})

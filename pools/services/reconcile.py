@@ -1,0 +1,87 @@
+"""
+Reconciliation: make oCenter and one agent agree.
+
+- A claim on the agent that oCenter does not hold active is an orphan: released.
+- A running allocation whose claim the agent lost is failed, and its owner told.
+- A claiming allocation left by a crash is finished (all claims held) or undone.
+- A releasing allocation is released again until the agent confirms.
+
+Only allocations last changed before the agent was asked are judged, so work
+that moved on while we listened is never mistaken for lost.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from ocenter.errors import Refused
+from pools.agent_client import AgentClient, AgentError
+from pools.models import Allocation, Pool, Slice
+from pools.services.allocations import _finish_release, _free, _transition, allocation_claim
+
+log = logging.getLogger(__name__)
+State = Allocation.State
+# A claim younger than this may still be on its way to the agent.
+CLAIM_GRACE = timedelta(seconds=30)
+
+
+def pool_reconcile(*, pool_id) -> dict:
+    """Reconcile one pool; returns what was done. An unreachable agent is left for later."""
+    pool = Pool.objects.get(id=pool_id)
+    client = AgentClient.for_pool(pool)
+    asked_at = timezone.now()
+    try:
+        held = {c["id"]: c for c in client.allocations()}
+    except AgentError as exc:
+        return {"skipped": str(exc)}
+    counts = {"orphans_released": 0, "lost": 0, "finished": 0, "undone": 0, "released": 0}
+
+    known = {str(s.id): s for s in Slice.objects.filter(id__in=list(held)).only("id", "active")}
+    for claim_id in held:
+        if claim_id not in known or not known[claim_id].active:
+            try:
+                client.release(claim_id)
+                counts["orphans_released"] += 1
+            except AgentError:
+                log.warning("could not release orphan claim %s on %s", claim_id, pool.name)
+
+    allocations = (
+        Allocation.objects.filter(slices__pool=pool, slices__active=True, state__in=Allocation.ACTIVE_STATES, updated_at__lt=asked_at)
+        .distinct()
+        .prefetch_related("slices")
+    )
+    for allocation in allocations:
+        mine = [s for s in allocation.slices.all() if s.active and s.pool_id == pool.id]
+        missing = [s for s in mine if str(s.id) not in held]
+        if allocation.state == State.RUNNING and missing:
+            _fail(allocation, f"the agent of {pool.name} no longer holds slice {missing[0].index} ({missing[0].id})")
+            counts["lost"] += 1
+        elif allocation.state == State.CLAIMING and allocation.updated_at < asked_at - CLAIM_GRACE:
+            # A claim interrupted by a crash: try it again; claims are idempotent by id.
+            try:
+                allocation = allocation_claim(allocation_id=allocation.id)
+            except Refused:
+                pass
+            counts["finished" if allocation.state == State.RUNNING else "undone"] += 1
+        elif allocation.state == State.RELEASING:
+            final = State.PREEMPTED if allocation.preempted_by_id else State.RELEASED
+            if _finish_release(allocation, final_state=final, actor=None).state == final:
+                counts["released"] += 1
+    return counts
+
+
+def _fail(allocation: Allocation, reason: str):
+    """The agent lost it: release what is left of it elsewhere, free the room, tell the owner."""
+    for s in allocation.slices.select_related("pool").filter(active=True):
+        try:
+            AgentClient.for_pool(s.pool).release(s.id)
+        except AgentError:
+            pass  # the next reconcile of that pool will see an orphan
+    with transaction.atomic():
+        allocation = Allocation.objects.select_for_update(of=("self",)).get(id=allocation.id)
+        if allocation.state not in Allocation.ACTIVE_STATES:
+            return
+        _free(list(allocation.slices.filter(active=True)))
+        _transition(allocation, State.FAILED, actor=None, audit=True, reason=reason, ended_at=timezone.now())
