@@ -15,6 +15,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
+from pools.models import Accelerator, Allocation, Node, Pool
 from tenants.models import ApiToken, Membership, Project, Quota, Role, Tenant
 from tenants.services import token_create
 
@@ -43,15 +44,29 @@ def _build(name: str, users: dict) -> dict:
     amounts = dict(guarantee_compute_units=100, limit_compute_units=200, guarantee_memory_mib=1000, limit_memory_mib=2000,
                    guarantee_slices=4, limit_slices=8)
     quota = Quota.objects.create(tenant=tenant, **amounts)
-    project_quota = Quota.objects.create(tenant=tenant, project=project, guarantee_compute_units=10, limit_compute_units=20)
+    project_quota = Quota.objects.create(tenant=tenant, project=project, guarantee_compute_units=10, limit_compute_units=20,
+                                         limit_memory_mib=1000, limit_slices=2)
     owner_token, _ = token_create(actor=None, user=users[f"owner-{name}"], tenant=tenant, name="owner's")
-    return {"tenant": tenant, "project": project, "quota": quota, "project_quota": project_quota,
-            "membership": Membership.objects.get(tenant=tenant, role="viewer"), "owner_token": owner_token}
+    allocation = Allocation.objects.create(tenant=tenant, project=project, compute_units=10, memory_mib=100)
+    spare = Project.objects.create(tenant=tenant, slug="spare", name="Spare")
+    return {"tenant": tenant, "project": project, "spare_project": spare, "quota": quota, "project_quota": project_quota,
+            "membership": Membership.objects.get(tenant=tenant, role="viewer"), "owner_token": owner_token,
+            "allocation": allocation}
+
+
+def _full_pool():
+    """A live pool whose one GPU is full: a request is admitted and waits, no agent is called."""
+    pool = Pool.objects.create(name="full", region="r", agent_url="http://127.0.0.1:9", token_ciphertext="-",
+                               status=Pool.Status.HEALTHY)
+    node = Node.objects.create(pool=pool, name="n1")
+    Accelerator.objects.create(pool=pool, node=node, uuid="GPU-full", index=0, vendor="NVIDIA", model="A100",
+                               memory_mib=81920, allocated_compute_units=100, allocated_memory_mib=81920)
 
 
 @pytest.fixture
 def world(db):
     users = {}
+    _full_pool()
     a, b = _build("a", users), _build("b", users)
     users["staff"] = get_user_model().objects.create_user("staff", password="pw-0123456789", is_staff=True)
     users["outsider"] = get_user_model().objects.create_user("outsider", password="pw-0123456789")
@@ -144,7 +159,7 @@ OPS = [
     Op("read project", "get", lambda w: f"/api/v1/projects/{w['project'].id}", None, read),
     Op("create project", "post", lambda w: "/api/v1/projects", lambda w: {"tenant": w["tenant"].slug, "slug": "q", "name": "Q"}, create_in("admin")),
     Op("change project", "patch", lambda w: f"/api/v1/projects/{w['project'].id}", lambda w: {"name": "P2"}, write("admin")),
-    Op("delete project", "delete", lambda w: f"/api/v1/projects/{w['project'].id}", None, write("admin", ok=204)),
+    Op("delete project", "delete", lambda w: f"/api/v1/projects/{w['spare_project'].id}", None, write("admin", ok=204)),
     Op("list members", "get", lambda w: "/api/v1/memberships", None, anyone),
     Op("read member", "get", lambda w: f"/api/v1/memberships/{w['membership'].id}", None, read),
     Op("add member", "post", lambda w: "/api/v1/memberships",
@@ -163,6 +178,11 @@ OPS = [
     Op("read owner's token", "get", lambda w: f"/api/v1/tokens/{w['owner_token'].id}", None, own_token),
     Op("create token", "post", lambda w: "/api/v1/tokens", lambda w: {"tenant": w["tenant"].slug, "name": "t"}, create_in("viewer")),
     Op("revoke owner's token", "post", lambda w: f"/api/v1/tokens/{w['owner_token'].id}/revoke", None, own_token),
+    Op("list allocations", "get", lambda w: "/api/v1/allocations", None, anyone),
+    Op("read allocation", "get", lambda w: f"/api/v1/allocations/{w['allocation'].id}", None, read),
+    Op("request allocation", "post", lambda w: "/api/v1/allocations",
+       lambda w: {"project": str(w["project"].id), "compute_units": 10, "memory_mib": 100}, create_in("member")),
+    Op("release allocation", "delete", lambda w: f"/api/v1/allocations/{w['allocation'].id}", None, write("member")),
     Op("read audit log", "get", lambda w: "/api/v1/audit", None, admins_only),
     Op("list pools", "get", lambda w: "/api/v1/pools", None, members_only),
     Op("list accelerators", "get", lambda w: "/api/v1/accelerators", None, members_only),

@@ -1,0 +1,123 @@
+"""Requesting, releasing and reading allocations through the API, against a real agent."""
+
+import pytest
+
+from ocenter.models import AuditEntry
+from pools.models import Accelerator, Allocation
+
+pytestmark = pytest.mark.django_db
+
+
+def _ask(client, project, **body):
+    return client.post("/api/v1/allocations", {"project": str(project.id), "compute_units": 25, "memory_mib": 10240, **body},
+                       format="json", **body.pop("headers", {}))
+
+
+def test_request_runs_on_the_agent_and_release_frees_it(fleet):
+    tenant, project, user, client = fleet.tenant("acme")
+    response = _ask(client, project, labels={"job": "train"})
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["state"] == "running" and body["tenant"] == "acme"
+    (slice_,) = body["slices"]
+    assert slice_["env"]["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "25"
+    assert [c["id"] for c in fleet.claims()] == [slice_["id"]]
+    gpu = Accelerator.objects.get(uuid=slice_["gpu_uuid"])
+    assert (gpu.allocated_compute_units, gpu.allocated_memory_mib) == (25, 10240)
+
+    released = client.delete(f"/api/v1/allocations/{body['id']}")
+    assert released.status_code == 200 and released.json()["state"] == "released"
+    assert fleet.claims() == []
+    gpu.refresh_from_db()
+    assert (gpu.allocated_compute_units, gpu.allocated_memory_mib) == (0, 0)
+    again = client.delete(f"/api/v1/allocations/{body['id']}")
+    assert again.status_code == 200 and again.json()["state"] == "released"
+    history = client.get(f"/api/v1/allocations/{body['id']}/events").json()
+    assert [(e["from_state"], e["to_state"]) for e in history] == [
+        ("", "queued"), ("queued", "claiming"), ("claiming", "running"), ("running", "releasing"), ("releasing", "released")
+    ]
+    assert AuditEntry.objects.filter(action="allocation.request", actor=user).exists()
+
+
+def test_idempotency_key_returns_the_first_allocation(fleet):
+    tenant, project, user, client = fleet.tenant("acme")
+    first = _ask(client, project, headers={"HTTP_IDEMPOTENCY_KEY": "job-42"})
+    second = _ask(client, project, headers={"HTTP_IDEMPOTENCY_KEY": "job-42"})
+    assert first.status_code == 201 and second.status_code == 200
+    assert first.json()["id"] == second.json()["id"]
+    assert Allocation.objects.count() == 1 and len(fleet.claims()) == 1
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"compute_units": 0}, "compute_units"),
+        ({"compute_units": 101}, "compute_units"),
+        ({"memory_mib": 81921}, "memory_mib"),
+        ({"accelerator_model": "B200"}, "accelerator_model"),
+        ({"pool": "nowhere"}, "pool"),
+        ({"count": 3}, "count"),
+        ({"priority": "urgent"}, "priority"),
+        ({"lease_seconds": 5}, "lease_seconds"),
+    ],
+)
+def test_bad_requests_name_the_field_and_store_nothing(fleet, body, field):
+    tenant, project, user, client = fleet.tenant("acme")
+    response = _ask(client, project, **body)
+    assert response.status_code == 400, response.json()
+    assert response["Content-Type"] == "application/problem+json"
+    assert field in response.json()["errors"]
+    assert not Allocation.objects.exists() and fleet.claims() == []
+
+
+def test_another_tenants_project_is_not_there(fleet):
+    _, other_project, _, _ = fleet.tenant("globex")
+    _, _, _, client = fleet.tenant("acme")
+    response = _ask(client, other_project)
+    assert response.status_code == 400 and "project" in response.json()["errors"]
+    assert not Allocation.objects.exists()
+
+
+def test_viewers_cannot_request(fleet):
+    from tenants.models import Role
+
+    _, project, _, client = fleet.tenant("acme", role=Role.VIEWER)
+    assert _ask(client, project).status_code == 403
+
+
+def test_over_quota_is_refused_naming_the_limit(fleet):
+    quota = dict(guarantee_compute_units=0, limit_compute_units=30, guarantee_memory_mib=0, limit_memory_mib=10**6,
+                 guarantee_slices=0, limit_slices=10)
+    _, project, _, client = fleet.tenant("acme", quota=quota)
+    assert _ask(client, project, compute_units=20).status_code == 201
+    assert _ask(client, project, compute_units=10).status_code == 201  # 20 + 10 == 30: integers, exactly
+    refused = _ask(client, project, compute_units=1)
+    assert refused.status_code == 403
+    body = refused.json()
+    assert (body["limit"], body["used"], body["asked"], body["dimension"]) == (30, 30, 1, "compute_units")
+    assert Allocation.objects.count() == 2
+
+
+def test_no_room_waits_in_the_queue_and_starts_when_room_frees(fleet, django_capture_on_commit_callbacks):
+    _, project, _, client = fleet.tenant("acme")
+    running = [_ask(client, project, compute_units=100, memory_mib=1000).json() for _ in range(2)]
+    assert [r["state"] for r in running] == ["running", "running"]
+    waiting = _ask(client, project, compute_units=100, memory_mib=1000).json()
+    assert waiting["state"] == "queued" and waiting["queue_position"] == 1
+    assert "waiting for room" in waiting["reason"]
+    with django_capture_on_commit_callbacks(execute=True):
+        client.delete(f"/api/v1/allocations/{running[0]['id']}")
+    started = client.get(f"/api/v1/allocations/{waiting['id']}").json()
+    assert started["state"] == "running" and started["queue_position"] is None
+
+
+def test_lists_filter_and_other_tenants_allocations_are_404(fleet):
+    _, acme_project, _, acme = fleet.tenant("acme")
+    _, globex_project, _, globex = fleet.tenant("globex")
+    mine = _ask(acme, acme_project).json()
+    theirs = _ask(globex, globex_project).json()
+    assert [a["id"] for a in acme.get("/api/v1/allocations").json()["results"]] == [mine["id"]]
+    assert acme.get(f"/api/v1/allocations/{theirs['id']}").status_code == 404
+    assert acme.delete(f"/api/v1/allocations/{theirs['id']}").status_code == 404
+    assert acme.get("/api/v1/allocations?state=queued").json()["count"] == 0
+    assert acme.get("/api/v1/allocations?state=running&pool=bj").json()["count"] == 1
