@@ -221,7 +221,8 @@ class Slice(models.Model):
     class Meta:
         ordering = ["allocation", "index"]
         indexes = [models.Index(fields=["pool", "active"], name="slice_pool_active")]
-        constraints = [models.UniqueConstraint(fields=["allocation", "index"], name="slice_index_unique")]
+        # A slice given up (its claim refused) stays for the record; its index is reused.
+        constraints = [models.UniqueConstraint(fields=["allocation", "index"], condition=Q(active=True), name="slice_index_unique")]
 
     def __str__(self):
         return f"slice {self.index} of {self.allocation_id} on {self.accelerator_id}"
