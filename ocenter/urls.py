@@ -10,7 +10,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("console/pools/", include("pools.urls")),
+    path("", include("pools.urls")),
     path("console/tenants/", tenant_views.tenant_list, name="console-tenants"),
     path("console/audit/", views.audit_log, name="console-audit"),
     path("t/", include("tenants.urls")),

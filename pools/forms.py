@@ -3,7 +3,7 @@
 from django import forms
 from django.core.validators import URLValidator
 
-from pools.models import Pool
+from pools.models import Accelerator, Allocation, Pool
 
 
 class PoolRegisterForm(forms.Form):
@@ -34,3 +34,26 @@ class PoolRegisterForm(forms.Form):
 
     def clean_agent_url(self):
         return self.cleaned_data["agent_url"].rstrip("/")
+
+
+class AllocationRequestForm(forms.Form):
+    """The portal's request form; the API's serializer checks the same."""
+
+    project = forms.ModelChoiceField(queryset=None)
+    count = forms.IntegerField(min_value=1, max_value=64, initial=1, help_text="Slices, each on its own GPU.")
+    compute_units = forms.IntegerField(min_value=1, max_value=100, initial=25, help_text="Per slice; 100 = a whole GPU.")
+    memory_mib = forms.IntegerField(min_value=1, initial=16384, label="Memory (MiB)", help_text="GPU memory per slice.")
+    priority = forms.ChoiceField(choices=Allocation.Priority.choices, initial=Allocation.Priority.OFFLINE,
+                                 help_text="realtime must fit your guarantee; interruptible and offline may borrow and can be reclaimed.")
+    accelerator_model = forms.ChoiceField(required=False, label="Model")
+    pool_name = forms.ChoiceField(required=False, label="Pool")
+    lease_seconds = forms.IntegerField(required=False, min_value=60, max_value=90 * 86400, label="Lease (seconds)",
+                                       help_text="Released when it ends; empty: until you release it.")
+    requeue_on_preempt = forms.BooleanField(required=False, label="Requeue if preempted")
+
+    def __init__(self, *args, tenant, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["project"].queryset = tenant.projects.order_by("slug")
+        models = sorted(set(Accelerator.objects.filter(gone_at=None).values_list("model", flat=True)))
+        self.fields["accelerator_model"].choices = [("", "any"), *((m, m) for m in models)]
+        self.fields["pool_name"].choices = [("", "any"), *((p, p) for p in Pool.objects.values_list("name", flat=True))]

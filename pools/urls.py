@@ -5,8 +5,11 @@ from pools import views
 app_name = "pools"
 
 urlpatterns = [
-    path("", views.pool_list, name="list"),
-    path("new/", views.pool_new, name="new"),
-    path("<uuid:pool_id>/", views.pool_detail, name="detail"),
-    path("<uuid:pool_id>/sync/", views.pool_sync_now, name="sync"),
+    path("console/pools/", views.pool_list, name="list"),
+    path("console/pools/new/", views.pool_new, name="new"),
+    path("console/pools/<uuid:pool_id>/", views.pool_detail, name="detail"),
+    path("console/pools/<uuid:pool_id>/sync/", views.pool_sync_now, name="sync"),
+    path("console/allocations/", views.allocation_list, name="allocations"),
+    path("allocations/<uuid:allocation_id>/release/", views.allocation_release_view, name="allocation_release"),
+    path("t/<slug:slug>/allocations/", views.tenant_allocations, name="tenant_allocations"),
 ]

@@ -1,16 +1,23 @@
-"""Console pages for pools (staff only)."""
+"""Pages for pools (console, staff only) and allocations (console and portal)."""
 
 from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from ocenter.access import staff_required
-from pools.forms import PoolRegisterForm
-from pools.models import Pool
-from pools.selectors import pool_nodes, pools_with_summary
+from ocenter.errors import DomainError
+from pools.forms import AllocationRequestForm, PoolRegisterForm
+from pools.models import Allocation, Pool
+from pools.selectors import allocations_for, pool_nodes, pools_with_summary, queue_positions
+from pools.services.allocations import allocation_release, allocation_request, check_request_shape
 from pools.services.pools import pool_register
 from pools.services.sync import pool_sync
+from tenants.access import Access, get_tenant_for, require_role
+from tenants.models import Role
 
 
 def _get_pool_for_staff(pool_id) -> Pool:
@@ -46,3 +53,60 @@ def pool_sync_now(request, pool_id):
     pool = pool_sync(pool_id=_get_pool_for_staff(pool_id).id)
     messages.info(request, f"Synced {pool.name}: {pool.status}.")
     return redirect("pools:detail", pool_id=pool.id)
+
+
+def _allocation_page(request, allocations, *, tenant=None, form=None):
+    page = Paginator(allocations.prefetch_related("slices__pool").order_by("-created_at", "id"), 50).get_page(request.GET.get("page"))
+    positions = queue_positions()
+    for allocation in page:
+        allocation.position = positions.get(allocation.id)
+    return render(request, "pools/allocation_list.html", {"page": page, "tenant": tenant, "form": form,
+                                                          "states": Allocation.State.choices, "state": request.GET.get("state", "")})
+
+
+@staff_required
+def allocation_list(request):
+    """Every allocation, newest first, filterable by state."""
+    allocations = Allocation.objects.select_related("tenant", "project")
+    if request.GET.get("state"):
+        allocations = allocations.filter(state=request.GET["state"])
+    return _allocation_page(request, allocations)
+
+
+@login_required
+def tenant_allocations(request, slug):
+    """A tenant's allocations and the form to ask for more."""
+    access = Access.of(request)
+    tenant = get_tenant_for(access, slug)
+    form = AllocationRequestForm(request.POST or None, tenant=tenant)
+    if request.method == "POST":
+        require_role(access, tenant, Role.MEMBER, "Requesting GPU slices")
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                check_request_shape(**{k: data[k] for k in ("count", "compute_units", "memory_mib", "accelerator_model", "pool_name")},
+                                    vendor="", region="")
+                allocation, _ = allocation_request(actor=request.user, tenant=tenant, **data)
+            except DomainError as exc:
+                form.add_error(exc.field if exc.field in form.fields else None, exc.detail)
+            else:
+                messages.success(request, f"Allocation {str(allocation.id)[:8]} is {allocation.state}. {allocation.reason}")
+                return redirect("pools:tenant_allocations", slug=tenant.slug)
+    allocations = allocations_for(access).filter(tenant=tenant)
+    if request.GET.get("state"):
+        allocations = allocations.filter(state=request.GET["state"])
+    return _allocation_page(request, allocations, tenant=tenant, form=form)
+
+
+@login_required
+@require_POST
+def allocation_release_view(request, allocation_id):
+    access = Access.of(request)
+    allocation = get_object_or_404(allocations_for(access), id=allocation_id)
+    require_role(access, allocation.tenant, Role.MEMBER, "Releasing GPU slices")
+    allocation = allocation_release(actor=request.user, allocation=allocation)
+    messages.success(request, f"Allocation {str(allocation.id)[:8]} is {allocation.state}.")
+    back = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        return redirect(back)
+    return redirect("pools:tenant_allocations", slug=allocation.tenant.slug)

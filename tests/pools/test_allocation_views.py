@@ -1,0 +1,51 @@
+"""Allocation pages: the portal's request form and list, the console's list."""
+
+import pytest
+from django.urls import reverse
+
+from pools.models import Allocation
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_member_requests_and_releases_from_the_portal(client, fleet):
+    tenant, project, user, _ = fleet.tenant("acme")
+    client.force_login(user)
+    url = reverse("pools:tenant_allocations", args=["acme"])
+    response = client.post(url, {"project": project.id, "count": 1, "compute_units": 50, "memory_mib": 2048, "priority": "offline"}, follow=True)
+    allocation = Allocation.objects.get()
+    assert allocation.state == Allocation.State.RUNNING
+    page = response.content.decode()
+    assert f"allocation-{allocation.id}" in page and "running" in page
+    client.post(reverse("pools:allocation_release", args=[allocation.id]), {"next": url})
+    allocation.refresh_from_db()
+    assert allocation.state == Allocation.State.RELEASED and fleet.claims() == []
+
+
+def test_bad_form_input_is_shown_and_nothing_is_stored(client, fleet):
+    tenant, project, user, _ = fleet.tenant("acme")
+    client.force_login(user)
+    response = client.post(reverse("pools:tenant_allocations", args=["acme"]),
+                           {"project": project.id, "count": 1, "compute_units": 50, "memory_mib": 999999, "priority": "offline"})
+    assert "more than any matching GPU has" in response.content.decode()
+    assert not Allocation.objects.exists()
+
+
+def test_other_tenants_pages_and_allocations_are_out_of_reach(client, fleet):
+    _, _, _, _ = fleet.tenant("globex")
+    _, g_project, g_user, g_api = fleet.tenant("globex2")
+    theirs = g_api.post("/api/v1/allocations", {"project": str(g_project.id), "compute_units": 10, "memory_mib": 10}, format="json").json()
+    _, _, user, _ = fleet.tenant("acme")
+    client.force_login(user)
+    assert client.get(reverse("pools:tenant_allocations", args=["globex2"])).status_code == 404
+    assert client.post(reverse("pools:allocation_release", args=[theirs["id"]])).status_code == 404
+    assert Allocation.objects.get(id=theirs["id"]).state == Allocation.State.RUNNING
+    assert client.get(reverse("pools:allocations")).status_code == 403
+
+
+def test_staff_see_every_allocation(client, fleet, staff):
+    _, project, _, api = fleet.tenant("acme")
+    api.post("/api/v1/allocations", {"project": str(project.id), "compute_units": 10, "memory_mib": 10}, format="json")
+    client.force_login(staff)
+    page = client.get(reverse("pools:allocations")).content.decode()
+    assert "acme" in page and "running" in page
