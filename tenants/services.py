@@ -23,6 +23,18 @@ def _values(obj, fields) -> dict:
     return {f: getattr(obj, f) for f in fields}
 
 
+def _update(obj, fields: dict, *, actor, action: str, tenant_id) -> dict:
+    """Set ``fields`` on ``obj``; save and audit only what changed. Returns the changes."""
+    before = _values(obj, fields)
+    for name, value in fields.items():
+        setattr(obj, name, value)
+    changes = field_changes(before, fields)
+    if changes:
+        obj.save(update_fields=list(changes))
+        audit_record(actor=actor, action=action, obj=obj, tenant_id=tenant_id, changes=changes)
+    return changes
+
+
 @transaction.atomic
 def tenant_create(*, actor, slug: str, name: str) -> Tenant:
     """Create a tenant and record it in the audit log."""
@@ -35,13 +47,7 @@ def tenant_create(*, actor, slug: str, name: str) -> Tenant:
 def tenant_update(*, actor, tenant: Tenant, **fields) -> Tenant:
     """Change a tenant's name or status (suspend, reactivate)."""
     tenant = Tenant.objects.select_for_update(of=("self",)).get(id=tenant.id)
-    before = _values(tenant, fields)
-    for name, value in fields.items():
-        setattr(tenant, name, value)
-    changes = field_changes(before, fields)
-    if changes:
-        tenant.save(update_fields=list(changes))
-        audit_record(actor=actor, action="tenant.update", obj=tenant, tenant_id=tenant.id, changes=changes)
+    changes = _update(tenant, fields, actor=actor, action="tenant.update", tenant_id=tenant.id)
     if changes.get("status", [None, None])[1] == Tenant.Status.SUSPENDED:
         # Pools release what the tenant holds; tenants know nothing of pools, settings name the hooks.
         for hook in settings.OCENTER_TENANT_SUSPENDED_HOOKS:
@@ -61,13 +67,7 @@ def project_create(*, actor, tenant: Tenant, slug: str, name: str, description: 
 @transaction.atomic
 def project_update(*, actor, project: Project, **fields) -> Project:
     """Rename or re-describe a project."""
-    before = _values(project, fields)
-    for name, value in fields.items():
-        setattr(project, name, value)
-    changes = field_changes(before, fields)
-    if changes:
-        project.save(update_fields=list(changes))
-        audit_record(actor=actor, action="project.update", obj=project, tenant_id=project.tenant_id, changes=changes)
+    _update(project, fields, actor=actor, action="project.update", tenant_id=project.tenant_id)
     return project
 
 

@@ -109,12 +109,11 @@ def project_new(request, slug):
 
 
 @login_required
+@require_POST
 @never_cache
 def member_new(request, slug):
     access, tenant = _act(request, slug, Role.ADMIN, "Adding a member")
-    form = MemberForm(request.POST or None)
-    if request.method != "POST":
-        return _back(tenant)
+    form = MemberForm(request.POST)
     if not form.is_valid():
         messages.error(request, f"Member not added. {_form_errors(form)}")
         return _back(tenant)
@@ -188,12 +187,11 @@ def quota_set(request, slug):
 
 
 @login_required
+@require_POST
 @never_cache
 def token_new(request, slug):
     access, tenant = _act(request, slug, Role.VIEWER, "Creating a token")
-    form = TokenForm(request.POST or None)
-    if request.method != "POST":
-        return _back(tenant)
+    form = TokenForm(request.POST)
     if not form.is_valid():
         messages.error(request, f"Token not created. {_form_errors(form)}")
         return _back(tenant)
