@@ -39,7 +39,7 @@ class PoolRegisterForm(forms.Form):
 class AllocationRequestForm(forms.Form):
     """The portal's request form; the API's serializer checks the same."""
 
-    project = forms.ModelChoiceField(queryset=None)
+    project = forms.ModelChoiceField(queryset=None, empty_label=None)
     count = forms.IntegerField(min_value=1, max_value=64, initial=1, help_text="Slices, each on its own GPU.")
     compute_units = forms.IntegerField(min_value=1, max_value=100, initial=25, help_text="Per slice; 100 = a whole GPU.")
     memory_mib = forms.IntegerField(min_value=1, initial=16384, label="Memory (MiB)", help_text="GPU memory per slice.")

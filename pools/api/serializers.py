@@ -59,18 +59,22 @@ class AllocationSerializer(serializers.ModelSerializer):
     slices = SliceSerializer(many=True, read_only=True)
     queue_position = serializers.SerializerMethodField()
     estimated_start = serializers.SerializerMethodField()
+    unreachable_pools = serializers.SerializerMethodField(help_text="pools holding its slices that oCenter cannot reach now")
 
     class Meta:
         model = Allocation
         fields = ["id", "tenant", "project", "state", "reason", "priority", "policy", "count", "compute_units", "memory_mib",
                   "vendor", "accelerator_model", "pool", "region", "lease_seconds", "labels", "requeue_on_preempt",
-                  "borrowed", "preempted_by", "requeued_from", "queue_position", "estimated_start", "slices",
+                  "borrowed", "preempted_by", "requeued_from", "queue_position", "estimated_start", "unreachable_pools", "slices",
                   "created_at", "started_at", "expires_at", "ended_at"]
 
     def get_queue_position(self, allocation) -> int | None:
         if allocation.state != Allocation.State.QUEUED:
             return None
         return self.context.get("positions", {}).get(allocation.id)
+
+    def get_unreachable_pools(self, allocation) -> list[str]:
+        return sorted({s.pool.name for s in allocation.slices.all() if s.active and s.pool.status == Pool.Status.UNREACHABLE})
 
     def get_estimated_start(self, allocation) -> datetime | None:
         position = self.get_queue_position(allocation)

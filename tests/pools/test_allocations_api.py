@@ -39,6 +39,17 @@ def test_request_runs_on_the_agent_and_release_frees_it(fleet):
     assert AuditEntry.objects.filter(action="allocation.request", actor=user).exists()
 
 
+def test_allocations_on_an_unreachable_pool_are_kept_and_flagged(fleet):
+    from pools.services.sync import pool_sync
+
+    _, project, _, client = fleet.tenant("acme")
+    allocation = _ask(client, project).json()
+    fleet.agent.stop()
+    pool_sync(pool_id=fleet.pool.id)
+    seen = client.get(f"/api/v1/allocations/{allocation['id']}").json()
+    assert seen["state"] == "running" and seen["unreachable_pools"] == ["bj"]
+
+
 def test_idempotency_key_returns_the_first_allocation(fleet):
     tenant, project, user, client = fleet.tenant("acme")
     first = _ask(client, project, headers={"HTTP_IDEMPOTENCY_KEY": "job-42"})
