@@ -18,4 +18,5 @@ def beat_schedule(*, pool_sync_seconds: int) -> dict:
         "drain-queue": _every(5, "pools.tasks.drain_queue"),
         "expire-leases": _every(10, "pools.tasks.expire_leases"),
         "reconcile-pools": _every(60, "pools.tasks.reconcile_pools"),
+        "meter-usage": _every(60, "billing.tasks.meter_usage"),
     }

@@ -198,11 +198,16 @@ OCENTER_AGENT_TIMEOUT = float(os.getenv("OCENTER_AGENT_TIMEOUT", "5"))
 
 # Admission checks run, in order, on every allocation request (like Django's
 # password validators): each refuses by raising ocenter.errors.Refused.
-OCENTER_ADMISSION_CHECKS = ["tenants.admission.quota_check"]
+OCENTER_ADMISSION_CHECKS = ["tenants.admission.quota_check", "billing.admission.budget_check"]
 # Where tenants learn what is held now: {tenant_id: [UsageRow]} (pools fills it).
 OCENTER_USAGE_SOURCE = "pools.services.allocations.tenant_usage"
 # Called (dotted paths, keyword tenant_id=…) once a tenant is suspended.
 OCENTER_TENANT_SUSPENDED_HOOKS = ["pools.services.allocations.tenant_allocations_release"]
+
+# Money is Decimal in one currency (ISO 4217).
+OCENTER_CURRENCY = os.getenv("OCENTER_CURRENCY", "CNY")
+EMAIL_BACKEND = os.getenv("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend")
+DEFAULT_FROM_EMAIL = os.getenv("DEFAULT_FROM_EMAIL", "ocenter@localhost")
 
 CELERY_BEAT_SCHEDULE = beat_schedule(pool_sync_seconds=OCENTER_POOL_SYNC_SECONDS)
 

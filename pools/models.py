@@ -217,6 +217,8 @@ class Slice(models.Model):
     # True while it holds capacity on its GPU (claiming, running, releasing).
     active = models.BooleanField(default=True)
     env = models.JSONField(default=dict, blank=True)
+    # When its allocation first ran with it: a slice given up before that never ran, and is never billed.
+    started_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["allocation", "index"]

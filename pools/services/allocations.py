@@ -352,10 +352,11 @@ def allocation_claim(*, allocation_id, actor=None) -> Allocation:
         with transaction.atomic():
             allocation = Allocation.objects.select_for_update(of=("self",)).get(id=allocation_id)
             if allocation.state == State.CLAIMING:
+                now = timezone.now()
                 for s in slices:
                     s.env = envs[s.id]
-                Slice.objects.bulk_update(slices, ["env"])
-                now = timezone.now()
+                    s.started_at = s.started_at or now
+                Slice.objects.bulk_update(slices, ["env", "started_at"])
                 expires = now + timedelta(seconds=allocation.lease_seconds) if allocation.lease_seconds else None
                 _transition(allocation, State.RUNNING, actor=actor, reason="all slices claimed", started_at=now, expires_at=expires)
         return allocation

@@ -1,0 +1,315 @@
+"""
+Metering, budgets and statements. Each runs in transactions that write
+their rows, their audit entries and their events together.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import DecimalField, F, Max, Q, Sum
+from django.utils import timezone
+
+from billing.models import Adjustment, Budget, BudgetAlert, Notification, Price, Statement, StatementLine, UsageRecord
+from billing.rating import amount, cut, midnights, month_start, next_month, seconds_between, to_cents
+from ocenter.audit import audit_record
+from ocenter.errors import Conflict, DomainError
+from ocenter.events import STAFF_GROUP, publish_on_commit, tenant_group
+from pools.models import Allocation, AllocationEvent, Slice
+from pools.services.allocations import allocation_release
+from tenants.models import Membership, Role
+
+log = logging.getLogger(__name__)
+State = Allocation.State
+
+
+def _tz():
+    return ZoneInfo(settings.TIME_ZONE)
+
+
+# --- price book ----------------------------------------------------------------
+
+class PriceBook:
+    """Every price, to look up the one in effect for a pool, model and class at a moment."""
+
+    def __init__(self, prices=None):
+        self.prices = list(prices if prices is not None else Price.objects.all())
+
+    def at(self, pool_name: str, accelerator_model: str, priority: str, moment: datetime) -> Price | None:
+        best = None
+        for price in self.prices:
+            if price.effective_from <= moment and price.matches(pool_name, accelerator_model, priority):
+                key = (price.specificity, price.effective_from)
+                if best is None or key > (best.specificity, best.effective_from):
+                    best = price
+        return best
+
+    def changes(self, pool_name: str, accelerator_model: str, priority: str) -> list[datetime]:
+        return [p.effective_from for p in self.prices if p.matches(pool_name, accelerator_model, priority)]
+
+
+@transaction.atomic
+def price_set(*, actor, pool_name: str = "", accelerator_model: str = "", priority: str = "",
+              compute_gpu_hour: Decimal, memory_gib_hour: Decimal = Decimal(0), effective_from: datetime) -> Price:
+    """Add a price from a moment on. Past usage keeps the prices it was metered at."""
+    if Price.objects.filter(pool_name=pool_name, accelerator_model=accelerator_model, priority=priority,
+                            effective_from=effective_from).exists():
+        raise Conflict("a price for this pool, model and class already starts at that moment", field="effective_from")
+    price = Price.objects.create(pool_name=pool_name, accelerator_model=accelerator_model, priority=priority,
+                                 compute_gpu_hour=compute_gpu_hour, memory_gib_hour=memory_gib_hour, effective_from=effective_from)
+    audit_record(actor=actor, action="price.create", obj=price, changes={
+        "scope": str(price), "compute_gpu_hour": str(compute_gpu_hour), "memory_gib_hour": str(memory_gib_hour)})
+    return price
+
+
+# --- metering ------------------------------------------------------------------
+
+def _running_intervals(events: list[AllocationEvent], now: datetime) -> list[tuple[datetime, datetime]]:
+    """[entered running, left running) for each stretch, the last one open until ``now``."""
+    intervals, since = [], None
+    for event in events:
+        if event.to_state == State.RUNNING and since is None:
+            since = event.at
+        elif event.from_state == State.RUNNING and event.to_state != State.RUNNING and since is not None:
+            intervals.append((since, event.at))
+            since = None
+    if since is not None:
+        intervals.append((since, now))
+    return [(a, min(b, now)) for a, b in intervals if min(b, now) > a]
+
+
+def usage_meter(*, now: datetime | None = None) -> int:
+    """Turn running time since the last run into priced usage records; returns how many were written.
+
+    The records already written say how far each slice was metered, so a
+    second run (or one after a crash) starts where the last commit ended;
+    the database refuses any record that would charge a moment twice.
+    """
+    now = now or timezone.now()
+    slices = list(
+        Slice.objects.filter(started_at__isnull=False, started_at__lt=now)
+        # Ended work is metered within a run or two; a week's look-back catches stragglers.
+        .filter(Q(allocation__state__in=Allocation.ACTIVE_STATES) | Q(allocation__ended_at__gt=now - timedelta(days=7)))
+        .select_related("allocation", "accelerator", "pool")
+    )
+    if not slices:
+        return 0
+    metered = dict(
+        UsageRecord.objects.filter(slice__in=slices).values("slice_id").annotate(until=Max("end")).values_list("slice_id", "until")
+    )
+    events = defaultdict(list)
+    for event in AllocationEvent.objects.filter(allocation_id__in={s.allocation_id for s in slices}).order_by("at", "id"):
+        events[event.allocation_id].append(event)
+    book, tz, records = PriceBook(), _tz(), []
+    for s in slices:
+        a = s.allocation
+        since = max(metered.get(s.id) or s.started_at, s.started_at)
+        for start, end in _running_intervals(events[a.id], now):
+            start = max(start, since)
+            if end <= start:
+                continue
+            boundaries = book.changes(s.pool.name, s.accelerator.model, a.priority) + midnights(start, end, tz)
+            for piece_start, piece_end in cut(start, end, boundaries):
+                price = book.at(s.pool.name, s.accelerator.model, a.priority, piece_start)
+                if price is None:
+                    log.warning("no price for %s/%s/%s at %s: not billed", s.pool.name, s.accelerator.model, a.priority, piece_start)
+                    continue
+                seconds = seconds_between(piece_start, piece_end)
+                records.append(UsageRecord(
+                    slice=s, allocation=a, tenant_id=a.tenant_id, project_id=a.project_id, pool_name=s.pool.name,
+                    accelerator_model=s.accelerator.model, priority=a.priority, start=piece_start, end=piece_end,
+                    day=piece_start.astimezone(tz).date(), seconds=seconds, compute_units=s.compute_units,
+                    memory_mib=s.memory_mib, price=price,
+                    amount=amount(compute_units=s.compute_units, memory_mib=s.memory_mib, seconds=seconds,
+                                  compute_gpu_hour=price.compute_gpu_hour, memory_gib_hour=price.memory_gib_hour),
+                ))
+    with transaction.atomic():
+        UsageRecord.objects.bulk_create(records, batch_size=2000)
+    return len(records)
+
+
+# --- budgets -------------------------------------------------------------------
+
+def budget_period(budget: Budget, now: datetime) -> tuple[datetime, datetime | None]:
+    """[start, end) of the budget's current period (no end for a fixed total)."""
+    if budget.period == Budget.Period.TOTAL:
+        return budget.starts_at or budget.created_at, None
+    start = month_start(now, _tz())
+    return start, next_month(start)
+
+
+def budget_spent(budget: Budget, now: datetime) -> Decimal:
+    start, end = budget_period(budget, now)
+    records = UsageRecord.objects.filter(tenant_id=budget.tenant_id, start__gte=start)
+    if end:
+        records = records.filter(start__lt=end)
+    if budget.project_id:
+        records = records.filter(project_id=budget.project_id)
+    return records.aggregate(total=Sum("amount"))["total"] or Decimal(0)
+
+
+def burn_rate(*, tenant_id, project_id=None) -> Decimal:
+    """What the work running now costs per hour, at the prices in effect now."""
+    from billing.rating import hourly
+
+    book, now = PriceBook(), timezone.now()
+    slices = Slice.objects.filter(active=True, started_at__isnull=False, allocation__state=State.RUNNING,
+                                  allocation__tenant_id=tenant_id).select_related("allocation", "pool", "accelerator")
+    if project_id:
+        slices = slices.filter(allocation__project_id=project_id)
+    rate = Decimal(0)
+    for s in slices:
+        price = book.at(s.pool.name, s.accelerator.model, s.allocation.priority, now)
+        if price:
+            rate += hourly(compute_units=s.compute_units, memory_mib=s.memory_mib,
+                           compute_gpu_hour=price.compute_gpu_hour, memory_gib_hour=price.memory_gib_hour)
+    return rate
+
+
+def budget_forecast(budget: Budget, now: datetime | None = None) -> Decimal:
+    """Spend at the end of the period if the current burn rate holds (a fixed total: the spend so far)."""
+    now = now or timezone.now()
+    spent = budget_spent(budget, now)
+    _, end = budget_period(budget, now)
+    if end is None:
+        return to_cents(spent)
+    hours = Decimal((end - now).total_seconds()) / 3600
+    return to_cents(spent + burn_rate(tenant_id=budget.tenant_id, project_id=budget.project_id) * hours)
+
+
+def _notify(budget: Budget, message: str, now: datetime):
+    Notification.objects.create(tenant_id=budget.tenant_id, kind="budget", message=message[:500], created_at=now)
+    publish_on_commit([tenant_group(budget.tenant_id), STAFF_GROUP],
+                      {"kind": "budget.alert", "tenant": str(budget.tenant_id), "message": message})
+    recipients = list(
+        get_user_model().objects.filter(
+            memberships__tenant_id=budget.tenant_id, memberships__role__in=[Role.OWNER, Role.ADMIN]
+        ).exclude(email="").values_list("email", flat=True)
+    )
+    if recipients:
+        transaction.on_commit(lambda: send_mail(f"[oCenter] {message[:80]}", message, None, recipients, fail_silently=True))
+
+
+def budgets_evaluate(*, now: datetime | None = None) -> dict:
+    """Fire each threshold crossed (once per period) and carry out the action of every budget at its limit."""
+    now = now or timezone.now()
+    fired, stopped = 0, 0
+    for budget in Budget.objects.select_related("tenant", "project"):
+        spent = budget_spent(budget, now)
+        percent = spent / budget.amount * 100
+        period_start, _ = budget_period(budget, now)
+        with transaction.atomic():
+            for threshold in sorted(budget.thresholds):
+                if percent < threshold:
+                    break
+                _, created = BudgetAlert.objects.get_or_create(
+                    budget=budget, period_start=period_start, threshold=threshold,
+                    defaults={"spent": to_cents(spent), "fired_at": now},
+                )
+                if created:
+                    fired += 1
+                    _notify(budget, f"{budget} has spent {to_cents(spent)} {settings.OCENTER_CURRENCY} "
+                                    f"({percent:.0f}% of {budget.amount}) — threshold {threshold}%", now)
+        if percent >= 100:
+            stopped += _enforce(budget, period_start, now)
+    return {"alerts": fired, "stopped": stopped}
+
+
+def _enforce(budget: Budget, period_start: datetime, now: datetime) -> int:
+    """What a budget at its limit does to running work: stop borrowed work, or everything after the grace period."""
+    if budget.action not in (Budget.Action.STOP_BORROWED, Budget.Action.STOP_ALL):
+        return 0
+    running = Allocation.objects.filter(tenant_id=budget.tenant_id, state__in=(State.RUNNING, State.QUEUED, State.CLAIMING))
+    if budget.project_id:
+        running = running.filter(project_id=budget.project_id)
+    if budget.action == Budget.Action.STOP_BORROWED:
+        running = running.filter(priority__in=[Allocation.Priority.OFFLINE, Allocation.Priority.INTERRUPTIBLE])
+    else:
+        reached = BudgetAlert.objects.filter(budget=budget, period_start=period_start, threshold__gte=100).order_by("fired_at").first()
+        reached_at = reached.fired_at if reached else now
+        if (now - reached_at).total_seconds() < budget.grace_seconds:
+            return 0
+    stopped = 0
+    for allocation in running:
+        allocation_release(actor=None, allocation=allocation, reason=f"budget {budget} is spent ({budget.get_action_display()})")
+        stopped += 1
+    return stopped
+
+
+@transaction.atomic
+def budget_set(*, actor, tenant, project=None, period: str, amount: Decimal, thresholds: list[int], action: str,
+               grace_seconds: int = 3600, starts_at: datetime | None = None) -> Budget:
+    """Create or change the budget of a tenant or project."""
+    budget = Budget.objects.filter(tenant=tenant, project=project).first() or Budget(tenant=tenant, project=project)
+    created = budget._state.adding
+    for name, value in dict(period=period, amount=amount, thresholds=sorted(set(thresholds)), action=action,
+                            grace_seconds=grace_seconds, starts_at=starts_at).items():
+        setattr(budget, name, value)
+    budget.save()
+    audit_record(actor=actor, action="budget.create" if created else "budget.update", obj=budget, tenant_id=tenant.id,
+                 changes={"period": period, "amount": str(amount), "thresholds": budget.thresholds, "action": action})
+    return budget
+
+
+# --- statements ----------------------------------------------------------------
+
+def statement_lines(*, tenant, month: datetime) -> list[dict]:
+    """Lines of a month's bill from the usage records: by project, pool, model and class, each to the cent."""
+    start, end = month, next_month(month)
+    rows = (
+        UsageRecord.objects.filter(tenant=tenant, start__gte=start, start__lt=end)
+        .values("project_id", "project__slug", "pool_name", "accelerator_model", "priority")
+        .annotate(total=Sum("amount"), unit_seconds=Sum(F("seconds") * F("compute_units"), output_field=DecimalField()))
+        .order_by("project__slug", "pool_name", "accelerator_model", "priority")
+    )
+    lines = []
+    for row in rows:
+        lines.append({
+            "project_id": row["project_id"], "pool_name": row["pool_name"], "accelerator_model": row["accelerator_model"],
+            "priority": row["priority"],
+            "description": f"{row['project__slug']} · {row['pool_name']} · {row['accelerator_model']} · {row['priority']}",
+            "gpu_hours": (row["unit_seconds"] / 100 / 3600).quantize(Decimal("0.0001")), "amount": to_cents(row["total"]),
+        })
+    for adjustment in Adjustment.objects.filter(tenant=tenant, month=start.date()):
+        lines.append({"project_id": None, "pool_name": "", "accelerator_model": "", "priority": "",
+                      "description": f"adjustment: {adjustment.reason}", "gpu_hours": Decimal(0), "amount": adjustment.amount})
+    return lines
+
+
+@transaction.atomic
+def statement_close(*, actor, tenant, month: datetime, now: datetime | None = None) -> Statement:
+    """Freeze a past month's bill. It never changes after; corrections are adjustments in an open month."""
+    now = now or timezone.now()
+    if next_month(month) > now:
+        raise DomainError(f"{month:%Y-%m} has not ended yet; it can be closed from {next_month(month):%Y-%m-%d}", field="month")
+    if Statement.objects.filter(tenant=tenant, month=month.date()).exists():
+        raise Conflict(f"the statement for {month:%Y-%m} is closed already")
+    lines = statement_lines(tenant=tenant, month=month)
+    statement = Statement.objects.create(tenant=tenant, month=month.date(), currency=settings.OCENTER_CURRENCY,
+                                         total=sum((line["amount"] for line in lines), Decimal("0.00")), closed_at=now,
+                                         closed_by=actor if getattr(actor, "pk", None) else None)
+    StatementLine.objects.bulk_create([StatementLine(statement=statement, **line) for line in lines])
+    audit_record(actor=actor, action="statement.close", obj=statement, tenant_id=tenant.id,
+                 changes={"month": f"{month:%Y-%m}", "total": str(statement.total)})
+    return statement
+
+
+@transaction.atomic
+def adjustment_add(*, actor, tenant, amount: Decimal, reason: str, now: datetime | None = None) -> Adjustment:
+    """A correction (credit or charge) in the current, open month."""
+    month = month_start(now or timezone.now(), _tz()).date()
+    if Statement.objects.filter(tenant=tenant, month=month).exists():
+        raise Conflict(f"{month:%Y-%m} is closed; corrections go into the next month")
+    adjustment = Adjustment.objects.create(tenant=tenant, month=month, amount=amount, reason=reason,
+                                           created_by=actor if getattr(actor, "pk", None) else None)
+    audit_record(actor=actor, action="adjustment.create", obj=adjustment, tenant_id=tenant.id,
+                 changes={"amount": str(amount), "reason": reason})
+    return adjustment
