@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import DecimalField, F, Max, Q, Sum
 from django.utils import timezone
 
@@ -89,29 +89,30 @@ def _running_intervals(events: list[AllocationEvent], now: datetime) -> list[tup
 def usage_meter(*, now: datetime | None = None) -> int:
     """Turn running time since the last run into priced usage records; returns how many were written.
 
-    The records already written say how far each slice was metered, so a
-    second run (or one after a crash) starts where the last commit ended;
-    the database refuses any record that would charge a moment twice.
+    Each slice carries how far it was metered, moved in the same transaction
+    as the records, so a second run (or one after a crash) starts where the
+    last commit ended; and the database refuses any record that would charge
+    a moment twice, so two runs at once cannot both write.
     """
     now = now or timezone.now()
     slices = list(
         Slice.objects.filter(started_at__isnull=False, started_at__lt=now)
-        # Ended work is metered within a run or two; a week's look-back catches stragglers.
-        .filter(Q(allocation__state__in=Allocation.ACTIVE_STATES) | Q(allocation__ended_at__gt=now - timedelta(days=7)))
+        .filter(
+            Q(allocation__state__in=Allocation.ACTIVE_STATES)
+            | Q(metered_until__isnull=True)
+            | Q(allocation__ended_at__gt=F("metered_until"))
+        )
         .select_related("allocation", "accelerator", "pool")
     )
     if not slices:
         return 0
-    metered = dict(
-        UsageRecord.objects.filter(slice__in=slices).values("slice_id").annotate(until=Max("end")).values_list("slice_id", "until")
-    )
     events = defaultdict(list)
     for event in AllocationEvent.objects.filter(allocation_id__in={s.allocation_id for s in slices}).order_by("at", "id"):
         events[event.allocation_id].append(event)
     book, tz, records = PriceBook(), _tz(), []
     for s in slices:
         a = s.allocation
-        since = max(metered.get(s.id) or s.started_at, s.started_at)
+        since = s.metered_until or s.started_at
         for start, end in _running_intervals(events[a.id], now):
             start = max(start, since)
             if end <= start:
@@ -131,8 +132,14 @@ def usage_meter(*, now: datetime | None = None) -> int:
                     amount=amount(compute_units=s.compute_units, memory_mib=s.memory_mib, seconds=seconds,
                                   compute_gpu_hour=price.compute_gpu_hour, memory_gib_hour=price.memory_gib_hour),
                 ))
-    with transaction.atomic():
-        UsageRecord.objects.bulk_create(records, batch_size=2000)
+        s.metered_until = now
+    try:
+        with transaction.atomic():
+            UsageRecord.objects.bulk_create(records, batch_size=2000)
+            Slice.objects.bulk_update(slices, ["metered_until"], batch_size=2000)
+    except IntegrityError:
+        log.warning("another metering run got there first; nothing written by this one")
+        return 0
     return len(records)
 
 

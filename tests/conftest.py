@@ -2,6 +2,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from tests.agents import AgentProcess, a100_nodes
+from tests.fleet import Fleet
 
 
 @pytest.fixture
@@ -17,6 +18,12 @@ def agents(tmp_path):
     yield start
     for agent in started:
         agent.stop()
+
+
+@pytest.fixture
+def fleet(agents, django_user_model, db):
+    """One real agent (1 node × 2 A100), its pool synced; ``fleet.tenant(slug)`` adds a tenant with a member and quota."""
+    return Fleet(agents, django_user_model)
 
 
 @pytest.fixture

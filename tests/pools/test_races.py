@@ -8,7 +8,7 @@ from django.db import connections
 from ocenter.errors import Refused
 from pools.models import Accelerator, Allocation, Slice
 from pools.services.allocations import allocation_request
-from tests.pools.conftest import Fleet
+from tests.fleet import Fleet
 
 pytestmark = pytest.mark.django_db(transaction=True)
 RACERS = 40

@@ -1,4 +1,5 @@
-import pytest
+"""A real agent with its pool synced into oCenter, and tenants with members and quotas."""
+
 from rest_framework.test import APIClient
 
 from pools.services.sync import pool_sync
@@ -33,8 +34,3 @@ class Fleet:
 
     def claims(self):
         return self.agent.client().get("/v1/allocations").json()["allocations"]
-
-
-@pytest.fixture
-def fleet(agents, django_user_model, db):
-    return Fleet(agents, django_user_model)
