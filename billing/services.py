@@ -252,7 +252,8 @@ def _enforce(budget: Budget, period_start: datetime, now: datetime) -> int:
 
 
 @transaction.atomic
-def budget_set(*, actor, tenant, project=None, period: str, amount: Decimal, thresholds: list[int], action: str,
+def budget_set(*, actor, tenant, project=None, period: str = Budget.Period.MONTHLY, amount: Decimal,
+               thresholds: tuple[int, ...] = (50, 80, 100), action: str = Budget.Action.NOTIFY,
                grace_seconds: int = 3600, starts_at: datetime | None = None) -> Budget:
     """Create or change the budget of a tenant or project."""
     budget = Budget.objects.filter(tenant=tenant, project=project).first() or Budget(tenant=tenant, project=project)

@@ -2,6 +2,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from billing.api.views import BudgetViewSet, PriceViewSet, StatementViewSet, UsageViewSet
 from ocenter.api_views import AuditEntryViewSet
 from pools.api.views import AcceleratorViewSet, AllocationViewSet, PoolViewSet
 from tenants.api.views import ApiTokenViewSet, MembershipViewSet, ProjectViewSet, QuotaViewSet, TenantViewSet
@@ -15,6 +16,10 @@ router.register("tokens", ApiTokenViewSet, basename="token")
 router.register("pools", PoolViewSet, basename="pool")
 router.register("accelerators", AcceleratorViewSet, basename="accelerator")
 router.register("allocations", AllocationViewSet, basename="allocation")
+router.register("prices", PriceViewSet, basename="price")
+router.register("usage", UsageViewSet, basename="usage")
+router.register("budgets", BudgetViewSet, basename="budget")
+router.register("statements", StatementViewSet, basename="statement")
 router.register("audit", AuditEntryViewSet, basename="audit")
 
 urlpatterns = [

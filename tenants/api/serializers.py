@@ -1,4 +1,6 @@
 from django.contrib.auth.password_validation import validate_password
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
@@ -6,6 +8,7 @@ from tenants.models import ApiToken, Membership, Project, Quota, Role, Tenant
 from tenants.quotas import DIMENSIONS
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class TenantField(serializers.SlugRelatedField):
     """A tenant named by slug, among those the request may reach (others read as 'does not exist')."""
 

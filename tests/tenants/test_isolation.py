@@ -15,6 +15,12 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
+from datetime import date
+from decimal import Decimal
+
+from django.utils import timezone
+
+from billing.models import Budget, Statement
 from pools.models import Accelerator, Allocation, Node, Pool
 from tenants.models import ApiToken, Membership, Project, Quota, Role, Tenant
 from tenants.services import token_create
@@ -49,7 +55,10 @@ def _build(name: str, users: dict) -> dict:
     owner_token, _ = token_create(actor=None, user=users[f"owner-{name}"], tenant=tenant, name="owner's")
     allocation = Allocation.objects.create(tenant=tenant, project=project, compute_units=10, memory_mib=100)
     spare = Project.objects.create(tenant=tenant, slug="spare", name="Spare")
-    return {"tenant": tenant, "project": project, "spare_project": spare, "quota": quota, "project_quota": project_quota,
+    budget = Budget.objects.create(tenant=tenant, amount=Decimal("100.00"), thresholds=[50, 100])
+    statement = Statement.objects.create(tenant=tenant, month=date(2026, 9, 1), currency="CNY", total=Decimal("0.00"),
+                                         closed_at=timezone.now())
+    return {"tenant": tenant, "project": project, "spare_project": spare, "budget": budget, "statement": statement, "quota": quota, "project_quota": project_quota,
             "membership": Membership.objects.get(tenant=tenant, role="viewer"), "owner_token": owner_token,
             "allocation": allocation}
 
@@ -183,6 +192,20 @@ OPS = [
     Op("request allocation", "post", lambda w: "/api/v1/allocations",
        lambda w: {"project": str(w["project"].id), "compute_units": 10, "memory_mib": 100}, create_in("member")),
     Op("release allocation", "delete", lambda w: f"/api/v1/allocations/{w['allocation'].id}", None, write("member")),
+    Op("list prices", "get", lambda w: "/api/v1/prices", None, members_only),
+    Op("set a price", "post", lambda w: "/api/v1/prices", lambda w: {"compute_gpu_hour": "9.5", "effective_from": "2026-12-01T00:00:00Z"},
+       lambda p, own: 201 if p == "staff" else 403),
+    Op("read usage", "get", lambda w: "/api/v1/usage", None, members_only),
+    Op("list budgets", "get", lambda w: "/api/v1/budgets", None, anyone),
+    Op("read budget", "get", lambda w: f"/api/v1/budgets/{w['budget'].id}", None, read),
+    Op("set budget", "post", lambda w: "/api/v1/budgets",
+       lambda w: {"tenant": w["tenant"].slug, "project": str(w["project"].id), "amount": "50.00"}, create_in("admin")),
+    Op("remove budget", "delete", lambda w: f"/api/v1/budgets/{w['budget'].id}", None, write("admin", ok=204)),
+    Op("list statements", "get", lambda w: "/api/v1/statements", None, anyone),
+    Op("read statement", "get", lambda w: f"/api/v1/statements/{w['statement'].id}", None, read),
+    Op("statement as csv", "get", lambda w: f"/api/v1/statements/{w['statement'].id}/csv", None, read),
+    Op("close a month", "post", lambda w: "/api/v1/statements", lambda w: {"tenant": w["tenant"].slug, "month": "2026-10-01"},
+       lambda p, own: 201 if p == "staff" else 403),
     Op("read audit log", "get", lambda w: "/api/v1/audit", None, admins_only),
     Op("list pools", "get", lambda w: "/api/v1/pools", None, members_only),
     Op("list accelerators", "get", lambda w: "/api/v1/accelerators", None, members_only),
