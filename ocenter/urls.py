@@ -11,6 +11,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("pools.urls")),
+    path("", include("billing.urls")),
     path("console/tenants/", tenant_views.tenant_list, name="console-tenants"),
     path("console/audit/", views.audit_log, name="console-audit"),
     path("t/", include("tenants.urls")),

@@ -1,0 +1,118 @@
+"""Billing pages: the console's price book and spend overview; a tenant's spend, budget, forecast and statements."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Sum
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from billing.api.views import statement_csv
+from billing.forms import BudgetForm, PriceForm
+from billing.models import Budget, Notification, Price, Statement, UsageRecord
+from billing.rating import month_start, to_cents
+from billing.selectors import usage_summary
+from billing.services import _tz, budget_forecast, budget_set, budget_spent, price_set, statement_close
+from ocenter.access import staff_required
+from ocenter.errors import DomainError
+from tenants.access import Access, get_tenant_for, require_role
+from tenants.models import Role, Tenant
+
+
+def _month_spend(tenant_ids, now):
+    start = month_start(now, _tz())
+    rows = UsageRecord.objects.filter(tenant_id__in=tenant_ids, start__gte=start).values("tenant_id").annotate(total=Sum("amount"))
+    return {r["tenant_id"]: to_cents(r["total"]) for r in rows}
+
+
+@staff_required
+def console_billing(request):
+    """Prices, and every tenant's spend this month against its budget."""
+    form = PriceForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            price_set(actor=request.user, **form.cleaned_data)
+            messages.success(request, "Price added.")
+            return redirect("billing:console")
+        except DomainError as exc:
+            form.add_error(exc.field, exc.detail)
+    now = timezone.now()
+    tenants = list(Tenant.objects.order_by("slug"))
+    spend = _month_spend([t.id for t in tenants], now)
+    budgets = {b.tenant_id: b for b in Budget.objects.filter(project=None)}
+    rows = []
+    for tenant in tenants:
+        budget = budgets.get(tenant.id)
+        spent = spend.get(tenant.id, Decimal("0.00"))
+        rows.append({"tenant": tenant, "spent": spent, "budget": budget,
+                     "percent": float(spent / budget.amount * 100) if budget else None,
+                     "forecast": budget_forecast(budget, now) if budget else None})
+    last_month = month_start(month_start(now, _tz()) - timedelta(days=1), _tz())
+    return render(request, "billing/console.html", {
+        "form": form, "prices": Price.objects.all(), "rows": rows, "currency": settings.OCENTER_CURRENCY,
+        "statements": Statement.objects.select_related("tenant")[:50], "last_month": last_month,
+    })
+
+
+@staff_required
+@require_POST
+def close_month(request, slug):
+    tenant = get_object_or_404(Tenant, slug=slug)
+    now = timezone.now()
+    month = month_start(month_start(now, _tz()) - timedelta(days=1), _tz())
+    try:
+        statement = statement_close(actor=request.user, tenant=tenant, month=month, now=now)
+        messages.success(request, f"{tenant.slug} {month:%Y-%m} closed: {statement.total} {statement.currency}.")
+    except DomainError as exc:
+        messages.error(request, exc.detail)
+    return redirect("billing:console")
+
+
+@login_required
+def tenant_billing(request, slug):
+    """A tenant's spend over the last 30 days, its budgets and forecast, statements and alerts."""
+    access = Access.of(request)
+    tenant = get_tenant_for(access, slug)
+    form = BudgetForm(request.POST or None, tenant=tenant)
+    if request.method == "POST":
+        require_role(access, tenant, Role.ADMIN, "Setting a budget")
+        if form.is_valid():
+            budget_set(actor=request.user, tenant=tenant, **form.cleaned_data)
+            messages.success(request, "Budget saved.")
+            return redirect("billing:tenant", slug=tenant.slug)
+    now = timezone.now()
+    since = (now - timedelta(days=30)).date()
+    records = UsageRecord.objects.filter(tenant=tenant, day__gte=since)
+    by_day = usage_summary(records, ["day"])
+    budgets = [
+        {"budget": b, "spent": to_cents(budget_spent(b, now)), "forecast": budget_forecast(b, now),
+         "percent": float(budget_spent(b, now) / b.amount * 100)}
+        for b in Budget.objects.filter(tenant=tenant).select_related("project")
+    ]
+    return render(request, "billing/tenant.html", {
+        "tenant": tenant, "by_day": by_day, "by_project": usage_summary(records, ["project", "pool", "model", "priority"]),
+        "total_30d": to_cents(sum((row["amount"] for row in by_day), Decimal(0))), "budgets": budgets,
+        "statements": Statement.objects.filter(tenant=tenant), "notifications": Notification.objects.filter(tenant=tenant)[:10],
+        "form": form, "is_admin": access.has_role(tenant.id, Role.ADMIN), "currency": settings.OCENTER_CURRENCY,
+        "bars": _bars(by_day, since),
+    })
+
+
+def _bars(by_day, since, height=100):
+    """An SVG bar per day (drawn by the server: no chart library)."""
+    top = max((row["amount"] for row in by_day), default=Decimal(0)) or Decimal(1)
+    bars = []
+    for row in by_day:
+        h = int(row["amount"] / top * height)
+        bars.append({"x": (row["day"] - since).days * 20, "y": 110 - h, "height": h, "day": row["day"], "amount": row["amount"]})
+    return bars
+
+
+@login_required
+def statement_download(request, statement_id):
+    statement = get_object_or_404(Access.of(request).scope(Statement.objects.select_related("tenant")), id=statement_id)
+    return statement_csv(statement)
