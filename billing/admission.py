@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from billing.models import Budget
 from billing.rating import hourly, to_cents
-from billing.services import PriceBook, budget_spent
+from billing.selectors import PriceBook, budget_spent
 from ocenter.admission import AdmissionRequest
 from ocenter.errors import Refused
 

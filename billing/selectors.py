@@ -1,10 +1,85 @@
 """Reads of money, shaped for pages and the API."""
 
+from datetime import datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.db.models import DecimalField, F, Sum
+from django.utils import timezone
 
-from billing.rating import to_cents
+from billing.models import Budget, Price, UsageRecord
+from billing.rating import hourly, month_start, next_month, to_cents
+from pools.models import Allocation, Slice
+
+
+def local_tz():
+    """The zone days and months are counted in (settings.TIME_ZONE)."""
+    return ZoneInfo(settings.TIME_ZONE)
+
+
+class PriceBook:
+    """Every price, to look up the one in effect for a pool, model and class at a moment."""
+
+    def __init__(self, prices=None):
+        self.prices = list(prices if prices is not None else Price.objects.all())
+
+    def at(self, pool_name: str, accelerator_model: str, priority: str, moment: datetime) -> Price | None:
+        best = None
+        for price in self.prices:
+            if price.effective_from <= moment and price.matches(pool_name, accelerator_model, priority):
+                key = (price.specificity, price.effective_from)
+                if best is None or key > (best.specificity, best.effective_from):
+                    best = price
+        return best
+
+    def changes(self, pool_name: str, accelerator_model: str, priority: str) -> list[datetime]:
+        return [p.effective_from for p in self.prices if p.matches(pool_name, accelerator_model, priority)]
+
+
+def budget_period(budget: Budget, now: datetime) -> tuple[datetime, datetime | None]:
+    """[start, end) of the budget's current period (no end for a fixed total)."""
+    if budget.period == Budget.Period.TOTAL:
+        return budget.starts_at or budget.created_at, None
+    start = month_start(now, local_tz())
+    return start, next_month(start)
+
+
+def budget_spent(budget: Budget, now: datetime) -> Decimal:
+    start, end = budget_period(budget, now)
+    records = UsageRecord.objects.filter(tenant_id=budget.tenant_id, start__gte=start)
+    if end:
+        records = records.filter(start__lt=end)
+    if budget.project_id:
+        records = records.filter(project_id=budget.project_id)
+    return records.aggregate(total=Sum("amount"))["total"] or Decimal(0)
+
+
+def burn_rate(*, tenant_id, project_id=None) -> Decimal:
+    """What the work running now costs per hour, at the prices in effect now."""
+    book, now = PriceBook(), timezone.now()
+    slices = Slice.objects.filter(active=True, started_at__isnull=False, allocation__state=Allocation.State.RUNNING,
+                                  allocation__tenant_id=tenant_id).select_related("allocation", "pool", "accelerator")
+    if project_id:
+        slices = slices.filter(allocation__project_id=project_id)
+    rate = Decimal(0)
+    for s in slices:
+        price = book.at(s.pool.name, s.accelerator.model, s.allocation.priority, now)
+        if price:
+            rate += hourly(compute_units=s.compute_units, memory_mib=s.memory_mib,
+                           compute_gpu_hour=price.compute_gpu_hour, memory_gib_hour=price.memory_gib_hour)
+    return rate
+
+
+def budget_forecast(budget: Budget, now: datetime | None = None) -> Decimal:
+    """Spend at the end of the period if the current burn rate holds (a fixed total: the spend so far)."""
+    now = now or timezone.now()
+    spent = budget_spent(budget, now)
+    _, end = budget_period(budget, now)
+    if end is None:
+        return to_cents(spent)
+    hours = Decimal((end - now).total_seconds()) / 3600
+    return to_cents(spent + burn_rate(tenant_id=budget.tenant_id, project_id=budget.project_id) * hours)
 
 USAGE_GROUPS = {
     "tenant": "tenant__slug",

@@ -7,54 +7,31 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import DecimalField, F, Max, Q, Sum
+from django.db.models import DecimalField, F, Q, Sum
 from django.utils import timezone
 
 from billing.models import Adjustment, Budget, BudgetAlert, Notification, Price, Statement, StatementLine, UsageRecord
 from billing.rating import amount, cut, midnights, month_start, next_month, seconds_between, to_cents
+from billing.selectors import PriceBook, budget_period, budget_spent, local_tz
 from ocenter.audit import audit_record
 from ocenter.errors import Conflict, DomainError
 from ocenter.events import STAFF_GROUP, publish_on_commit, tenant_group
 from pools.models import Allocation, AllocationEvent, Slice
 from pools.services.allocations import allocation_release
-from tenants.models import Membership, Role
+from tenants.models import Role
 
 log = logging.getLogger(__name__)
 State = Allocation.State
 
 
-def _tz():
-    return ZoneInfo(settings.TIME_ZONE)
-
-
 # --- price book ----------------------------------------------------------------
-
-class PriceBook:
-    """Every price, to look up the one in effect for a pool, model and class at a moment."""
-
-    def __init__(self, prices=None):
-        self.prices = list(prices if prices is not None else Price.objects.all())
-
-    def at(self, pool_name: str, accelerator_model: str, priority: str, moment: datetime) -> Price | None:
-        best = None
-        for price in self.prices:
-            if price.effective_from <= moment and price.matches(pool_name, accelerator_model, priority):
-                key = (price.specificity, price.effective_from)
-                if best is None or key > (best.specificity, best.effective_from):
-                    best = price
-        return best
-
-    def changes(self, pool_name: str, accelerator_model: str, priority: str) -> list[datetime]:
-        return [p.effective_from for p in self.prices if p.matches(pool_name, accelerator_model, priority)]
-
 
 @transaction.atomic
 def price_set(*, actor, pool_name: str = "", accelerator_model: str = "", priority: str = "",
@@ -109,7 +86,7 @@ def usage_meter(*, now: datetime | None = None) -> int:
     events = defaultdict(list)
     for event in AllocationEvent.objects.filter(allocation_id__in={s.allocation_id for s in slices}).order_by("at", "id"):
         events[event.allocation_id].append(event)
-    book, tz, records = PriceBook(), _tz(), []
+    book, tz, records = PriceBook(), local_tz(), []
     for s in slices:
         a = s.allocation
         since = s.metered_until or s.started_at
@@ -144,53 +121,6 @@ def usage_meter(*, now: datetime | None = None) -> int:
 
 
 # --- budgets -------------------------------------------------------------------
-
-def budget_period(budget: Budget, now: datetime) -> tuple[datetime, datetime | None]:
-    """[start, end) of the budget's current period (no end for a fixed total)."""
-    if budget.period == Budget.Period.TOTAL:
-        return budget.starts_at or budget.created_at, None
-    start = month_start(now, _tz())
-    return start, next_month(start)
-
-
-def budget_spent(budget: Budget, now: datetime) -> Decimal:
-    start, end = budget_period(budget, now)
-    records = UsageRecord.objects.filter(tenant_id=budget.tenant_id, start__gte=start)
-    if end:
-        records = records.filter(start__lt=end)
-    if budget.project_id:
-        records = records.filter(project_id=budget.project_id)
-    return records.aggregate(total=Sum("amount"))["total"] or Decimal(0)
-
-
-def burn_rate(*, tenant_id, project_id=None) -> Decimal:
-    """What the work running now costs per hour, at the prices in effect now."""
-    from billing.rating import hourly
-
-    book, now = PriceBook(), timezone.now()
-    slices = Slice.objects.filter(active=True, started_at__isnull=False, allocation__state=State.RUNNING,
-                                  allocation__tenant_id=tenant_id).select_related("allocation", "pool", "accelerator")
-    if project_id:
-        slices = slices.filter(allocation__project_id=project_id)
-    rate = Decimal(0)
-    for s in slices:
-        price = book.at(s.pool.name, s.accelerator.model, s.allocation.priority, now)
-        if price:
-            rate += hourly(compute_units=s.compute_units, memory_mib=s.memory_mib,
-                           compute_gpu_hour=price.compute_gpu_hour, memory_gib_hour=price.memory_gib_hour)
-    return rate
-
-
-def budget_forecast(budget: Budget, now: datetime | None = None) -> Decimal:
-    """Spend at the end of the period if the current burn rate holds (a fixed total: the spend so far)."""
-    now = now or timezone.now()
-    spent = budget_spent(budget, now)
-    _, end = budget_period(budget, now)
-    if end is None:
-        return to_cents(spent)
-    hours = Decimal((end - now).total_seconds()) / 3600
-    return to_cents(spent + burn_rate(tenant_id=budget.tenant_id, project_id=budget.project_id) * hours)
-
 
 def _notify(budget: Budget, message: str, now: datetime):
     Notification.objects.create(tenant_id=budget.tenant_id, kind="budget", message=message[:500], created_at=now)
@@ -313,7 +243,7 @@ def statement_close(*, actor, tenant, month: datetime, now: datetime | None = No
 @transaction.atomic
 def adjustment_add(*, actor, tenant, amount: Decimal, reason: str, now: datetime | None = None) -> Adjustment:
     """A correction (credit or charge) in the current, open month."""
-    month = month_start(now or timezone.now(), _tz()).date()
+    month = month_start(now or timezone.now(), local_tz()).date()
     if Statement.objects.filter(tenant=tenant, month=month).exists():
         raise Conflict(f"{month:%Y-%m} is closed; corrections go into the next month")
     adjustment = Adjustment.objects.create(tenant=tenant, month=month, amount=amount, reason=reason,

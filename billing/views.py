@@ -16,7 +16,8 @@ from billing.forms import BudgetForm, PriceForm
 from billing.models import Budget, Notification, Price, Statement, UsageRecord
 from billing.rating import month_start, to_cents
 from billing.selectors import usage_summary
-from billing.services import _tz, budget_forecast, budget_set, budget_spent, price_set, statement_close
+from billing.selectors import budget_forecast, budget_spent, local_tz
+from billing.services import budget_set, price_set, statement_close
 from ocenter.access import staff_required
 from ocenter.errors import DomainError
 from tenants.access import Access, get_tenant_for, require_role
@@ -24,7 +25,7 @@ from tenants.models import Role, Tenant
 
 
 def _month_spend(tenant_ids, now):
-    start = month_start(now, _tz())
+    start = month_start(now, local_tz())
     rows = UsageRecord.objects.filter(tenant_id__in=tenant_ids, start__gte=start).values("tenant_id").annotate(total=Sum("amount"))
     return {r["tenant_id"]: to_cents(r["total"]) for r in rows}
 
@@ -51,7 +52,7 @@ def console_billing(request):
         rows.append({"tenant": tenant, "spent": spent, "budget": budget,
                      "percent": float(spent / budget.amount * 100) if budget else None,
                      "forecast": budget_forecast(budget, now) if budget else None})
-    last_month = month_start(month_start(now, _tz()) - timedelta(days=1), _tz())
+    last_month = month_start(month_start(now, local_tz()) - timedelta(days=1), local_tz())
     return render(request, "billing/console.html", {
         "form": form, "prices": Price.objects.all(), "rows": rows, "currency": settings.OCENTER_CURRENCY,
         "statements": Statement.objects.select_related("tenant")[:50], "last_month": last_month,
@@ -63,7 +64,7 @@ def console_billing(request):
 def close_month(request, slug):
     tenant = get_object_or_404(Tenant, slug=slug)
     now = timezone.now()
-    month = month_start(month_start(now, _tz()) - timedelta(days=1), _tz())
+    month = month_start(month_start(now, local_tz()) - timedelta(days=1), local_tz())
     try:
         statement = statement_close(actor=request.user, tenant=tenant, month=month, now=now)
         messages.success(request, f"{tenant.slug} {month:%Y-%m} closed: {statement.total} {statement.currency}.")

@@ -5,7 +5,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from billing.models import Budget, Price, Statement, StatementLine
-from billing.services import budget_forecast, budget_spent
+from billing.selectors import budget_forecast, budget_spent
 from tenants.api.serializers import TenantField
 from tenants.models import Project
 

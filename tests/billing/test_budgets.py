@@ -8,7 +8,8 @@ from django.core import mail
 from django.utils import timezone
 
 from billing.models import Budget, BudgetAlert, Notification, UsageRecord
-from billing.services import budget_forecast, budget_set, budgets_evaluate, usage_meter
+from billing.selectors import budget_forecast
+from billing.services import budget_set, budgets_evaluate, usage_meter
 from ocenter.errors import Refused
 from pools.models import Allocation
 from pools.services.allocations import allocation_request

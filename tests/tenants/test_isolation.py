@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from billing.models import Budget, Statement
 from pools.models import Accelerator, Allocation, Node, Pool
-from tenants.models import ApiToken, Membership, Project, Quota, Role, Tenant
+from tenants.models import Membership, Project, Quota, Role, Tenant
 from tenants.services import token_create
 
 ROLES = ["owner", "admin", "member", "viewer"]
