@@ -106,7 +106,7 @@ def usage_summary(records, group_by: list[str]) -> list[dict]:
     return [
         {
             **{g: row[USAGE_GROUPS[g]] for g in group_by},
-            "seconds": row["running_seconds"],
+            "seconds": row["running_seconds"].quantize(Decimal("0.000001")),
             "gpu_hours": (row["unit_seconds"] / 100 / 3600).quantize(Decimal("0.0001")),
             "amount": to_cents(row["total"]),
         }

@@ -2,6 +2,7 @@
 
 import csv
 from datetime import datetime, time
+from decimal import Decimal
 from io import StringIO
 from zoneinfo import ZoneInfo
 
@@ -68,6 +69,8 @@ class UsageViewSet(viewsets.GenericViewSet):
         if unknown:
             raise serializers.ValidationError({"group_by": [f"unknown group {', '.join(unknown)}; choose from {', '.join(USAGE_GROUPS)}."]})
         rows = usage_summary(self.filter_queryset(self.get_queryset()), groups)
+        # Money and time as decimal strings, never floats.
+        rows = [{k: str(v) if isinstance(v, Decimal) else v for k, v in row.items()} for row in rows]
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(page)
 

@@ -50,3 +50,22 @@ def test_bad_thresholds_are_explained(client, ledger, django_user_model):
     page = client.post(reverse("billing:tenant", args=["acme"]), {"period": "monthly", "amount": "100", "thresholds": "half",
                                                                  "action": "refuse", "grace_seconds": 0}).content.decode()
     assert "Write whole percentages" in page and not Budget.objects.exists()
+
+
+def test_usage_through_the_api_holds_only_the_callers_tenant(ledger, django_user_model):
+    from rest_framework.test import APIClient
+
+    price("10.00")
+    acme, globex = ledger.project("acme"), ledger.project("globex")
+    ledger.run(acme, ("2026-11-20 10:00:00", "2026-11-20 11:00:00"))
+    ledger.run(globex, ("2026-11-20 10:00:00", "2026-11-20 12:00:00"), gpu=1)
+    usage_meter(now=at("2026-11-21 00:00:00"))
+    user = django_user_model.objects.create_user("mia", password="pw-0123456789")
+    Membership.objects.create(tenant=acme.tenant, user=user, role=Role.VIEWER)
+    api = APIClient()
+    api.force_login(user)
+    rows = api.get("/api/v1/usage?group_by=tenant,day").json()["results"]
+    assert rows == [{"tenant": "acme", "day": "2026-11-20", "seconds": "3600.000000", "gpu_hours": "1.0000", "amount": "10.00"}]
+    assert api.get("/api/v1/usage?tenant=globex").json()["results"] == []
+    bad = api.get("/api/v1/usage?group_by=colour")
+    assert bad.status_code == 400 and "group_by" in bad.json()["errors"]

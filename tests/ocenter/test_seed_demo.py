@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
+from billing.models import Budget, Price
 from pools.models import Accelerator, Pool
 from pools.services.sync import pools_sync_all
 from tenants.models import Membership, Quota, Tenant
@@ -43,5 +44,6 @@ def test_seed_demo_registers_three_pools_with_64_gpus(tmp_path):
     assert sorted(Membership.objects.values_list("user__username", "tenant__slug", "role")) == [
         ("alice", "acme", "owner"), ("bob", "globex", "owner")]
     assert Quota.objects.filter(project=None).count() == 2
+    assert Price.objects.count() == 9 and Budget.objects.count() == 2
     admin = get_user_model().objects.get(username="admin")
     assert admin.is_staff and admin.check_password("demo-password-1")

@@ -1,6 +1,6 @@
 """
 Seed the embedded demo: an admin user, two tenants (each with an owner, a
-project and a quota) and the demo pools.
+project, a quota and a budget), the demo pools and a price book.
 
 Idempotent: what exists is left as it is. The pools, their URLs and tokens
 come from a JSON file written by ``dev.py``, so the agents and oCenter agree.
@@ -16,8 +16,22 @@ from django.db import transaction
 from ocenter.audit import audit_record
 from pools.models import Pool
 from pools.services.pools import pool_register
+from datetime import datetime, timezone as dt_timezone
+from decimal import Decimal
+
+from billing.models import Price
+from billing.services import budget_set, price_set
 from tenants.models import Role, Tenant
 from tenants.services import membership_add, project_create, quota_set, tenant_create
+
+# Price per GPU-hour by model and class (CNY), and per GiB-hour of GPU memory.
+DEMO_PRICES = {
+    "A100-SXM4-80GB": {"realtime": "16.00", "interruptible": "10.40", "offline": "6.40"},
+    "H100-SXM5-80GB": {"realtime": "32.00", "interruptible": "20.80", "offline": "12.80"},
+    "Ascend-910B": {"realtime": "11.00", "interruptible": "7.15", "offline": "4.40"},
+}
+DEMO_MEMORY_GIB_HOUR = "0.02"
+DEMO_BUDGETS = {"acme": ("monthly", "20000.00", "notify"), "globex": ("monthly", "8000.00", "refuse")}
 
 # slug, name, owner, project, and a tenant-wide quota: guarantee and limit in
 # compute units (100 = one GPU), MiB, slices.
@@ -46,12 +60,20 @@ class Command(BaseCommand):
             for item in data["pools"]:
                 if not Pool.objects.filter(name=item["name"]).exists():
                     pool_register(actor=None, **item)
+            if not Price.objects.exists():
+                since = datetime(2026, 1, 1, tzinfo=dt_timezone.utc)
+                for model, by_class in DEMO_PRICES.items():
+                    for priority, gpu_hour in by_class.items():
+                        price_set(actor=None, accelerator_model=model, priority=priority, compute_gpu_hour=Decimal(gpu_hour),
+                                  memory_gib_hour=Decimal(DEMO_MEMORY_GIB_HOUR), effective_from=since)
         self.stdout.write("demo seeded: admin, %d tenants, %d pools" % (Tenant.objects.count(), Pool.objects.count()))
 
     def _tenant(self, slug, name, owner, project, amounts, password):
         tenant = tenant_create(actor=None, slug=slug, name=name)
         membership_add(actor=None, tenant=tenant, username=owner, email=f"{owner}@example.com", role=Role.OWNER, password=password)
         project_create(actor=None, tenant=tenant, slug=project, name=project.title())
+        period, budget, action = DEMO_BUDGETS[slug]
+        budget_set(actor=None, tenant=tenant, period=period, amount=Decimal(budget), thresholds=[50, 80, 100], action=action)
         g_units, l_units, g_mib, l_mib, g_slices, l_slices = amounts
         quota_set(actor=None, tenant=tenant, project=None,
                   guarantee_compute_units=g_units, limit_compute_units=l_units,
