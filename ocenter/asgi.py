@@ -14,10 +14,25 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 
 from ocenter.routing import websocket_urlpatterns  # noqa: E402
+from tenants.authentication import TokenAuthMiddleware  # noqa: E402
+
+
+def _websocket_stack(inner):
+    """Session (browsers) or bearer token (API clients); a browser's Origin must be one of ours."""
+    authenticated = AuthMiddlewareStack(TokenAuthMiddleware(inner))
+
+    async def app(scope, receive, send):
+        # Machines send no Origin; browsers always do, and must match ALLOWED_HOSTS.
+        if any(name == b"origin" for name, _ in scope.get("headers", [])):
+            return await AllowedHostsOriginValidator(authenticated)(scope, receive, send)
+        return await authenticated(scope, receive, send)
+
+    return app
+
 
 protocols = {
     "http": django_asgi_app,
-    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    "websocket": _websocket_stack(URLRouter(websocket_urlpatterns)),
 }
 if settings.OCENTER_EMBEDDED_JOBS:
     from ocenter.jobs import LifespanJobs

@@ -1,53 +1,130 @@
 """
-The browser's live websocket. Groups are chosen here, from who the user is,
-never from anything the client sends; each event is rendered as an HTML
-fragment that htmx's websocket extension swaps in by id.
+Websockets. Groups are chosen here, from who is asking, never from anything
+the client sends: staff join everything; a tenant's members (or its API
+token) join that tenant's group.
+
+- ``/ws/live/``: for pages. Each event is rendered as HTML fragments that
+  htmx's websocket extension swaps in by id (out of band).
+- ``/ws/events/``: for machines. The same events as JSON; ``?since=<ISO time>``
+  first replays the allocation transitions missed while disconnected.
 """
+
+import json
+from datetime import datetime
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
-from ocenter.events import STAFF_GROUP
+from ocenter.events import STAFF_GROUP, tenant_group
 
 
-def _render_pool_row(pool_id) -> str:
+def _groups_for(user, token) -> list[str]:
+    from tenants.access import Access
+
+    access = Access(user, token)
+    if access.is_staff:
+        return [STAFF_GROUP]
+    return [tenant_group(tenant_id) for tenant_id in access.roles]
+
+
+def _render_pool_row(event, staff) -> str:
     from pools.models import Pool
     from pools.selectors import pools_with_summary
 
-    pools = pools_with_summary(Pool.objects.filter(id=pool_id))
-    if not pools:
+    pools = pools_with_summary(Pool.objects.filter(id=event["pool"]))
+    return render_to_string("pools/_pool_row.html", {"pool": pools[0], "oob": True}) if pools else ""
+
+
+def _render_allocation(event, staff) -> str:
+    from pools.models import Allocation
+    from pools.selectors import queue_positions
+
+    allocation = Allocation.objects.select_related("tenant", "project").prefetch_related("slices__pool").filter(id=event["allocation"]).first()
+    if allocation is None:
         return ""
-    return render_to_string("pools/_pool_row.html", {"pool": pools[0], "oob": True})
+    allocation.position = queue_positions().get(allocation.id) if allocation.state == Allocation.State.QUEUED else None
+    new = event.get("from") == ""
+    row = render_to_string("pools/_allocation_row.html", {"a": allocation, "show_tenant": staff, "oob": not new})
+    if new:  # a row the page does not have yet: put it on top
+        row = f'<tbody hx-swap-oob="afterbegin:#allocation-rows">{row}</tbody>'
+    return row + render_to_string("includes/_feed_item.html", {"event": event, "allocation": allocation})
 
 
-RENDERERS = {"pool.updated": lambda event: _render_pool_row(event["pool"])}
+def _render_alert(event, staff) -> str:
+    return render_to_string("includes/_notification.html", {"message": event["message"]})
 
 
-class LiveConsumer(AsyncWebsocketConsumer):
-    """Pushes the events a user may see, as HTML fragments."""
+RENDERERS = {"pool.updated": _render_pool_row, "allocation.updated": _render_allocation, "budget.alert": _render_alert}
+
+
+class _ScopedConsumer(AsyncWebsocketConsumer):
+    """Joins the groups its user (or token) may see; says nothing to anyone else."""
 
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
             return
-        self.groups_joined = [STAFF_GROUP] if user.is_staff else []
-        for group in self.groups_joined:
+        self.joined = await database_sync_to_async(_groups_for)(user, self.scope.get("api_token"))
+        for group in self.joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        await self.connected()
+
+    async def connected(self):
+        """Hook for what to send right after accepting."""
 
     async def disconnect(self, code):
-        for group in getattr(self, "groups_joined", []):
+        for group in getattr(self, "joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None):
-        """The client has nothing to say that changes what it is sent."""
+        """Nothing a client sends changes what it is sent."""
+
+
+class LiveConsumer(_ScopedConsumer):
+    """Pushes the events a user may see, as HTML fragments for htmx."""
 
     async def ocenter_event(self, message):
         render = RENDERERS.get(message["event"].get("kind"))
         if render is None:
             return
-        html = await database_sync_to_async(render)(message["event"])
+        html = await database_sync_to_async(render)(message["event"], STAFF_GROUP in self.joined)
         if html:
             await self.send(text_data=html)
+
+
+def _missed(user, token, since: datetime) -> list[dict]:
+    """Allocation transitions since ``since`` that this user may see, oldest first."""
+    from pools.models import AllocationEvent
+    from tenants.access import Access
+
+    events = Access(user, token).scope(
+        AllocationEvent.objects.filter(at__gt=since).select_related("allocation"), field="allocation__tenant"
+    ).order_by("at", "id")[:1000]
+    return [
+        {"kind": "allocation.updated", "allocation": str(e.allocation_id), "tenant": str(e.allocation.tenant_id),
+         "from": e.from_state, "state": e.to_state, "reason": e.reason, "at": e.at.isoformat(), "replayed": True}
+        for e in events
+    ]
+
+
+class EventStreamConsumer(_ScopedConsumer):
+    """The same events as JSON, for API clients (``Authorization: Bearer ocn_…``)."""
+
+    async def connected(self):
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        since = query.get("since", [None])[0]
+        if since:
+            try:
+                moment = datetime.fromisoformat(since)
+            except ValueError:
+                await self.send(text_data=json.dumps({"kind": "error", "detail": "since must be an ISO 8601 time with a zone"}))
+                return
+            for event in await database_sync_to_async(_missed)(self.scope["user"], self.scope.get("api_token"), moment):
+                await self.send(text_data=json.dumps(event))
+
+    async def ocenter_event(self, message):
+        await self.send(text_data=json.dumps(message["event"]))

@@ -60,7 +60,7 @@ def _allocation_page(request, allocations, *, tenant=None, form=None):
     positions = queue_positions()
     for allocation in page:
         allocation.position = positions.get(allocation.id)
-    return render(request, "pools/allocation_list.html", {"page": page, "tenant": tenant, "form": form,
+    return render(request, "pools/allocation_list.html", {"page": page, "tenant": tenant, "form": form, "show_tenant": tenant is None,
                                                           "states": Allocation.State.choices, "state": request.GET.get("state", "")})
 
 

@@ -54,3 +54,26 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "description": "an API token: ocn_…"}
+
+
+class TokenAuthMiddleware:
+    """Channels middleware: an ``Authorization: Bearer ocn_…`` header on a websocket sets its user and token."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        from channels.db import database_sync_to_async
+
+        headers = dict(scope.get("headers", []))
+        value = headers.get(b"authorization", b"").decode(errors="replace")
+        if value.lower().startswith("bearer "):
+            try:
+                token = await database_sync_to_async(authenticate_token)(value[7:].strip())
+            except exceptions.AuthenticationFailed:
+                from django.contrib.auth.models import AnonymousUser
+
+                scope = {**scope, "user": AnonymousUser(), "api_token": None}
+            else:
+                scope = {**scope, "user": token.user, "api_token": token}
+        return await self.inner(scope, receive, send)

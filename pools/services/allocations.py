@@ -64,7 +64,8 @@ def _transition(allocation: Allocation, to_state: str, *, actor, reason: str = "
                      changes={"state": [from_state, to_state], "reason": reason})
     publish_on_commit(
         [STAFF_GROUP, tenant_group(allocation.tenant_id)],
-        {"kind": "allocation.updated", "allocation": str(allocation.id), "tenant": str(allocation.tenant_id), "state": to_state},
+        {"kind": "allocation.updated", "allocation": str(allocation.id), "tenant": str(allocation.tenant_id),
+         "from": from_state, "state": to_state, "reason": allocation.reason, "at": timezone.now().isoformat()},
     )
 
 
@@ -265,8 +266,7 @@ def allocation_request(*, actor, tenant: Tenant, project, count: int, compute_un
             lease_seconds=lease_seconds, labels=labels or {}, requeue_on_preempt=requeue_on_preempt,
             idempotency_key=idempotency_key or None,
         )
-        allocation.save()
-        AllocationEvent.objects.create(allocation=allocation, to_state=State.QUEUED, actor_label=actor_label(actor), reason="requested")
+        _transition(allocation, State.QUEUED, actor=actor, reason="requested")
         usage = tenant_usage(tenant_ids=[tenant.id]).get(tenant.id, [])
         audit_record(actor=actor, action="allocation.request", obj=allocation, tenant_id=tenant.id,
                      changes={"count": count, "compute_units": compute_units, "memory_mib": memory_mib, "priority": priority})
