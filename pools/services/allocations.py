@@ -275,9 +275,10 @@ def allocation_request(*, actor, tenant: Tenant, project, count: int, compute_un
         else:
             _check_admissible_somewhere(allocation, usage)
             victims = _preempt_for(allocation, actor=actor) if priority == REALTIME else []
-            reason = (f"making room: reclaiming {len(victims)} offline or borrowed allocation(s)" if victims
-                      else "waiting for room: no GPU that matches has the compute and memory free")
-            _transition(allocation, State.QUEUED, actor=actor, reason=reason)
+            # Still queued, as recorded: only the reason it waits is new (and is read when the event is shown).
+            allocation.reason = (f"making room: reclaiming {len(victims)} offline or borrowed allocation(s)" if victims
+                                 else "waiting for room: no GPU that matches has the compute and memory free")
+            allocation.save(update_fields=["reason", "updated_at"])
     for victim in victims:
         _finish_release(victim, final_state=State.PREEMPTED, actor=actor)
     if victims:
