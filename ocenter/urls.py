@@ -12,6 +12,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("pools.urls")),
     path("", include("billing.urls")),
+    path("console/", views.overview, name="console-overview"),
     path("console/tenants/", tenant_views.tenant_list, name="console-tenants"),
     path("console/audit/", views.audit_log, name="console-audit"),
     path("t/", include("tenants.urls")),

@@ -6,7 +6,18 @@ from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Sum
+from django.utils import timezone
+
+from billing.models import UsageRecord
+from billing.rating import to_cents
+from ocenter.access import staff_required
 from ocenter.api_views import audit_entries_for
+from pools.models import AllocationEvent
+from pools.selectors import capacity, fragmentation, pools_with_summary, queue_summary
 from ocenter.filters import AuditEntryFilter
 from tenants.access import Access, get_tenant_for
 from tenants.models import Tenant
@@ -16,8 +27,21 @@ def home(request):
     if not request.user.is_authenticated:
         return redirect("login")
     if request.user.is_staff:
-        return redirect("pools:list")
+        return redirect("console-overview")
     return redirect("tenants:portal")
+
+
+@staff_required
+def overview(request):
+    """The platform at a glance: capacity, fragmentation, queue, spend today, pool health, and a live feed."""
+    today = timezone.localdate()
+    spend = UsageRecord.objects.filter(day=today).aggregate(total=Sum("amount"))["total"] or Decimal(0)
+    events = AllocationEvent.objects.select_related("allocation__tenant").order_by("-at", "-id")[:20]
+    return render(request, "console/overview.html", {
+        "pools": pools_with_summary(), "by_pool": capacity("pool__name"), "by_model": capacity("model"),
+        "fragmentation": fragmentation(), "queue": queue_summary(), "spend_today": to_cents(spend),
+        "currency": settings.OCENTER_CURRENCY, "events": events,
+    })
 
 
 @login_required

@@ -3,7 +3,7 @@
 from collections import defaultdict
 from datetime import timedelta
 
-from django.db.models import Count, Prefetch, Sum
+from django.db.models import Count, F, Prefetch, Q, Sum
 from django.utils import timezone
 
 from pools.models import Accelerator, Allocation, Node, Pool, Slice
@@ -107,3 +107,40 @@ def estimated_start(allocation: Allocation, position: int):
 def allocations_for(access):
     """The allocations this access may see."""
     return access.scope(Allocation.objects.select_related("tenant", "project"))
+
+
+# A slice of this size is what most work asks for: free room that cannot hold it is stranded.
+TYPICAL_SLICE_UNITS = 25
+TYPICAL_SLICE_MIB = 16 * 1024
+
+
+def capacity(group: str) -> list[dict]:
+    """Present GPUs grouped by ``pool__name`` or ``model``: how many, and the share of compute and memory handed out."""
+    rows = (
+        Accelerator.objects.filter(gone_at=None)
+        .values(group)
+        .annotate(gpus=Count("id"), used=Sum("allocated_compute_units"), mib=Sum("memory_mib"), used_mib=Sum("allocated_memory_mib"))
+        .order_by(group)
+    )
+    return [
+        {"name": r[group], "gpus": r["gpus"], "units_percent": 100 * r["used"] / (100 * r["gpus"]),
+         "memory_percent": 100 * r["used_mib"] / r["mib"] if r["mib"] else 0}
+        for r in rows
+    ]
+
+
+def fragmentation() -> dict:
+    """Free compute on GPUs that can no longer hold a typical slice, against all free compute."""
+    gpus = Accelerator.objects.filter(gone_at=None, health=Accelerator.Health.HEALTHY)
+    free = gpus.aggregate(units=Sum(100 - F("allocated_compute_units")))["units"] or 0
+    stranded = gpus.filter(
+        Q(allocated_compute_units__gt=100 - TYPICAL_SLICE_UNITS) | Q(memory_mib__lt=F("allocated_memory_mib") + TYPICAL_SLICE_MIB)
+    ).aggregate(units=Sum(100 - F("allocated_compute_units")))["units"] or 0
+    return {"free_units": free, "stranded_units": stranded, "percent": 100 * stranded / free if free else 0,
+            "typical": f"{TYPICAL_SLICE_UNITS} units, {TYPICAL_SLICE_MIB // 1024} GiB"}
+
+
+def queue_summary() -> dict:
+    queued = Allocation.objects.filter(state=Allocation.State.QUEUED)
+    oldest = queued.order_by("created_at").values_list("created_at", flat=True).first()
+    return {"depth": queued.count(), "oldest": oldest}
