@@ -90,8 +90,15 @@ def tenant_allocations(request, slug):
             except DomainError as exc:
                 form.add_error(exc.field if exc.field in form.fields else None, exc.detail)
             else:
-                messages.success(request, f"Allocation {str(allocation.id)[:8]} is {allocation.state}. {allocation.reason}")
+                done = f"Allocation {str(allocation.id)[:8]} is {allocation.state}. {allocation.reason}"
+                if request.htmx:
+                    # The row arrives over the websocket; the form comes back fresh.
+                    fresh = AllocationRequestForm(tenant=tenant)
+                    return render(request, "pools/_request_form.html", {"form": fresh, "tenant": tenant, "done": done})
+                messages.success(request, done)
                 return redirect("pools:tenant_allocations", slug=tenant.slug)
+        if request.htmx:
+            return render(request, "pools/_request_form.html", {"form": form, "tenant": tenant})
     allocations = allocations_for(access).filter(tenant=tenant)
     if request.GET.get("state"):
         allocations = allocations.filter(state=request.GET["state"])
@@ -105,6 +112,8 @@ def allocation_release_view(request, allocation_id):
     allocation = get_object_or_404(allocations_for(access), id=allocation_id)
     require_role(access, allocation.tenant, Role.MEMBER, "Releasing GPU slices")
     allocation = allocation_release(actor=request.user, allocation=allocation)
+    if request.htmx:
+        return render(request, "pools/_allocation_row.html", {"a": allocation, "show_tenant": access.is_staff})
     messages.success(request, f"Allocation {str(allocation.id)[:8]} is {allocation.state}.")
     back = request.POST.get("next", "")
     if url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):

@@ -14,7 +14,8 @@ from ocenter.settings import *  # noqa: E402,F403
 from ocenter.settings import DATABASES, VAR_DIR  # noqa: E402
 
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
-PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Fast in tests; PBKDF2 listed too, for users a real server (the browser tests) must log in.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
 # Tasks run where they are enqueued; the Celery worker test turns this off.
 CELERY_TASK_ALWAYS_EAGER = True
 OCENTER_AGENT_TIMEOUT = 2.0

@@ -1,0 +1,94 @@
+"""End to end in real headless Chromium: ask for a slice and watch it run, live; other tenants see nothing; the console follows an agent going down."""
+
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from pools.models import Allocation
+from pools.services.sync import pool_sync
+from tenants.models import Membership, Project, Role
+from tenants.services import quota_set, tenant_create
+from tests.agents import a100_nodes
+from tests.factories import PoolFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+PASSWORD = "pw-browser-0123456789"
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+
+
+def _user(username, **fields):
+    """A user whose password the server (Django's default hashers) can check."""
+    from django.contrib.auth.hashers import make_password
+
+    return get_user_model().objects.create(username=username, password=make_password(PASSWORD, hasher="pbkdf2_sha256"), **fields)
+
+
+def _member(slug, role=Role.MEMBER):
+    tenant = tenant_create(actor=None, slug=slug, name=slug.title())
+    Project.objects.create(tenant=tenant, slug="main", name="Main")
+    quota_set(actor=None, tenant=tenant, project=None, guarantee_compute_units=400, limit_compute_units=800,
+              guarantee_memory_mib=10**6, limit_memory_mib=10**6, guarantee_slices=16, limit_slices=16)
+    user = _user(f"{slug}-user")
+    Membership.objects.create(tenant=tenant, user=user, role=role)
+    return user
+
+
+def _login(browser, url, username, path):
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.goto(f"{url}/login/?next={path}")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda u: u.endswith(path), timeout=10_000)
+    page.evaluate("window.__notReloaded = true")
+    return page
+
+
+def _connected(page):
+    page.wait_for_function("() => window.htmx !== undefined && document.querySelector('[ws-connect]') !== null", timeout=10_000)
+    page.wait_for_timeout(500)  # the socket opens right after load
+
+
+def test_request_run_release_isolated_and_live(server, browser, agents):
+    agent = agents("bj", [a100_nodes(1, gpus=4)])
+    pool = PoolFactory(name="bj", agent=agent)
+    pool_sync(pool_id=pool.id)
+    _member("acme")
+    _member("globex")
+    _user("operator", is_staff=True)
+
+    acme = _login(browser, server, "acme-user", "/t/acme/allocations/")
+    globex = _login(browser, server, "globex-user", "/t/globex/allocations/")
+    console = _login(browser, server, "operator", "/console/")
+    for page in (acme, globex, console):
+        _connected(page)
+
+    acme.fill("#id_compute_units", "25")
+    acme.fill("#id_memory_mib", "2048")
+    acme.click("#request-form button[type=submit]")
+    row = acme.locator("#allocation-rows tr").first
+    row.locator("[data-state=running]").wait_for(timeout=10_000)
+    allocation = Allocation.objects.get()
+    assert row.get_attribute("id") == f"allocation-{allocation.id}"
+    assert acme.evaluate("window.__notReloaded") is True
+    console.locator("#event-feed", has_text="acme").locator("strong", has_text="running").first.wait_for(timeout=10_000)
+    assert console.evaluate("window.__notReloaded") is True
+
+    # globex saw nothing of it, live or otherwise.
+    globex.wait_for_timeout(500)
+    assert globex.locator("#allocation-rows tr").count() == 0
+    assert "acme" not in globex.content() and globex.evaluate("window.__notReloaded") is True
+
+    acme.once("dialog", lambda dialog: dialog.accept())
+    acme.locator(f"#allocation-{allocation.id} button", has_text="Release").click()
+    acme.locator(f"#allocation-{allocation.id} [data-state=released]").wait_for(timeout=10_000)
+    assert acme.evaluate("window.__notReloaded") is True
+    assert agent.client().get("/v1/allocations").json()["allocations"] == []
+
+    # The console follows the pool going down, without a reload.
+    agent.stop()
+    console.locator(f"#pool-{pool.id} .status-unreachable").wait_for(timeout=15_000)
+    assert console.evaluate("window.__notReloaded") is True
