@@ -2,6 +2,7 @@
 
 from django import forms
 from django.core.validators import URLValidator
+from django.utils.translation import gettext_lazy as _
 
 from pools.models import Accelerator, Allocation, Pool
 
@@ -39,21 +40,22 @@ class PoolRegisterForm(forms.Form):
 class AllocationRequestForm(forms.Form):
     """The portal's request form; the API's serializer checks the same."""
 
-    project = forms.ModelChoiceField(queryset=None, empty_label=None)
-    count = forms.IntegerField(min_value=1, max_value=64, initial=1, help_text="Slices, each on its own GPU.")
-    compute_units = forms.IntegerField(min_value=1, max_value=100, initial=25, help_text="Per slice; 100 = a whole GPU.")
-    memory_mib = forms.IntegerField(min_value=1, initial=16384, label="Memory (MiB)", help_text="GPU memory per slice.")
-    priority = forms.ChoiceField(choices=Allocation.Priority.choices, initial=Allocation.Priority.OFFLINE,
-                                 help_text="realtime must fit your guarantee; interruptible and offline may borrow and can be reclaimed.")
-    accelerator_model = forms.ChoiceField(required=False, label="Model")
-    pool_name = forms.ChoiceField(required=False, label="Pool")
-    lease_seconds = forms.IntegerField(required=False, min_value=60, max_value=90 * 86400, label="Lease (seconds)",
-                                       help_text="Released when it ends; empty: until you release it.")
-    requeue_on_preempt = forms.BooleanField(required=False, label="Requeue if preempted")
+    project = forms.ModelChoiceField(queryset=None, empty_label=None, label=_("Project"))
+    count = forms.IntegerField(min_value=1, max_value=64, initial=1, label=_("Count"), help_text=_("Slices, each on its own GPU."))
+    compute_units = forms.IntegerField(min_value=1, max_value=100, initial=25, label=_("Compute units"),
+                                       help_text=_("Per slice; 100 = a whole GPU."))
+    memory_mib = forms.IntegerField(min_value=1, initial=16384, label=_("Memory (MiB)"), help_text=_("GPU memory per slice."))
+    priority = forms.ChoiceField(choices=Allocation.Priority.choices, initial=Allocation.Priority.OFFLINE, label=_("Priority"),
+                                 help_text=_("realtime must fit your guarantee; interruptible and offline may borrow and can be reclaimed."))
+    accelerator_model = forms.ChoiceField(required=False, label=_("Model"))
+    pool_name = forms.ChoiceField(required=False, label=_("Pool"))
+    lease_seconds = forms.IntegerField(required=False, min_value=60, max_value=90 * 86400, label=_("Lease (seconds)"),
+                                       help_text=_("Released when it ends; empty: until you release it."))
+    requeue_on_preempt = forms.BooleanField(required=False, label=_("Requeue if preempted"))
 
     def __init__(self, *args, tenant, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["project"].queryset = tenant.projects.order_by("slug")
         models = sorted(set(Accelerator.objects.filter(gone_at=None).values_list("model", flat=True)))
-        self.fields["accelerator_model"].choices = [("", "any"), *((m, m) for m in models)]
-        self.fields["pool_name"].choices = [("", "any"), *((p, p) for p in Pool.objects.values_list("name", flat=True))]
+        self.fields["accelerator_model"].choices = [("", _("any")), *((m, m) for m in models)]
+        self.fields["pool_name"].choices = [("", _("any")), *((p, p) for p in Pool.objects.values_list("name", flat=True))]

@@ -5,6 +5,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils.translation import gettext_lazy as _
 
 from ocenter.crypto import secretbox
 
@@ -13,10 +14,10 @@ class Pool(models.Model):
     """A GPU pool run by its own controller, reached through its agent."""
 
     class Status(models.TextChoices):
-        NEW = "new", "new"  # registered, never synced
-        HEALTHY = "healthy", "healthy"
-        DEGRADED = "degraded", "degraded"  # answers, but reports a problem
-        UNREACHABLE = "unreachable", "unreachable"
+        NEW = "new", _("new")  # registered, never synced
+        HEALTHY = "healthy", _("healthy")
+        DEGRADED = "degraded", _("degraded")  # answers, but reports a problem
+        UNREACHABLE = "unreachable", _("unreachable")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.SlugField(max_length=63, unique=True)
@@ -79,7 +80,7 @@ class Accelerator(models.Model):
     """One physical GPU (or other accelerator), keyed by the uuid its agent reports."""
 
     class Health(models.TextChoices):
-        HEALTHY = "healthy", "healthy"
+        HEALTHY = "healthy", _("healthy")
         UNHEALTHY = "unhealthy", "unhealthy"
 
     # The mirror of the pool is denormalized onto each GPU: placement reads
@@ -126,18 +127,18 @@ class Allocation(models.Model):
     """
 
     class State(models.TextChoices):
-        QUEUED = "queued", "queued"
-        CLAIMING = "claiming", "claiming"
-        RUNNING = "running", "running"
-        RELEASING = "releasing", "releasing"
-        RELEASED = "released", "released"
-        PREEMPTED = "preempted", "preempted"
-        FAILED = "failed", "failed"
+        QUEUED = "queued", _("queued")
+        CLAIMING = "claiming", _("claiming")
+        RUNNING = "running", _("running")
+        RELEASING = "releasing", _("releasing")
+        RELEASED = "released", _("released")
+        PREEMPTED = "preempted", _("preempted")
+        FAILED = "failed", _("failed")
 
     class Priority(models.TextChoices):
-        REALTIME = "realtime", "realtime"
-        INTERRUPTIBLE = "interruptible", "interruptible"
-        OFFLINE = "offline", "offline"
+        REALTIME = "realtime", _("realtime")
+        INTERRUPTIBLE = "interruptible", _("interruptible")
+        OFFLINE = "offline", _("offline")
 
     class Policy(models.TextChoices):
         BINPACK = "binpack", "binpack"
