@@ -37,6 +37,15 @@ class PriceBook:
         return [p.effective_from for p in self.prices if p.matches(pool_name, accelerator_model, priority)]
 
 
+def hourly_price(book: PriceBook, pool_name: str, model: str, priority: str, compute_units: int, memory_mib: int) -> Decimal:
+    """What one slice costs per hour now (0 when no price applies)."""
+    price = book.at(pool_name, model, priority, timezone.now())
+    if price is None:
+        return Decimal(0)
+    return hourly(compute_units=compute_units, memory_mib=memory_mib, compute_gpu_hour=price.compute_gpu_hour,
+                  memory_gib_hour=price.memory_gib_hour)
+
+
 def budget_period(budget: Budget, now: datetime) -> tuple[datetime, datetime | None]:
     """[start, end) of the budget's current period (no end for a fixed total)."""
     if budget.period == Budget.Period.TOTAL:

@@ -17,7 +17,9 @@ from billing.rating import to_cents
 from ocenter.access import staff_required
 from ocenter.api_views import audit_entries_for
 from pools.models import AllocationEvent
-from pools.selectors import capacity, fragmentation, pools_with_summary, queue_summary
+from billing.selectors import PriceBook, hourly_price
+from pools.forms import AllocationRequestForm
+from pools.selectors import capacity, fragmentation, placement_preview, pools_with_summary, queue_summary
 from ocenter.filters import AuditEntryFilter
 from tenants.access import Access, get_tenant_for
 from tenants.models import Tenant
@@ -42,6 +44,26 @@ def overview(request):
         "fragmentation": fragmentation(), "queue": queue_summary(), "spend_today": to_cents(spend),
         "currency": settings.OCENTER_CURRENCY, "events": events,
     })
+
+
+@login_required
+def request_preview(request, slug):
+    """While a member types a request: would it fit quota and budget, what would it cost per hour, where would it land."""
+    access = Access.of(request)
+    tenant = get_tenant_for(access, slug)
+    form = AllocationRequestForm(request.GET, tenant=tenant)
+    context = {"form": form, "currency": settings.OCENTER_CURRENCY}
+    if form.is_valid():
+        data = form.cleaned_data
+        preview = placement_preview(tenant=tenant, **data)
+        context["preview"] = preview
+        if preview["placed"]:
+            book = PriceBook()
+            context["per_hour"] = to_cents(sum(
+                (hourly_price(book, gpu.pool, gpu.model, data["priority"], data["compute_units"], data["memory_mib"]) for gpu in preview["placed"]),
+                Decimal(0),
+            ))
+    return render(request, "pools/_fit.html", context)
 
 
 @login_required

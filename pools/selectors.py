@@ -144,3 +144,26 @@ def queue_summary() -> dict:
     queued = Allocation.objects.filter(state=Allocation.State.QUEUED)
     oldest = queued.order_by("created_at").values_list("created_at", flat=True).first()
     return {"depth": queued.count(), "oldest": oldest}
+
+
+def placement_preview(*, tenant, project, count, compute_units, memory_mib, priority, accelerator_model="", pool_name="",
+                      lease_seconds=None, **_ignored) -> dict:
+    """Where a request would likely land now, and whether admission would let it in. Reads only."""
+    from ocenter.admission import AdmissionRequest, SliceAsk, run_admission_checks
+    from ocenter.errors import Refused
+    from pools.placement import Ask, place
+    from pools.services.allocations import _allowed, _gpus, tenant_usage
+
+    ask = Ask(count=count, compute_units=compute_units, memory_mib=memory_mib, model=accelerator_model, pool=pool_name,
+              allowed=_allowed(tenant.id))
+    chosen = place(ask, _gpus(ask, with_room=True))
+    usage = tenant_usage(tenant_ids=[tenant.id]).get(tenant.id, [])
+    result = {"placed": chosen, "refusal": None}
+    if chosen:
+        asks = [SliceAsk(g.pool, g.model, compute_units, memory_mib) for g in chosen]
+        try:
+            run_admission_checks(AdmissionRequest(tenant_id=tenant.id, project_id=project.id, priority=priority, slices=asks,
+                                                  usage=usage, lease_seconds=lease_seconds))
+        except Refused as exc:
+            result["refusal"] = exc.detail
+    return result

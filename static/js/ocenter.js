@@ -5,6 +5,20 @@ document.addEventListener("click", (event) => {
   const source = document.querySelector(button.dataset.copy);
   if (!source) return;
   navigator.clipboard.writeText(source.textContent.trim()).then(() => {
-    button.textContent = "Copied";
+    button.textContent = "✓";
   });
+});
+
+// A dropped socket reconnects by itself (htmx's ws extension); what happened
+// meanwhile is caught up by fetching the live region again from the server.
+const opened = new WeakSet();
+document.addEventListener("htmx:wsOpen", (event) => {
+  const region = event.detail.elt;
+  if (!opened.has(region)) {
+    opened.add(region);
+    return;
+  }
+  if (region.id) {
+    htmx.ajax("GET", window.location.href, { target: "#" + region.id, select: "#" + region.id, swap: "outerHTML" });
+  }
 });

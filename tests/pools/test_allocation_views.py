@@ -49,3 +49,25 @@ def test_staff_see_every_allocation(client, fleet, staff):
     client.force_login(staff)
     page = client.get(reverse("pools:allocations")).content.decode()
     assert "acme" in page and "running" in page
+
+
+def test_the_form_says_while_typing_whether_it_fits_what_it_costs_and_where_it_lands(client, fleet):
+    from decimal import Decimal
+
+    from billing.services import price_set
+    from django.utils import timezone
+
+    price_set(actor=None, compute_gpu_hour=Decimal("16.00"), effective_from=timezone.now() - timezone.timedelta(days=1))
+    small = dict(guarantee_compute_units=0, limit_compute_units=40, guarantee_memory_mib=0, limit_memory_mib=10**6,
+                 guarantee_slices=0, limit_slices=10)
+    tenant, project, user, _ = fleet.tenant("acme", quota=small)
+    client.force_login(user)
+    url = reverse("request-preview", args=["acme"])
+    fits = client.get(url, {"project": project.id, "count": 1, "compute_units": 25, "memory_mib": 1024, "priority": "offline"})
+    text = fits.content.decode()
+    assert "Fits your quota and budget" in text and "About 4.00 CNY per hour" in text and "bj · A100-SXM4-80GB" in text
+    over = client.get(url, {"project": project.id, "count": 1, "compute_units": 50, "memory_mib": 1024, "priority": "offline"})
+    assert "its limit is 40 compute units" in over.content.decode()
+    assert not Allocation.objects.exists()
+    _, _, _, _ = fleet.tenant("globex")
+    assert client.get(reverse("request-preview", args=["globex"]), {}).status_code == 404
