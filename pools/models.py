@@ -35,6 +35,8 @@ class Pool(models.Model):
     backend = models.CharField(max_length=32, blank=True)
     agent_version = models.CharField(max_length=32, blank=True)
     inventory_generation = models.BigIntegerField(null=True, blank=True)
+    # Draining: no new placements; what runs keeps running.
+    draining = models.BooleanField(default=False)
     # Price weight for the "cheapest" placement policy (billing's price book refines it).
     cost_weight = models.DecimalField(max_digits=8, decimal_places=4, default=1)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -67,6 +69,7 @@ class Node(models.Model):
     first_seen_at = models.DateTimeField(auto_now_add=True)
     # Set when the agent stopped reporting it; kept, never silently deleted.
     gone_at = models.DateTimeField(null=True, blank=True)
+    draining = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["pool", "name"]

@@ -9,7 +9,9 @@ urlpatterns = [
     path("console/pools/new/", views.pool_new, name="new"),
     path("console/pools/<uuid:pool_id>/", views.pool_detail, name="detail"),
     path("console/pools/<uuid:pool_id>/sync/", views.pool_sync_now, name="sync"),
+    path("console/pools/<uuid:pool_id>/drain/", views.pool_drain, name="drain"),
     path("console/allocations/", views.allocation_list, name="allocations"),
+    path("console/allocations/<uuid:allocation_id>/preempt/", views.allocation_preempt_view, name="allocation_preempt"),
     path("allocations/<uuid:allocation_id>/release/", views.allocation_release_view, name="allocation_release"),
     path("t/<slug:slug>/allocations/", views.tenant_allocations, name="tenant_allocations"),
 ]

@@ -13,8 +13,8 @@ from ocenter.errors import DomainError
 from pools.forms import AllocationRequestForm, PoolRegisterForm
 from pools.models import Allocation, Pool
 from pools.selectors import allocations_for, pool_nodes, pools_with_summary, queue_positions
-from pools.services.allocations import allocation_release, allocation_request, check_request_shape
-from pools.services.pools import pool_register
+from pools.services.allocations import allocation_preempt, allocation_release, allocation_request, check_request_shape
+from pools.services.pools import pool_register, pool_set_draining
 from pools.services.sync import pool_sync
 from tenants.access import Access, get_tenant_for, require_role
 from tenants.models import Role
@@ -119,3 +119,29 @@ def allocation_release_view(request, allocation_id):
     if url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
         return redirect(back)
     return redirect("pools:tenant_allocations", slug=allocation.tenant.slug)
+
+
+@staff_required
+@require_POST
+def pool_drain(request, pool_id):
+    """Drain or undrain a pool (``node`` in the form: one node of it)."""
+    pool = _get_pool_for_staff(pool_id)
+    node = get_object_or_404(pool.nodes, id=request.POST["node"]) if request.POST.get("node") else None
+    draining = request.POST.get("draining") == "1"
+    pool_set_draining(actor=request.user, pool=pool, node=node, draining=draining)
+    what = f"{pool.name}/{node.name}" if node else pool.name
+    messages.success(request, f"{what} is {'draining: no new placements' if draining else 'taking new placements again'}.")
+    return redirect("pools:detail", pool_id=pool.id)
+
+
+@staff_required
+@require_POST
+def allocation_preempt_view(request, allocation_id):
+    allocation = get_object_or_404(Allocation, id=allocation_id)
+    try:
+        allocation = allocation_preempt(actor=request.user, allocation=allocation)
+    except DomainError as exc:
+        messages.error(request, exc.detail)
+    if request.htmx:
+        return render(request, "pools/_allocation_row.html", {"a": allocation, "show_tenant": True})
+    return redirect("pools:allocations")

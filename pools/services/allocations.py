@@ -101,9 +101,11 @@ def _allowed(tenant_id) -> frozenset:
     return frozenset(Quota.objects.filter(tenant_id=tenant_id, project=None).values_list("pool_name", "accelerator_model"))
 
 
-def _gpus(ask: Ask, *, with_room: bool, exclude=()) -> list[GpuState]:
-    """Healthy GPUs of live pools that meet the constraints, in one query."""
+def _gpus(ask: Ask, *, with_room: bool, exclude=(), draining_too: bool = False) -> list[GpuState]:
+    """Healthy GPUs of live pools that meet the constraints, in one query (drained ones only when asked)."""
     gpus = Accelerator.objects.filter(gone_at=None, health=Accelerator.Health.HEALTHY, pool__status__in=LIVE_POOL_STATUSES)
+    if not draining_too:
+        gpus = gpus.filter(pool__draining=False, node__draining=False)
     if with_room:
         gpus = gpus.filter(
             allocated_compute_units__lte=100 - ask.compute_units,
@@ -206,7 +208,8 @@ def _try_place(allocation: Allocation, *, actor, usage: list, exclude=()) -> boo
 def _check_admissible_somewhere(allocation: Allocation, usage: list):
     """Refuse now a request no placement could ever admit (over its quota anywhere, or no GPU of its kind)."""
     ask = _ask(allocation, None)
-    scopes = sorted({(g.pool, g.model) for g in _gpus(ask, with_room=False) if g.memory_mib >= ask.memory_mib})
+    # A drained pool will take work again: requests for it wait rather than being refused.
+    scopes = sorted({(g.pool, g.model) for g in _gpus(ask, with_room=False, draining_too=True) if g.memory_mib >= ask.memory_mib})
     if not scopes:
         raise Refused(
             "no healthy GPU in a live pool matches this request (model, vendor, pool, region and memory per slice); change the constraints",
@@ -444,6 +447,17 @@ def _requeue(allocation: Allocation, *, actor) -> Allocation:
     again = Allocation(**{f: getattr(allocation, f) for f in fields}, requeued_from=allocation)
     _transition(again, State.QUEUED, actor=actor, reason=f"requeued after preemption of {allocation.id}")
     return again
+
+
+def allocation_preempt(*, actor, allocation: Allocation, reason: str = "") -> Allocation:
+    """Staff take a running allocation's slices back now (it is requeued if it asked to be)."""
+    with transaction.atomic():
+        allocation = Allocation.objects.select_for_update(of=("self",)).get(id=allocation.id)
+        if allocation.state != State.RUNNING:
+            raise DomainError(f"only running work can be preempted; this allocation is {allocation.state}")
+        _transition(allocation, State.RELEASING, actor=actor, audit=True,
+                    reason=reason or f"preempted by platform staff ({actor_label(actor)})")
+    return _finish_release(allocation, final_state=State.PREEMPTED, actor=actor)
 
 
 def tenant_allocations_release(*, tenant_id, actor=None):

@@ -3,6 +3,7 @@
 from django.db import transaction
 
 from ocenter.audit import audit_record
+from ocenter.events import STAFF_GROUP, publish_on_commit
 from ocenter.lib.secretbox import new_token
 from pools.models import Pool
 
@@ -31,3 +32,16 @@ def pool_register(*, actor, name: str, region: str, agent_url: str, token: str =
 
     transaction.on_commit(lambda: sync_pool.delay(str(pool.id)))
     return pool, token
+
+
+@transaction.atomic
+def pool_set_draining(*, actor, pool: Pool, draining: bool, node=None) -> Pool:
+    """Drain (or undrain) a pool, or one of its nodes: no new placements there; running work is left alone."""
+    target = node or pool
+    if target.draining != draining:
+        target.draining = draining
+        target.save(update_fields=["draining"])
+        audit_record(actor=actor, action=f"{'node' if node else 'pool'}.{'drain' if draining else 'undrain'}", obj=target,
+                     changes={"draining": [not draining, draining]})
+        publish_on_commit([STAFF_GROUP], {"kind": "pool.updated", "pool": str(pool.id), "status": pool.status})
+    return pool

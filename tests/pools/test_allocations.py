@@ -180,3 +180,37 @@ def test_the_queue_drains_in_fair_order_as_work_ends(fleet, django_capture_on_co
     late.refresh_from_db()
     assert late.state == State.RUNNING
     assert queue_drain() == 0
+
+
+def test_a_drained_pool_or_node_takes_nothing_new_and_keeps_what_runs(fleet, staff):
+    from pools.services.pools import pool_set_draining
+
+    tenant, project, user, _ = fleet.tenant("acme")
+    running = _request(tenant, project, user, compute_units=50)
+    pool_set_draining(actor=staff, pool=fleet.pool, draining=True)
+    waiting = _request(tenant, project, user, compute_units=10)
+    assert waiting.state == State.QUEUED
+    running.refresh_from_db()
+    assert running.state == State.RUNNING
+    pool_set_draining(actor=staff, pool=fleet.pool, draining=False)
+    node = fleet.pool.nodes.get()
+    pool_set_draining(actor=staff, pool=fleet.pool, node=node, draining=True)
+    assert _request(tenant, project, user, compute_units=10).state == State.QUEUED
+    pool_set_draining(actor=staff, pool=fleet.pool, node=node, draining=False)
+    assert _request(tenant, project, user, compute_units=10).state == State.RUNNING
+    from ocenter.models import AuditEntry
+
+    assert list(AuditEntry.objects.filter(action__in=["pool.drain", "pool.undrain", "node.drain", "node.undrain"])
+                .order_by("at").values_list("action", flat=True)) == ["pool.drain", "pool.undrain", "node.drain", "node.undrain"]
+
+
+def test_staff_preempt_a_running_allocation_and_it_is_requeued_if_it_asked(fleet, staff, client):
+    tenant, project, user, _ = fleet.tenant("acme")
+    allocation = _request(tenant, project, user, compute_units=50, requeue_on_preempt=True)
+    client.force_login(staff)
+    response = client.post(f"/console/allocations/{allocation.id}/preempt/", HTTP_HX_REQUEST="true")
+    assert response.status_code == 200 and 'data-state="preempted"' in response.content.decode()
+    assert Allocation.objects.get(requeued_from=allocation).state == State.QUEUED  # the drain runs after commit
+    assert fleet.claims() == []
+    client.force_login(user)
+    assert client.post(f"/console/allocations/{allocation.id}/preempt/").status_code == 403
