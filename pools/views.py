@@ -8,10 +8,13 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from collections import defaultdict
+
 from ocenter.access import staff_required
 from ocenter.errors import DomainError
 from pools.forms import AllocationRequestForm, PoolRegisterForm
-from pools.models import Allocation, Pool
+from pools.agent_client import AgentClient, AgentError
+from pools.models import Allocation, Pool, Slice
 from pools.selectors import allocations_for, pool_nodes, pools_with_summary, queue_positions
 from pools.services.allocations import allocation_preempt, allocation_release, allocation_request, check_request_shape
 from pools.services.pools import pool_register, pool_set_draining
@@ -31,8 +34,21 @@ def pool_list(request):
 
 @staff_required
 def pool_detail(request, pool_id):
+    """A pool's nodes as a grid of GPUs: each with its slices (who holds what) and, when the agent answers, its utilization."""
     pool = pools_with_summary([_get_pool_for_staff(pool_id)])[0]
-    return render(request, "pools/pool_detail.html", {"pool": pool, "nodes": pool_nodes(pool)})
+    nodes = pool_nodes(pool)
+    slices = defaultdict(list)
+    for s in Slice.objects.filter(pool=pool, active=True).select_related("allocation__tenant"):
+        slices[s.accelerator_id].append(s)
+    try:
+        figures = {g["uuid"]: g for g in AgentClient.for_pool(pool).metrics().get("accelerators", [])}
+    except AgentError:
+        figures = {}
+    for node in nodes:
+        for gpu in node.accelerators.all():
+            gpu.held = slices.get(gpu.id, [])
+            gpu.figures = figures.get(gpu.uuid)
+    return render(request, "pools/pool_detail.html", {"pool": pool, "nodes": nodes, "live_metrics": bool(figures)})
 
 
 @staff_required

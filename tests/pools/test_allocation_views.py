@@ -71,3 +71,11 @@ def test_the_form_says_while_typing_whether_it_fits_what_it_costs_and_where_it_l
     assert not Allocation.objects.exists()
     _, _, _, _ = fleet.tenant("globex")
     assert client.get(reverse("request-preview", args=["globex"]), {}).status_code == 404
+
+
+def test_the_pool_page_shows_who_holds_which_slice_of_which_gpu(client, fleet, staff):
+    _, project, _, api = fleet.tenant("acme")
+    api.post("/api/v1/allocations", {"project": str(project.id), "compute_units": 50, "memory_mib": 2048}, format="json")
+    client.force_login(staff)
+    page = client.get(reverse("pools:detail", args=[fleet.pool.id])).content.decode()
+    assert "acme 50u" in page and "50u · 2,048 / 81,920 MiB" in page

@@ -62,6 +62,7 @@ def test_pool_page_lists_nodes_and_their_gpus(client, staff, agents):
     for gpu in pool.accelerators.all():
         assert gpu.uuid in page
     assert agent.token not in page  # the token is never shown again
+    assert "% busy" in page  # utilization, live from the agent
 
 
 def test_unknown_pool_is_404(client, staff):
