@@ -121,3 +121,16 @@ def usage_summary(records, group_by: list[str]) -> list[dict]:
         }
         for row in rows
     ]
+
+
+def tenants_month_spend(tenant_ids) -> dict:
+    """``{tenant_id: {"spent": …, "budget": Budget | None, "percent": …}}`` for this month (settings.OCENTER_TENANT_SPEND)."""
+    start = month_start(timezone.now(), local_tz())
+    rows = UsageRecord.objects.filter(tenant_id__in=tenant_ids, start__gte=start).values("tenant_id").annotate(total=Sum("amount"))
+    spent = {r["tenant_id"]: to_cents(r["total"]) for r in rows}
+    budgets = {b.tenant_id: b for b in Budget.objects.filter(tenant_id__in=tenant_ids, project=None)}
+    result = {}
+    for tenant_id in tenant_ids:
+        amount, budget = spent.get(tenant_id, Decimal("0.00")), budgets.get(tenant_id)
+        result[tenant_id] = {"spent": amount, "budget": budget, "percent": float(amount / budget.amount * 100) if budget else None}
+    return result

@@ -205,6 +205,8 @@ OCENTER_AGENT_TIMEOUT = float(os.getenv("OCENTER_AGENT_TIMEOUT", "5"))
 OCENTER_ADMISSION_CHECKS = ["tenants.admission.quota_check", "billing.admission.budget_check"]
 # Where tenants learn what is held now: {tenant_id: [UsageRow]} (pools fills it).
 OCENTER_USAGE_SOURCE = "pools.services.allocations.tenant_usage"
+# What each tenant spent this month against its budget, for the tenants list (billing fills it).
+OCENTER_TENANT_SPEND = "billing.selectors.tenants_month_spend"
 # Called (dotted paths, keyword tenant_id=…) once a tenant is suspended.
 OCENTER_TENANT_SUSPENDED_HOOKS = ["pools.services.allocations.tenant_allocations_release"]
 

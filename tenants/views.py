@@ -15,8 +15,17 @@ from ocenter.errors import DomainError
 from tenants import services
 from tenants.access import Access, get_tenant_for, require_role, require_staff
 from tenants.forms import MemberForm, ProjectForm, QuotaForm, RoleForm, TenantForm, TokenForm
-from tenants.models import ApiToken, Membership, Role, Tenant
+from tenants.models import ApiToken, Membership, Quota, Role, Tenant
 from tenants.selectors import quotas_with_usage
+
+
+def tenant_spend_hook(tenants) -> dict:
+    """{tenant_id: (spent this month, budget)} from the billing app, named in settings (tenants know nothing of money)."""
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    path = getattr(settings, "OCENTER_TENANT_SPEND", "")
+    return import_string(path)([t.id for t in tenants]) if path else {}
 
 
 def _back(tenant):
@@ -34,8 +43,11 @@ def tenant_list(request):
         tenant = services.tenant_create(actor=request.user, **form.cleaned_data)
         messages.success(request, f"Tenant {tenant.slug} created. Add its first owner below.")
         return _back(tenant)
-    tenants = Tenant.objects.order_by("slug")
-    return render(request, "tenants/tenant_list.html", {"tenants": tenants, "form": form})
+    tenants = list(Tenant.objects.order_by("slug"))
+    quotas = {u.quota.tenant_id: u for u in quotas_with_usage(Quota.objects.filter(project=None, pool_name="", accelerator_model=""))}
+    for tenant in tenants:
+        tenant.quota_usage = quotas.get(tenant.id)
+    return render(request, "tenants/tenant_list.html", {"tenants": tenants, "form": form, "spend": tenant_spend_hook(tenants)})
 
 
 @login_required

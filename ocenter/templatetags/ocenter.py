@@ -11,3 +11,9 @@ def percent(part, whole) -> str:
     if not whole:
         return "0"
     return f"{min(100.0, 100.0 * part / whole):.1f}"
+
+
+@register.filter
+def get(mapping, key):
+    """``mapping[key]`` in a template (None when absent)."""
+    return mapping.get(key) if mapping else None

@@ -118,3 +118,16 @@ def test_the_issues_flow_in_the_browser(client, staff, django_user_model):
     for action in ("tenant.create", "project.create", "membership.create", "quota.create"):
         assert action in audit
     assert AuditEntry.objects.filter(action="quota.create", actor=staff).exists()
+
+
+def test_the_console_lists_tenants_with_quota_and_budget_bars(client, staff, acme):
+    from decimal import Decimal
+
+    from billing.services import budget_set
+    from tenants.services import quota_set
+
+    quota_set(actor=None, tenant=acme, project=None, guarantee_compute_units=100, limit_compute_units=400)
+    budget_set(actor=None, tenant=acme, amount=Decimal("1000.00"))
+    client.force_login(staff)
+    page = client.get(reverse("console-tenants")).content.decode()
+    assert "0 / 400" in page and "0.00 / 1000.00 (0%)" in page
