@@ -12,6 +12,7 @@ from collections import defaultdict
 
 from ocenter.access import staff_required
 from ocenter.errors import DomainError
+from pools.filters import AllocationFilter
 from pools.forms import AllocationRequestForm, PoolRegisterForm
 from pools.agent_client import AgentClient, AgentError
 from pools.models import Allocation, Pool, Slice
@@ -77,15 +78,14 @@ def _allocation_page(request, allocations, *, tenant=None, form=None):
     for allocation in page:
         allocation.position = positions.get(allocation.id)
     return render(request, "pools/allocation_list.html", {"page": page, "tenant": tenant, "form": form, "show_tenant": tenant is None,
-                                                          "states": Allocation.State.choices, "state": request.GET.get("state", "")})
+                                                          "states": Allocation.State.choices, "state": request.GET.get("state", ""),
+                                                          "priorities": Allocation.Priority.choices, "pools": Pool.objects.values_list("name", flat=True)})
 
 
 @staff_required
 def allocation_list(request):
-    """Every allocation, newest first, filterable by state."""
-    allocations = Allocation.objects.select_related("tenant", "project")
-    if request.GET.get("state"):
-        allocations = allocations.filter(state=request.GET["state"])
+    """Every allocation, newest first, filtered as the API filters (tenant, project, pool, state, priority)."""
+    allocations = AllocationFilter(request.GET, queryset=Allocation.objects.select_related("tenant", "project")).qs
     return _allocation_page(request, allocations)
 
 
@@ -115,9 +115,7 @@ def tenant_allocations(request, slug):
                 return redirect("pools:tenant_allocations", slug=tenant.slug)
         if request.htmx:
             return render(request, "pools/_request_form.html", {"form": form, "tenant": tenant})
-    allocations = allocations_for(access).filter(tenant=tenant)
-    if request.GET.get("state"):
-        allocations = allocations.filter(state=request.GET["state"])
+    allocations = AllocationFilter(request.GET, queryset=allocations_for(access).filter(tenant=tenant)).qs
     return _allocation_page(request, allocations, tenant=tenant, form=form)
 
 

@@ -79,3 +79,16 @@ def test_the_pool_page_shows_who_holds_which_slice_of_which_gpu(client, fleet, s
     client.force_login(staff)
     page = client.get(reverse("pools:detail", args=[fleet.pool.id])).content.decode()
     assert "acme 50u" in page and "50u · 2,048 / 81,920 MiB" in page
+
+
+def test_the_console_list_filters_like_the_api(client, fleet, staff):
+    for slug in ("acme", "globex"):
+        _, project, _, api = fleet.tenant(slug)
+        api.post("/api/v1/allocations", {"project": str(project.id), "compute_units": 10, "memory_mib": 10,
+                                         "priority": "offline" if slug == "acme" else "realtime"}, format="json")
+    client.force_login(staff)
+    url = reverse("pools:allocations")
+    assert client.get(url, {"tenant": "acme"}).content.decode().count('<tr id="allocation-') == 1
+    assert client.get(url, {"priority": "realtime"}).content.decode().count('<tr id="allocation-') == 1
+    assert client.get(url, {"pool": "bj", "state": "running"}).content.decode().count('<tr id="allocation-') == 2
+    assert client.get(url, {"state": "queued"}).content.decode().count('<tr id="allocation-') == 0
