@@ -92,3 +92,49 @@ def test_request_run_release_isolated_and_live(server, browser, agents):
     agent.stop()
     console.locator(f"#pool-{pool.id} .status-unreachable").wait_for(timeout=15_000)
     assert console.evaluate("window.__notReloaded") is True
+
+
+PAGES = [  # (who, path, a heading in English, the same in Chinese, file)
+    ("operator", "/console/", "Overview", "总览", "console-overview"),
+    ("operator", "/console/pools/", "Pools", "资源池", "console-pools"),
+    ("operator", "/console/allocations/", "Allocations", "资源分配", "console-allocations"),
+    ("operator", "/console/tenants/", "Tenants", "租户", "console-tenants"),
+    ("operator", "/console/billing/", "Billing", "计费", "console-billing"),
+    ("acme-user", "/t/acme/", "Quotas", "配额", "portal-tenant"),
+    ("acme-user", "/t/acme/allocations/", "Ask for GPU slices", "申请 GPU 切片", "portal-allocations"),
+    ("acme-user", "/t/acme/billing/", "Statements", "账单", "portal-billing"),
+]
+
+
+def test_main_pages_in_english_and_chinese(server, browser, agents, tmp_path):
+    """Every main page renders in both languages; with OCENTER_WRITE_SCREENSHOTS=1 they land in docs/screenshots."""
+    import os
+    import shutil
+
+    agent = agents("bj-a100", [a100_nodes(2, gpus=8)])
+    pool = PoolFactory(name="bj-a100", agent=agent)
+    pool_sync(pool_id=pool.id)
+    _member("acme", role=Role.OWNER)
+    _user("operator", is_staff=True)
+    from pools.services.allocations import allocation_request
+
+    tenant = Membership.objects.get(user__username="acme-user").tenant
+    project = tenant.projects.get()
+    for units in (100, 50, 25, 25):
+        allocation_request(actor=None, tenant=tenant, project=project, count=1, compute_units=units, memory_mib=8192)
+    pages = {}
+    for who, path, english, chinese, name in PAGES:
+        if who not in pages:
+            pages[who] = _login(browser, server, who, path)
+        page = pages[who]
+        for language, heading in (("en", english), ("zh-hans", chinese)):
+            page.context.add_cookies([{"name": "django_language", "value": language, "url": server}])
+            page.goto(f"{server}{path}")
+            assert page.locator("html").get_attribute("lang") == language
+            assert page.get_by_text(heading, exact=True).first.is_visible()
+            shot = tmp_path / f"{name}.{language}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            if os.environ.get("OCENTER_WRITE_SCREENSHOTS"):
+                SHOTS.mkdir(parents=True, exist_ok=True)
+                shutil.copy(shot, SHOTS / shot.name)
+    assert len(list(tmp_path.glob("*.png"))) == 2 * len(PAGES)
