@@ -5,8 +5,9 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils.translation import gettext_lazy as _
 
-PRIORITIES = [("realtime", "realtime"), ("interruptible", "interruptible"), ("offline", "offline")]
+PRIORITIES = [("realtime", _("realtime")), ("interruptible", _("interruptible")), ("offline", _("offline"))]
 
 
 class Price(models.Model):
@@ -93,14 +94,14 @@ class Budget(models.Model):
     """A spending limit for a tenant or one of its projects, per month or in total, with alerts and an action at the limit."""
 
     class Period(models.TextChoices):
-        MONTHLY = "monthly", "monthly"
-        TOTAL = "total", "fixed total"
+        MONTHLY = "monthly", _("monthly")
+        TOTAL = "total", _("fixed total")
 
     class Action(models.TextChoices):
-        NOTIFY = "notify", "only notify"
-        REFUSE = "refuse", "refuse new allocations"
-        STOP_BORROWED = "stop_borrowed", "stop offline and interruptible work"
-        STOP_ALL = "stop_all", "stop everything after a grace period"
+        NOTIFY = "notify", _("only notify")
+        REFUSE = "refuse", _("refuse new allocations")
+        STOP_BORROWED = "stop_borrowed", _("stop offline and interruptible work")
+        STOP_ALL = "stop_all", _("stop everything after a grace period")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="budgets")

@@ -10,13 +10,15 @@ from pools.models import Accelerator, Allocation, Pool
 class PoolRegisterForm(forms.Form):
     name = forms.SlugField(
         max_length=63,
-        help_text="Lower-case letters, digits and '-', as in the agent's configuration: bj-a100.",
+        label=_("Name"),
+        help_text=_("Lower-case letters, digits and '-', as in the agent's configuration: bj-a100."),
     )
-    region = forms.CharField(max_length=64, help_text="Where the pool is: cn-beijing, cn-shanghai, edge.")
+    region = forms.CharField(max_length=64, label=_("Region"), help_text=_("Where the pool is: cn-beijing, cn-shanghai, edge."))
     agent_url = forms.CharField(
         max_length=255,
         validators=[URLValidator(schemes=["http", "https"])],
-        help_text="The agent's base URL, e.g. http://10.0.0.5:9100",
+        label=_("Agent URL"),
+        help_text=_("The agent's base URL, e.g. http://10.0.0.5:9100"),
     )
     token = forms.CharField(
         required=False,
@@ -24,13 +26,14 @@ class PoolRegisterForm(forms.Form):
         max_length=200,
         strip=True,
         widget=forms.PasswordInput(render_value=False),
-        help_text="The pool token the agent was started with. Leave empty to have one generated: it is shown once.",
+        label=_("Token"),
+        help_text=_("The pool token the agent was started with. Leave empty to have one generated: it is shown once."),
     )
 
     def clean_name(self):
         name = self.cleaned_data["name"].lower()
         if Pool.objects.filter(name=name).exists():
-            raise forms.ValidationError(f"A pool named '{name}' is already registered; choose another name.")
+            raise forms.ValidationError(_("A pool named '%(name)s' is already registered; choose another name.") % {"name": name})
         return name
 
     def clean_agent_url(self):

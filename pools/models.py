@@ -144,9 +144,9 @@ class Allocation(models.Model):
         OFFLINE = "offline", _("offline")
 
     class Policy(models.TextChoices):
-        BINPACK = "binpack", "binpack"
-        SPREAD = "spread", "spread"
-        CHEAPEST = "cheapest", "cheapest"
+        BINPACK = "binpack", _("binpack")
+        SPREAD = "spread", _("spread")
+        CHEAPEST = "cheapest", _("cheapest")
 
     ACTIVE_STATES = (State.CLAIMING, State.RUNNING, State.RELEASING)
     ENDED_STATES = (State.RELEASED, State.PREEMPTED, State.FAILED)

@@ -2,26 +2,34 @@
 
 from django import forms
 from django.contrib.auth.password_validation import validate_password
+from django.utils.translation import gettext_lazy as _
 
 from tenants.models import Project, Role, Tenant
 from tenants.quotas import DIMENSIONS
 
 
+AMOUNT_LABELS = {
+    ("guarantee", "compute_units"): _("Guarantee (compute units)"), ("limit", "compute_units"): _("Limit (compute units)"),
+    ("guarantee", "memory_mib"): _("Guarantee (memory MiB)"), ("limit", "memory_mib"): _("Limit (memory MiB)"),
+    ("guarantee", "slices"): _("Guarantee (slices)"), ("limit", "slices"): _("Limit (slices)"),
+}
+
+
 class TenantForm(forms.Form):
-    slug = forms.SlugField(max_length=63, help_text="Short name used in URLs and the API: acme.")
-    name = forms.CharField(max_length=200)
+    slug = forms.SlugField(max_length=63, label=_("Slug"), help_text=_("Short name used in URLs and the API: acme."))
+    name = forms.CharField(max_length=200, label=_("Name"))
 
     def clean_slug(self):
         slug = self.cleaned_data["slug"].lower()
         if Tenant.objects.filter(slug=slug).exists():
-            raise forms.ValidationError(f"A tenant '{slug}' exists already; choose another slug.")
+            raise forms.ValidationError(_("A tenant '%(slug)s' exists already; choose another slug.") % {"slug": slug})
         return slug
 
 
 class ProjectForm(forms.Form):
-    slug = forms.SlugField(max_length=63)
-    name = forms.CharField(max_length=200)
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    slug = forms.SlugField(max_length=63, label=_("Slug"))
+    name = forms.CharField(max_length=200, label=_("Name"))
+    description = forms.CharField(required=False, label=_("Description"), widget=forms.Textarea(attrs={"rows": 2}))
 
     def __init__(self, *args, tenant, **kwargs):
         super().__init__(*args, **kwargs)
@@ -30,16 +38,16 @@ class ProjectForm(forms.Form):
     def clean_slug(self):
         slug = self.cleaned_data["slug"].lower()
         if Project.objects.filter(tenant=self.tenant, slug=slug).exists():
-            raise forms.ValidationError(f"{self.tenant.slug} already has a project '{slug}'.")
+            raise forms.ValidationError(_("%(tenant)s already has a project '%(slug)s'.") % {"tenant": self.tenant.slug, "slug": slug})
         return slug
 
 
 class MemberForm(forms.Form):
-    username = forms.CharField(max_length=150)
-    email = forms.EmailField(required=False)
-    role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
-    password = forms.CharField(required=False, widget=forms.PasswordInput,
-                               help_text="For a new user. Leave empty to get a generated one, shown once.")
+    username = forms.CharField(max_length=150, label=_("Username"))
+    email = forms.EmailField(required=False, label=_("Email"))
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER, label=_("Role"))
+    password = forms.CharField(required=False, widget=forms.PasswordInput, label=_("Password"),
+                               help_text=_("For a new user. Leave empty to get a generated one, shown once."))
 
     def clean_password(self):
         password = self.cleaned_data["password"]
@@ -49,33 +57,32 @@ class MemberForm(forms.Form):
 
 
 class RoleForm(forms.Form):
-    role = forms.ChoiceField(choices=Role.choices)
+    role = forms.ChoiceField(choices=Role.choices, label=_("Role"))
 
 
 class QuotaForm(forms.Form):
-    project = forms.ModelChoiceField(queryset=Project.objects.none(), required=False, empty_label="the whole tenant")
-    pool_name = forms.SlugField(required=False, max_length=63, help_text="Empty: every pool.")
-    accelerator_model = forms.CharField(required=False, max_length=64, help_text="Empty: every model.")
+    project = forms.ModelChoiceField(queryset=Project.objects.none(), required=False, empty_label=_("the whole tenant"), label=_("Project"))
+    pool_name = forms.SlugField(required=False, max_length=63, label=_("Pool"), help_text=_("Empty: every pool."))
+    accelerator_model = forms.CharField(required=False, max_length=64, label=_("Model"), help_text=_("Empty: every model."))
 
     def __init__(self, *args, tenant, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["project"].queryset = tenant.projects.all()
         for d in DIMENSIONS:
             for kind in ("guarantee", "limit"):
-                self.fields[f"{kind}_{d}"] = forms.IntegerField(min_value=0, max_value=2**53, initial=0,
-                                                                 label=f"{kind.title()} ({d.replace('_', ' ')})")
+                self.fields[f"{kind}_{d}"] = forms.IntegerField(min_value=0, max_value=2**53, initial=0, label=AMOUNT_LABELS[kind, d])
 
     def clean(self):
         data = super().clean()
         for d in DIMENSIONS:
             g, lim = data.get(f"guarantee_{d}"), data.get(f"limit_{d}")
             if g is not None and lim is not None and lim < g:
-                self.add_error(f"limit_{d}", f"The limit ({lim}) must be at least the guarantee ({g}).")
+                self.add_error(f"limit_{d}", _("The limit (%(limit)s) must be at least the guarantee (%(guarantee)s).") % {"limit": lim, "guarantee": g})
         return data
 
 
 class TokenForm(forms.Form):
-    name = forms.CharField(max_length=100, help_text="What it is for: ci, notebook, scheduler.")
-    role = forms.ChoiceField(choices=[("", "my role"), *Role.choices], required=False,
-                             help_text="Cap the token below your role, e.g. viewer for a dashboard.")
-    expires_at = forms.DateTimeField(required=False, help_text="Optional, e.g. 2027-01-31 00:00.")
+    name = forms.CharField(max_length=100, label=_("Name"), help_text=_("What it is for: ci, notebook, scheduler."))
+    role = forms.ChoiceField(choices=[("", _("my role")), *Role.choices], required=False, label=_("Role"),
+                             help_text=_("Cap the token below your role, e.g. viewer for a dashboard."))
+    expires_at = forms.DateTimeField(required=False, label=_("Expires"), help_text=_("Optional, e.g. 2027-01-31 00:00."))

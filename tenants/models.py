@@ -7,14 +7,15 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy as _
 
 
 class Tenant(models.Model):
     """A company or department with its own members, quotas and bills."""
 
     class Status(models.TextChoices):
-        ACTIVE = "active", "active"
-        SUSPENDED = "suspended", "suspended"
+        ACTIVE = "active", _("active")
+        SUSPENDED = "suspended", _("suspended")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     slug = models.SlugField(max_length=63, unique=True)
@@ -57,10 +58,10 @@ class Project(models.Model):
 class Role(models.TextChoices):
     """A member's role in a tenant, from most to least power. Platform staff stand above all of them."""
 
-    OWNER = "owner", "owner"
-    ADMIN = "admin", "admin"
-    MEMBER = "member", "member"
-    VIEWER = "viewer", "viewer"
+    OWNER = "owner", _("owner")
+    ADMIN = "admin", _("admin")
+    MEMBER = "member", _("member")
+    VIEWER = "viewer", _("viewer")
 
     @classmethod
     def rank(cls, role) -> int:
@@ -136,7 +137,7 @@ class Quota(models.Model):
 
     @property
     def scope_label(self) -> str:
-        parts = [f"pool {self.pool_name}" if self.pool_name else "all pools"]
+        parts = [gettext("pool %(name)s") % {"name": self.pool_name} if self.pool_name else gettext("all pools")]
         if self.accelerator_model:
             parts.append(self.accelerator_model)
         return ", ".join(parts)

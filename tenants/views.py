@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
+from django.utils.translation import gettext
 from django.views.decorators.http import require_POST
 
 from ocenter.access import staff_required
@@ -72,6 +73,7 @@ def tenant_detail(request, slug):
     context = {
         "tenant": tenant,
         "role": role,
+        "role_label": gettext("platform staff") if role == "staff" else Role(role).label,
         "is_admin": is_admin,
         "is_owner": access.has_role(tenant.id, Role.OWNER),
         "is_staff": access.is_staff,
