@@ -10,6 +10,7 @@ from django.db.models import Sum
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
+from django.utils.translation import gettext as _
 
 from billing.api.views import statement_csv
 from billing.forms import BudgetForm, PriceForm
@@ -37,7 +38,7 @@ def console_billing(request):
     if request.method == "POST" and form.is_valid():
         try:
             price_set(actor=request.user, **form.cleaned_data)
-            messages.success(request, "Price added.")
+            messages.success(request, _("Price added."))
             return redirect("billing:console")
         except DomainError as exc:
             form.add_error(exc.field, exc.detail)
@@ -67,7 +68,7 @@ def close_month(request, slug):
     month = month_start(month_start(now, local_tz()) - timedelta(days=1), local_tz())
     try:
         statement = statement_close(actor=request.user, tenant=tenant, month=month, now=now)
-        messages.success(request, f"{tenant.slug} {month:%Y-%m} closed: {statement.total} {statement.currency}.")
+        messages.success(request, _("%(tenant)s %(month)s closed: %(total)s %(currency)s.") % {"tenant": tenant.slug, "month": f"{month:%Y-%m}", "total": statement.total, "currency": statement.currency})
     except DomainError as exc:
         messages.error(request, exc.detail)
     return redirect("billing:console")
@@ -83,7 +84,7 @@ def tenant_billing(request, slug):
         require_role(access, tenant, Role.ADMIN, "Setting a budget")
         if form.is_valid():
             budget_set(actor=request.user, tenant=tenant, **form.cleaned_data)
-            messages.success(request, "Budget saved.")
+            messages.success(request, _("Budget saved."))
             return redirect("billing:tenant", slug=tenant.slug)
     now = timezone.now()
     since = (now - timedelta(days=30)).date()

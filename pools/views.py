@@ -7,6 +7,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
+from django.utils.translation import gettext as _
 
 from collections import defaultdict
 
@@ -68,7 +69,7 @@ def pool_new(request):
 @require_POST
 def pool_sync_now(request, pool_id):
     pool = pool_sync(pool_id=_get_pool_for_staff(pool_id).id)
-    messages.info(request, f"Synced {pool.name}: {pool.status}.")
+    messages.info(request, _("Synced %(pool)s: %(status)s.") % {"pool": pool.name, "status": pool.get_status_display()})
     return redirect("pools:detail", pool_id=pool.id)
 
 
@@ -102,11 +103,11 @@ def tenant_allocations(request, slug):
             try:
                 check_request_shape(**{k: data[k] for k in ("count", "compute_units", "memory_mib", "accelerator_model", "pool_name")},
                                     vendor="", region="")
-                allocation, _ = allocation_request(actor=request.user, tenant=tenant, **data)
+                allocation, _created = allocation_request(actor=request.user, tenant=tenant, **data)
             except DomainError as exc:
                 form.add_error(exc.field if exc.field in form.fields else None, exc.detail)
             else:
-                done = f"Allocation {str(allocation.id)[:8]} is {allocation.state}. {allocation.reason}"
+                done = _("Allocation %(id)s is %(state)s.") % {"id": str(allocation.id)[:8], "state": allocation.get_state_display()}
                 if request.htmx:
                     # The row arrives over the websocket; the form comes back fresh.
                     fresh = AllocationRequestForm(tenant=tenant)
@@ -128,7 +129,7 @@ def allocation_release_view(request, allocation_id):
     allocation = allocation_release(actor=request.user, allocation=allocation)
     if request.htmx:
         return render(request, "pools/_allocation_row.html", {"a": allocation, "show_tenant": access.is_staff})
-    messages.success(request, f"Allocation {str(allocation.id)[:8]} is {allocation.state}.")
+    messages.success(request, _("Allocation %(id)s is %(state)s.") % {"id": str(allocation.id)[:8], "state": allocation.get_state_display()})
     back = request.POST.get("next", "")
     if url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
         return redirect(back)
@@ -144,7 +145,7 @@ def pool_drain(request, pool_id):
     draining = request.POST.get("draining") == "1"
     pool_set_draining(actor=request.user, pool=pool, node=node, draining=draining)
     what = f"{pool.name}/{node.name}" if node else pool.name
-    messages.success(request, f"{what} is {'draining: no new placements' if draining else 'taking new placements again'}.")
+    messages.success(request, (_("%(what)s is draining: no new placements.") if draining else _("%(what)s takes new placements again.")) % {"what": what})
     return redirect("pools:detail", pool_id=pool.id)
 
 

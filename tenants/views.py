@@ -8,8 +8,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
-from django.utils.translation import gettext
 from django.views.decorators.http import require_POST
+from django.utils.translation import gettext as _
 
 from ocenter.access import staff_required
 from ocenter.errors import DomainError
@@ -42,7 +42,7 @@ def tenant_list(request):
     form = TenantForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         tenant = services.tenant_create(actor=request.user, **form.cleaned_data)
-        messages.success(request, f"Tenant {tenant.slug} created. Add its first owner below.")
+        messages.success(request, _("Tenant %(tenant)s created. Add its first owner below.") % {"tenant": tenant.slug})
         return _back(tenant)
     tenants = list(Tenant.objects.order_by("slug"))
     quotas = {u.quota.tenant_id: u for u in quotas_with_usage(Quota.objects.filter(project=None, pool_name="", accelerator_model=""))}
@@ -73,7 +73,7 @@ def tenant_detail(request, slug):
     context = {
         "tenant": tenant,
         "role": role,
-        "role_label": gettext("platform staff") if role == "staff" else Role(role).label,
+        "role_label": _("platform staff") if role == "staff" else Role(role).label,
         "is_admin": is_admin,
         "is_owner": access.has_role(tenant.id, Role.OWNER),
         "is_staff": access.is_staff,
@@ -105,20 +105,20 @@ def tenant_status(request, slug):
     require_staff(access, "Suspending or reactivating a tenant")
     status = Tenant.Status.SUSPENDED if tenant.is_active else Tenant.Status.ACTIVE
     services.tenant_update(actor=request.user, tenant=tenant, status=status)
-    messages.success(request, f"{tenant.slug} is now {status}.")
+    messages.success(request, _("%(tenant)s is now %(status)s.") % {"tenant": tenant.slug, "status": Tenant.Status(status).label})
     return _back(tenant)
 
 
 @login_required
 @require_POST
 def project_new(request, slug):
-    _, tenant = _act(request, slug, Role.ADMIN, "Creating a project")
+    access, tenant = _act(request, slug, Role.ADMIN, "Creating a project")
     form = ProjectForm(request.POST, tenant=tenant)
     if form.is_valid():
         project = services.project_create(actor=request.user, tenant=tenant, **form.cleaned_data)
-        messages.success(request, f"Project {project.slug} created.")
+        messages.success(request, _("Project %(project)s created.") % {"project": project.slug})
     else:
-        messages.error(request, f"Project not created. {_form_errors(form)}")
+        messages.error(request, _("Project not created.") + " " + _form_errors(form))
     return _back(tenant)
 
 
@@ -129,7 +129,7 @@ def member_new(request, slug):
     access, tenant = _act(request, slug, Role.ADMIN, "Adding a member")
     form = MemberForm(request.POST)
     if not form.is_valid():
-        messages.error(request, f"Member not added. {_form_errors(form)}")
+        messages.error(request, _("Member not added.") + " " + _form_errors(form))
         return _back(tenant)
     if form.cleaned_data["role"] == Role.OWNER:
         require_role(access, tenant, Role.OWNER, "Adding an owner")
@@ -140,7 +140,7 @@ def member_new(request, slug):
         return _back(tenant)
     if generated:
         return render(request, "tenants/member_password.html", {"tenant": tenant, "membership": membership, "password": generated})
-    messages.success(request, f"{membership.user.username} added as {membership.role}.")
+    messages.success(request, _("%(user)s added as %(role)s.") % {"user": membership.user.username, "role": membership.get_role_display()})
     return _back(tenant)
 
 
@@ -157,7 +157,7 @@ def member_role(request, slug, membership_id):
         require_role(access, tenant, Role.OWNER, "Granting or changing an owner")
     try:
         services.membership_set_role(actor=request.user, membership=membership, role=form.cleaned_data["role"])
-        messages.success(request, f"{membership.user.username} is now {form.cleaned_data['role']}.")
+        messages.success(request, _("%(user)s is now %(role)s.") % {"user": membership.user.username, "role": Role(form.cleaned_data["role"]).label})
     except DomainError as exc:
         messages.error(request, exc.detail)
     return _back(tenant)
@@ -172,7 +172,7 @@ def member_remove(request, slug, membership_id):
         require_role(access, tenant, Role.OWNER, "Removing an owner")
     try:
         services.membership_remove(actor=request.user, membership=membership)
-        messages.success(request, f"{membership.user.username} removed; their tokens for {tenant.slug} are revoked.")
+        messages.success(request, _("%(user)s removed; their tokens for %(tenant)s are revoked.") % {"user": membership.user.username, "tenant": tenant.slug})
     except DomainError as exc:
         messages.error(request, exc.detail)
     return _back(tenant)
@@ -185,18 +185,18 @@ def quota_set(request, slug):
     tenant = get_tenant_for(access, slug)
     form = QuotaForm(request.POST, tenant=tenant)
     if not form.is_valid():
-        messages.error(request, f"Quota not set. {_form_errors(form)}")
+        messages.error(request, _("Quota not set.") + " " + _form_errors(form))
         return _back(tenant)
     data = form.cleaned_data
     if data["project"] is None and not access.is_staff:
-        messages.error(request, "Only platform staff set the whole tenant's quota; choose a project to divide it.")
+        messages.error(request, _("Only platform staff set the whole tenant's quota; choose a project to divide it."))
         return _back(tenant)
     require_role(access, tenant, Role.ADMIN, "Dividing the quota among projects")
     try:
         quota = services.quota_set(actor=request.user, tenant=tenant, **data)
-        messages.success(request, f"Quota for {quota.scope_label} saved.")
+        messages.success(request, _("Quota for %(scope)s saved.") % {"scope": quota.scope_label})
     except DomainError as exc:
-        messages.error(request, f"Quota not set: {exc.detail}")
+        messages.error(request, _("Quota not set:") + " " + exc.detail)
     return _back(tenant)
 
 
@@ -207,12 +207,12 @@ def token_new(request, slug):
     access, tenant = _act(request, slug, Role.VIEWER, "Creating a token")
     form = TokenForm(request.POST)
     if not form.is_valid():
-        messages.error(request, f"Token not created. {_form_errors(form)}")
+        messages.error(request, _("Token not created.") + " " + _form_errors(form))
         return _back(tenant)
     role = form.cleaned_data["role"]
     current = access.role(tenant.id)
     if role and current != "staff" and Role.rank(role) > Role.rank(current):
-        messages.error(request, f"A token cannot act above your own role ({current}).")
+        messages.error(request, _("A token cannot act above your own role (%(role)s).") % {"role": current})
         return _back(tenant)
     token, secret = services.token_create(actor=request.user, user=request.user, tenant=tenant, **form.cleaned_data)
     api_root = request.build_absolute_uri("/api/v1/")
@@ -228,5 +228,5 @@ def token_revoke(request, slug, token_id):
     if token.user_id != request.user.id:
         require_role(access, tenant, Role.ADMIN, "Revoking another member's token")
     services.token_revoke(actor=request.user, token=token)
-    messages.success(request, f"Token {token.prefix}… revoked.")
+    messages.success(request, _("Token %(prefix)s… revoked.") % {"prefix": token.prefix})
     return _back(tenant)

@@ -22,6 +22,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
+from django.utils.translation import gettext_noop as N_  # stored in English, shown translated
 
 from ocenter.admission import REALTIME, AdmissionRequest, SliceAsk, UsageRow, run_admission_checks
 from ocenter.audit import actor_label, audit_record
@@ -269,18 +270,18 @@ def allocation_request(*, actor, tenant: Tenant, project, count: int, compute_un
             lease_seconds=lease_seconds, labels=labels or {}, requeue_on_preempt=requeue_on_preempt,
             idempotency_key=idempotency_key or None,
         )
-        _transition(allocation, State.QUEUED, actor=actor, reason="requested")
+        _transition(allocation, State.QUEUED, actor=actor, reason=N_("requested"))
         usage = tenant_usage(tenant_ids=[tenant.id]).get(tenant.id, [])
         audit_record(actor=actor, action="allocation.request", obj=allocation, tenant_id=tenant.id,
                      changes={"count": count, "compute_units": compute_units, "memory_mib": memory_mib, "priority": priority})
         if _try_place(allocation, actor=actor, usage=usage):
-            _transition(allocation, State.CLAIMING, actor=actor, reason="placed")
+            _transition(allocation, State.CLAIMING, actor=actor, reason=N_("placed"))
         else:
             _check_admissible_somewhere(allocation, usage)
             victims = _preempt_for(allocation, actor=actor) if priority == REALTIME else []
             # Still queued, as recorded: only the reason it waits is new (and is read when the event is shown).
             allocation.reason = (f"making room: reclaiming {len(victims)} offline or borrowed allocation(s)" if victims
-                                 else "waiting for room: no GPU that matches has the compute and memory free")
+                                 else N_("waiting for room: no GPU that matches has the compute and memory free"))
             allocation.save(update_fields=["reason", "updated_at"])
     for victim in victims:
         _finish_release(victim, final_state=State.PREEMPTED, actor=actor)
@@ -362,7 +363,7 @@ def allocation_claim(*, allocation_id, actor=None) -> Allocation:
                     s.started_at = s.started_at or now
                 Slice.objects.bulk_update(slices, ["env", "started_at"])
                 expires = now + timedelta(seconds=allocation.lease_seconds) if allocation.lease_seconds else None
-                _transition(allocation, State.RUNNING, actor=actor, reason="all slices claimed", started_at=now, expires_at=expires)
+                _transition(allocation, State.RUNNING, actor=actor, reason=N_("all slices claimed"), started_at=now, expires_at=expires)
         return allocation
 
     for s in claimed:  # undo, so nothing is left held on an agent
@@ -399,7 +400,7 @@ def allocation_claim(*, allocation_id, actor=None) -> Allocation:
 
 # --- release -------------------------------------------------------------------
 
-def allocation_release(*, actor, allocation: Allocation, reason: str = "released by its owner") -> Allocation:
+def allocation_release(*, actor, allocation: Allocation, reason: str = N_("released by its owner")) -> Allocation:
     """Release an allocation: dequeue it, or give its slices back. Releasing twice is not an error."""
     with transaction.atomic():
         allocation = Allocation.objects.select_for_update(of=("self",)).get(id=allocation.id)
@@ -463,7 +464,7 @@ def allocation_preempt(*, actor, allocation: Allocation, reason: str = "") -> Al
 def tenant_allocations_release(*, tenant_id, actor=None):
     """Release everything a tenant holds or waits for (it was suspended)."""
     for allocation in Allocation.objects.filter(tenant_id=tenant_id).exclude(state__in=Allocation.ENDED_STATES):
-        allocation_release(actor=actor, allocation=allocation, reason="the tenant was suspended")
+        allocation_release(actor=actor, allocation=allocation, reason=N_("the tenant was suspended"))
 
 
 def leases_expire(*, now=None) -> int:
@@ -471,7 +472,7 @@ def leases_expire(*, now=None) -> int:
     now = now or timezone.now()
     expired = list(Allocation.objects.filter(state=State.RUNNING, expires_at__lte=now))
     for allocation in expired:
-        allocation_release(actor=None, allocation=allocation, reason="its lease ended")
+        allocation_release(actor=None, allocation=allocation, reason=N_("its lease ended"))
     return len(expired)
 
 
@@ -497,7 +498,7 @@ def queue_drain(*, limit: int = 500) -> int:
                     allocation.save(update_fields=["reason", "updated_at"])
                 continue
             if ok:
-                _transition(allocation, State.CLAIMING, actor=None, reason="placed from the queue")
+                _transition(allocation, State.CLAIMING, actor=None, reason=N_("placed from the queue"))
                 placed.append(allocation.id)
     for allocation_id in placed:
         allocation_claim(allocation_id=allocation_id)
