@@ -132,5 +132,12 @@ def tenants_month_spend(tenant_ids) -> dict:
     result = {}
     for tenant_id in tenant_ids:
         amount, budget = spent.get(tenant_id, Decimal("0.00")), budgets.get(tenant_id)
-        result[tenant_id] = {"spent": amount, "budget": budget, "percent": float(amount / budget.amount * 100) if budget else None}
+        result[tenant_id] = {"spent": amount, "budget": budget, "currency": settings.OCENTER_CURRENCY,
+                             "percent": float(amount / budget.amount * 100) if budget else None}
     return result
+
+
+def spend_today() -> Decimal:
+    """What every tenant together spent today (local day), to the cent."""
+    total = UsageRecord.objects.filter(day=timezone.localdate()).aggregate(total=Sum("amount"))["total"]
+    return to_cents(total or Decimal(0))

@@ -114,6 +114,11 @@ def usage_meter(*, now: datetime | None = None) -> int:
         with transaction.atomic():
             UsageRecord.objects.bulk_create(records, batch_size=2000)
             Slice.objects.bulk_update(slices, ["metered_until"], batch_size=2000)
+            # Spend moved: tell each tenant's pages, and the console.
+            for tenant_id in {r.tenant_id for r in records}:
+                publish_on_commit([tenant_group(tenant_id)], {"kind": "usage.metered", "tenant": str(tenant_id)})
+            if records:
+                publish_on_commit([STAFF_GROUP], {"kind": "usage.metered", "tenant": None})
     except IntegrityError:
         log.warning("another metering run got there first; nothing written by this one")
         return 0

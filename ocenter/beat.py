@@ -12,11 +12,11 @@ def _every(seconds: float, task: str) -> dict:
     return {"task": task, "schedule": float(seconds), "options": {"expires": float(seconds)}}
 
 
-def beat_schedule(*, pool_sync_seconds: int) -> dict:
+def beat_schedule(*, pool_sync_seconds: int, meter_seconds: int = 60) -> dict:
     return {
         "sync-pools": _every(pool_sync_seconds, "pools.tasks.sync_pools"),
         "drain-queue": _every(5, "pools.tasks.drain_queue"),
         "expire-leases": _every(10, "pools.tasks.expire_leases"),
         "reconcile-pools": _every(60, "pools.tasks.reconcile_pools"),
-        "meter-usage": _every(60, "billing.tasks.meter_usage"),
+        "meter-usage": _every(meter_seconds, "billing.tasks.meter_usage"),
     }

@@ -56,7 +56,21 @@ def _render_alert(event, staff) -> str:
     return render_to_string("includes/_notification.html", {"message": event["message"]})
 
 
-RENDERERS = {"pool.updated": _render_pool_row, "allocation.updated": _render_allocation, "budget.alert": _render_alert}
+def _render_spend(event, staff) -> str:
+    from billing.selectors import spend_today, tenants_month_spend
+    from tenants.models import Tenant
+
+    if event.get("tenant") is None:
+        return render_to_string("includes/_spend_today.html", {"spend_today": spend_today(), "oob": True}) if staff else ""
+    tenant = Tenant.objects.filter(id=event["tenant"]).first()
+    if tenant is None:
+        return ""
+    row = tenants_month_spend([tenant.id])[tenant.id]
+    return render_to_string("includes/_tenant_spend.html", {"tenant": tenant, "spend": row, "oob": True})
+
+
+RENDERERS = {
+    "usage.metered": _render_spend,"pool.updated": _render_pool_row, "allocation.updated": _render_allocation, "budget.alert": _render_alert}
 
 
 class _ScopedConsumer(AsyncWebsocketConsumer):

@@ -215,7 +215,10 @@ OCENTER_CURRENCY = os.getenv("OCENTER_CURRENCY", "CNY")
 EMAIL_BACKEND = os.getenv("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend")
 DEFAULT_FROM_EMAIL = os.getenv("DEFAULT_FROM_EMAIL", "ocenter@localhost")
 
-CELERY_BEAT_SCHEDULE = beat_schedule(pool_sync_seconds=OCENTER_POOL_SYNC_SECONDS)
+# How often running time is metered into usage records (and budgets checked).
+OCENTER_METER_SECONDS = envint("OCENTER_METER_SECONDS", "60")
+
+CELERY_BEAT_SCHEDULE = beat_schedule(pool_sync_seconds=OCENTER_POOL_SYNC_SECONDS, meter_seconds=OCENTER_METER_SECONDS)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -9,15 +9,13 @@ from django.shortcuts import redirect, render
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Sum
 from django.utils import timezone
 
-from billing.models import UsageRecord
 from billing.rating import to_cents
 from ocenter.access import staff_required
 from ocenter.api_views import audit_entries_for
 from pools.models import AllocationEvent
-from billing.selectors import PriceBook, hourly_price
+from billing.selectors import PriceBook, hourly_price, spend_today
 from pools.forms import AllocationRequestForm
 from pools.selectors import capacity, fragmentation, placement_preview, pools_with_summary, queue_summary
 from ocenter.filters import AuditEntryFilter
@@ -36,12 +34,10 @@ def home(request):
 @staff_required
 def overview(request):
     """The platform at a glance: capacity, fragmentation, queue, spend today, pool health, and a live feed."""
-    today = timezone.localdate()
-    spend = UsageRecord.objects.filter(day=today).aggregate(total=Sum("amount"))["total"] or Decimal(0)
     events = AllocationEvent.objects.select_related("allocation__tenant").order_by("-at", "-id")[:20]
     return render(request, "console/overview.html", {
         "pools": pools_with_summary(), "by_pool": capacity("pool__name"), "by_model": capacity("model"),
-        "fragmentation": fragmentation(), "queue": queue_summary(), "spend_today": to_cents(spend),
+        "fragmentation": fragmentation(), "queue": queue_summary(), "spend_today": spend_today(),
         "currency": settings.OCENTER_CURRENCY, "events": events,
     })
 

@@ -74,11 +74,17 @@ def pool_sync_now(request, pool_id):
 
 
 def _allocation_page(request, allocations, *, tenant=None, form=None):
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    # What the tenant spent this month, from billing (pools know nothing of money; settings name the source).
+    tenant_spend = import_string(settings.OCENTER_TENANT_SPEND)([tenant.id])[tenant.id] if tenant else None
     page = Paginator(allocations.prefetch_related("slices__pool").order_by("-created_at", "id"), 50).get_page(request.GET.get("page"))
     positions = queue_positions()
     for allocation in page:
         allocation.position = positions.get(allocation.id)
     return render(request, "pools/allocation_list.html", {"page": page, "tenant": tenant, "form": form, "show_tenant": tenant is None,
+                                                          "tenant_spend": tenant_spend,
                                                           "states": Allocation.State.choices, "state": request.GET.get("state", ""),
                                                           "priorities": Allocation.Priority.choices, "pools": Pool.objects.values_list("name", flat=True)})
 

@@ -39,7 +39,7 @@ def server(transactional_db):
     env.update({
         "DJANGO_SETTINGS_MODULE": "ocenter.settings", "DEBUG": "1", "SECRET_KEY": settings.SECRET_KEY,
         "DATABASE_URL": _database_url(), "OCENTER_EMBEDDED_JOBS": "1", "CELERY_TASK_ALWAYS_EAGER": "1",
-        "OCENTER_POOL_SYNC_SECONDS": "1", "OCENTER_AGENT_TIMEOUT": "1", "OCENTER_AGENT_CONNECT_TIMEOUT": "0.5",
+        "OCENTER_POOL_SYNC_SECONDS": "1", "OCENTER_METER_SECONDS": "1", "OCENTER_AGENT_TIMEOUT": "1", "OCENTER_AGENT_CONNECT_TIMEOUT": "0.5",
         "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "WARNING",
     })
     process = subprocess.Popen(

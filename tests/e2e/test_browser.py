@@ -1,4 +1,4 @@
-"""End to end in real headless Chromium: ask for a slice and watch it run, live; other tenants see nothing; the console follows an agent going down."""
+"""End to end in real headless Chromium: ask for a slice and watch it run and cost money, live; other tenants see nothing; the console follows an agent going down."""
 
 from pathlib import Path
 
@@ -56,6 +56,12 @@ def test_request_run_release_isolated_and_live(server, browser, agents):
     agent = agents("bj", [a100_nodes(1, gpus=4)])
     pool = PoolFactory(name="bj", agent=agent)
     pool_sync(pool_id=pool.id)
+    from decimal import Decimal
+
+    from billing.services import price_set
+    from django.utils import timezone
+
+    price_set(actor=None, compute_gpu_hour=Decimal("36000.00"), effective_from=timezone.now() - timezone.timedelta(days=1))
     _member("acme")
     _member("globex")
     _user("operator", is_staff=True)
@@ -76,6 +82,12 @@ def test_request_run_release_isolated_and_live(server, browser, agents):
     assert acme.evaluate("window.__notReloaded") is True
     console.locator("#event-feed", has_text="acme").locator("strong", has_text="running").first.wait_for(timeout=10_000)
     assert console.evaluate("window.__notReloaded") is True
+
+    # It costs money, and both views show it without a reload (metering runs every second here).
+    tenant_id = allocation.tenant_id
+    acme.wait_for_function(f"() => parseFloat(document.querySelector('#tenant-spend-{tenant_id} strong').dataset.amount) > 0", timeout=15_000)
+    console.wait_for_function("() => parseFloat(document.querySelector('#spend-today').textContent) > 0", timeout=15_000)
+    assert acme.evaluate("window.__notReloaded") is True and console.evaluate("window.__notReloaded") is True
 
     # globex saw nothing of it, live or otherwise.
     globex.wait_for_timeout(500)
@@ -132,6 +144,11 @@ def test_main_pages_in_english_and_chinese(server, browser, agents, tmp_path):
             page.goto(f"{server}{path}")
             assert page.locator("html").get_attribute("lang") == language
             assert page.get_by_text(heading, exact=True).first.is_visible()
+            for width in (1280, 768):  # nothing may overflow sideways at either width
+                page.set_viewport_size({"width": width, "height": 900})
+                overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+                assert overflow <= 0, f"{path} ({language}) overflows by {overflow}px at {width}px"
+            page.set_viewport_size({"width": 1280, "height": 900})
             shot = tmp_path / f"{name}.{language}.png"
             page.screenshot(path=str(shot), full_page=True)
             if os.environ.get("OCENTER_WRITE_SCREENSHOTS"):
