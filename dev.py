@@ -5,6 +5,7 @@ oCenter's two everyday commands, needing nothing but Python 3.11+:
     python3 dev.py demo     # install, migrate, seed, run 3 simulated pools + oCenter on :8000
     python3 dev.py test     # run the whole test suite (extra arguments go to pytest)
     python3 dev.py agent bj-a100   # (re)start one demo agent by hand, e.g. after killing it
+    python3 dev.py bench [--quick] # benchmarks on PostgreSQL + Redis (see bench/run.py, docs/BENCHMARKS.md)
 
 Both build ``.venv`` from pyproject.toml first (again only when it changed).
 """
@@ -181,8 +182,14 @@ def test(args):
     os.execv(str(PY), [str(PY), "-m", "pytest", *args])
 
 
+def bench(args):
+    ensure_venv()
+    os.chdir(ROOT)
+    os.execv(str(PY), [str(PY), "bench/run.py", *args])
+
+
 def main():
-    commands = {"demo": demo, "test": test, "agent": agent}
+    commands = {"demo": demo, "test": test, "agent": agent, "bench": bench}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit(__doc__)
     sys.exit(commands[sys.argv[1]](sys.argv[2:]))

@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""
+oCenter's benchmarks: one command starts a production-like stack on 127.0.0.1, drives it from
+a separate load process, prints the figures, writes bench/results/latest.json, and stops
+everything it started.
+
+    python3 dev.py bench            # full: 3 runs × 20 s of load, 100,000 allocations metered
+    python3 dev.py bench --quick    # 1 run × 5 s, 10,000 allocations (a smoke run)
+
+Stack: PostgreSQL (DATABASE_URL, or the local cluster started as in CI when run as root),
+Redis (a private redis-server on a free port), uvicorn with --workers (default 2, one per
+core), a Celery worker, and three simulated agents holding 10,000 GPUs (1,250 nodes × 8).
+"""
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+POOLS = [("bench-a", 417), ("bench-b", 417), ("bench-c", 416)]  # nodes of 8 GPUs: 10,000 in all
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url, headers=None, seconds=60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, headers=headers or {}, timeout=2).status_code < 500:
+                return
+        except httpx.TransportError:
+            time.sleep(0.3)
+    raise SystemExit(f"{url} did not come up")
+
+
+def database_url(started):
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    if os.geteuid() != 0 or not shutil.which("pg_ctlcluster"):
+        raise SystemExit("set DATABASE_URL to a PostgreSQL database the bench may drop and fill")
+    version = sorted(os.listdir("/usr/lib/postgresql"))[-1]
+    status = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout
+    if "online" not in status:
+        subprocess.run(["pg_ctlcluster", version, "main", "start"], check=True)
+        started.append(["pg_ctlcluster", version, "main", "stop"])
+
+    def admin(*args):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        return subprocess.run(["runuser", "-u", "postgres", "--", *args], env=env, capture_output=True, text=True)
+
+    if "1" not in admin("psql", "-tAc", "SELECT 1 FROM pg_roles WHERE rolname = 'app'").stdout:
+        admin("psql", "-qc", "CREATE ROLE app LOGIN CREATEDB PASSWORD 'app'")
+    admin("dropdb", "--if-exists", "ocenter_bench")
+    admin("createdb", "-O", "app", "ocenter_bench")
+    return "postgres://app:app@127.0.0.1:5432/ocenter_bench"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    runs, seconds, metered = (1, 5, 10_000) if args.quick else (3, 20, 100_000)
+
+    processes, stops, work = [], [], Path(tempfile.mkdtemp(prefix="ocenter-bench-"))
+
+    def spawn(cmd, env=None, log=None):
+        out = open(work / f"{log}.log", "w") if log else subprocess.DEVNULL
+        process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        processes.append(process)
+        return process
+
+    try:
+        db = database_url(stops)
+        redis_port = free_port()
+        spawn(["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--appendonly", "no"], log="redis")
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ocenter.settings", "DATABASE_URL": db,
+               "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "SECRET_KEY": secrets.token_urlsafe(40), "DEBUG": "0",
+               "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver", "DB_CONN_MAX_AGE": "600", "LOG_LEVEL": "WARNING",
+               "OCENTER_EMBEDDED_JOBS": "0", "CELERY_TASK_ALWAYS_EAGER": "0", "SECURE_COOKIES": "0",
+               "OCENTER_POOL_SYNC_SECONDS": "3600", "PYTHONUNBUFFERED": "1"}
+        print(f"[bench] database {db.rsplit('@', 1)[-1]}, redis :{redis_port}, work dir {work}", flush=True)
+
+        pools = []
+        for name, nodes in POOLS:
+            port, token = free_port(), "ocp_" + secrets.token_urlsafe(24)
+            (work / f"{name}.toml").write_text(
+                f'[agent]\npool = "{name}"\nbackend = "simulated"\n\n[[simulated.nodes]]\nname = "{name}-n{{n:04d}}"\n'
+                f'count = {nodes}\ngpus = 8\nvendor = "NVIDIA"\nmodel = "A100-SXM4-80GB"\nmemory_mib = 81920\n')
+            spawn([PY, "-m", "pools.agent", "--config", str(work / f"{name}.toml"), "--listen", f"127.0.0.1:{port}",
+                   "--state", str(work / f"{name}.sqlite3"), "--log-level", "WARNING"],
+                  env={**os.environ, "OCENTER_AGENT_TOKEN": token}, log=name)
+            pools.append({"name": name, "url": f"http://127.0.0.1:{port}", "token": token})
+        for pool in pools:
+            wait_http(f"{pool['url']}/v1/health", {"Authorization": f"Bearer {pool['token']}"})
+
+        subprocess.run([PY, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+        seeded = subprocess.run([PY, "bench/seed.py"], cwd=ROOT, env=env, input=json.dumps({"pools": pools, "tenants": 32}),
+                                capture_output=True, text=True, check=True)
+        seed = json.loads(seeded.stdout.strip().splitlines()[-1])
+        print(f"[bench] {seed['gpus']} GPUs in {len(pools)} pools, {len(seed['tenants'])} tenants", flush=True)
+
+        port = free_port()
+        spawn([PY, "-m", "uvicorn", "ocenter.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", str(args.workers), "--no-access-log", "--lifespan", "off", "--log-level", "warning"], env=env, log="uvicorn")
+        spawn([PY, "-m", "celery", "-A", "ocenter", "worker", "--pool=solo", "--without-gossip", "--without-mingle",
+               "--without-heartbeat", "--loglevel=WARNING"], env=env, log="celery")
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/healthz")
+
+        print(f"[bench] load: {runs} × {seconds} s with 32 clients, then 100/s for {seconds} s, then websocket events", flush=True)
+        load = subprocess.run([PY, "bench/load.py"], cwd=ROOT, capture_output=True, text=True, check=True,
+                              input=json.dumps({"url": url, "tenants": seed["tenants"], "runs": runs, "seconds": seconds,
+                                                "clients": 32, "rate": 100, "events": 200}))
+        http = json.loads(load.stdout)
+        for process in processes[-2:]:  # the server and the worker
+            process.terminate()
+        print(f"[bench] in-process: placement, metering {metered:,} running allocations, console overview", flush=True)
+        inproc = subprocess.run([PY, "bench/inprocess.py", str(metered)], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+        local = json.loads(inproc.stdout.strip().splitlines()[-1])
+
+        results = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cores": os.cpu_count(), "workers": args.workers, "quick": args.quick,
+                   "http": http, **local}
+        out = ROOT / "bench" / "results"
+        out.mkdir(exist_ok=True)
+        (out / ("quick.json" if args.quick else "latest.json")).write_text(json.dumps(results, indent=2))
+        report(results)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for stop in stops:
+            subprocess.run(stop)
+
+
+def report(r):
+    t = r["http"]
+    rows = [
+        ("allocate→running→release, 32 clients", f"{t['throughput_median']} /s (runs: {', '.join(str(x['per_second']) for x in t['throughput'])}; "
+         f"errors {sum(x['errors'] for x in t['throughput'])})", "≥ 500/s (milestone 167/s)"),
+        ("request→running at 100/s", f"p50 {t['fixed_rate']['request_to_running']['p50_ms']:.1f} ms, p99 {t['fixed_rate']['request_to_running']['p99_ms']:.1f} ms "
+         f"(errors {t['fixed_rate']['errors']})", "p99 ≤ 50 ms"),
+        ("placement, 10,000 GPUs", f"p50 {r['placement']['p50_ms']:.2f} ms, p99 {r['placement']['p99_ms']:.2f} ms", "p99 ≤ 1 ms"),
+        ("commit → websocket event", f"p50 {t['event_latency']['p50_ms']:.1f} ms, p99 {t['event_latency']['p99_ms']:.1f} ms "
+         f"({t['event_latency']['events']} events)", "p99 ≤ 50 ms"),
+        (f"metering {r['metering']['running_allocations']:,} running", f"{r['metering']['median_seconds']} s (runs: "
+         f"{', '.join(str(x['seconds']) for x in r['metering']['runs'])})", "≤ 1 s"),
+        (f"console overview ({r['overview']['gpus']:,} GPUs, {r['overview']['allocations']:,} allocations)",
+         f"{r['overview']['median_ms']:.0f} ms, {r['overview']['queries']} queries", "≤ 150 ms, bounded queries"),
+    ]
+    width = max(len(a) for a, _, _ in rows)
+    print()
+    for name, figure, target in rows:
+        print(f"{name:<{width}}  {figure}   [{target}]")
+
+
+if __name__ == "__main__":
+    main()
