@@ -91,7 +91,7 @@ def main():
         spawn(["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--appendonly", "no"], log="redis")
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ocenter.settings", "DATABASE_URL": db,
                "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "SECRET_KEY": secrets.token_urlsafe(40), "DEBUG": "0",
-               "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver", "DB_CONN_MAX_AGE": "600", "LOG_LEVEL": "WARNING",
+               "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver", "DB_POOL_MAX": "12", "LOG_LEVEL": "WARNING",
                "OCENTER_EMBEDDED_JOBS": "0", "CELERY_TASK_ALWAYS_EAGER": "0", "SECURE_COOKIES": "0",
                "OCENTER_POOL_SYNC_SECONDS": "3600", "PYTHONUNBUFFERED": "1"}
         print(f"[bench] database {db.rsplit('@', 1)[-1]}, redis :{redis_port}, work dir {work}", flush=True)
@@ -124,14 +124,18 @@ def main():
         wait_http(f"{url}/healthz")
 
         print(f"[bench] load: {runs} × {seconds} s with 32 clients, then 100/s for {seconds} s, then websocket events", flush=True)
-        load = subprocess.run([PY, "bench/load.py"], cwd=ROOT, capture_output=True, text=True, check=True,
+        load = subprocess.run([PY, "bench/load.py"], cwd=ROOT, capture_output=True, text=True,
                               input=json.dumps({"url": url, "tenants": seed["tenants"], "runs": runs, "seconds": seconds,
                                                 "clients": 32, "rate": 100, "events": 200}))
+        if load.returncode:
+            raise SystemExit(f"the load process failed:\n{load.stderr[-3000:]}\nserver log: {work / 'uvicorn.log'}")
         http = json.loads(load.stdout)
         for process in processes[-2:]:  # the server and the worker
             process.terminate()
         print(f"[bench] in-process: placement, metering {metered:,} running allocations, console overview", flush=True)
-        inproc = subprocess.run([PY, "bench/inprocess.py", str(metered)], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+        inproc = subprocess.run([PY, "bench/inprocess.py", str(metered)], cwd=ROOT, env=env, capture_output=True, text=True)
+        if inproc.returncode:
+            raise SystemExit(f"the in-process benchmarks failed:\n{inproc.stderr[-3000:]}")
         local = json.loads(inproc.stdout.strip().splitlines()[-1])
 
         results = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cores": os.cpu_count(), "workers": args.workers, "quick": args.quick,
