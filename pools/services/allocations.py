@@ -102,7 +102,18 @@ def _allowed(tenant_id) -> frozenset:
     return frozenset(Quota.objects.filter(tenant_id=tenant_id, project=None).values_list("pool_name", "accelerator_model"))
 
 
-def _gpus(ask: Ask, *, with_room: bool, exclude=(), draining_too: bool = False) -> list[GpuState]:
+CANDIDATE_ORDER = {
+    "binpack": ("-allocated_compute_units", "-allocated_memory_mib", "id"),
+    "spread": ("allocated_compute_units", "allocated_memory_mib", "id"),
+    "cheapest": ("pool__cost_weight", "-allocated_compute_units", "id"),
+}
+
+
+def _candidate_limit(ask: Ask) -> int:
+    return max(64, 16 * ask.count)
+
+
+def _gpus(ask: Ask, *, with_room: bool, exclude=(), draining_too: bool = False, limit: int | None = None) -> list[GpuState]:
     """Healthy GPUs of live pools that meet the constraints, in one query (drained ones only when asked)."""
     gpus = Accelerator.objects.filter(gone_at=None, health=Accelerator.Health.HEALTHY, pool__status__in=LIVE_POOL_STATUSES)
     if not draining_too:
@@ -122,6 +133,9 @@ def _gpus(ask: Ask, *, with_room: bool, exclude=(), draining_too: bool = False) 
         gpus = gpus.filter(pool__region=ask.region)
     if exclude:
         gpus = gpus.exclude(id__in=exclude)
+    if limit:
+        # The policy's best candidates first, so placement reads dozens of rows, not the whole fleet.
+        gpus = gpus.order_by(*CANDIDATE_ORDER.get(ask.policy, CANDIDATE_ORDER["binpack"]))[:limit]
     return [
         GpuState(*row)
         for row in gpus.values_list(
@@ -191,7 +205,10 @@ def _try_place(allocation: Allocation, *, actor, usage: list, exclude=()) -> boo
     """
     ask = _ask(allocation, _allowed(allocation.tenant_id))
     for _ in range(MAX_PLACEMENTS):
-        chosen = place(ask, _gpus(ask, with_room=True, exclude=exclude))
+        chosen = place(ask, _gpus(ask, with_room=True, exclude=exclude, limit=_candidate_limit(ask)))
+        if chosen is None:
+            # The best few could not hold it (a gang across pools, say): look at every GPU with room.
+            chosen = place(ask, _gpus(ask, with_room=True, exclude=exclude))
         if chosen is None:
             return False
         asks = [SliceAsk(g.pool, g.model, allocation.compute_units, allocation.memory_mib) for g in chosen]
