@@ -90,8 +90,8 @@ def main():
         redis_port = free_port()
         spawn(["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--appendonly", "no"], log="redis")
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ocenter.settings", "DATABASE_URL": db,
-               "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "SECRET_KEY": secrets.token_urlsafe(40), "DEBUG": "0",
-               "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver", "DB_POOL_MAX": "12", "LOG_LEVEL": "WARNING",
+               "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "SECRET_KEY": "ocenter-bench-only-not-a-secret-0123456789abcdef", "DEBUG": "0",
+               "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver", "DB_POOL_MAX": "40", "LOG_LEVEL": "WARNING",
                "OCENTER_EMBEDDED_JOBS": "0", "CELERY_TASK_ALWAYS_EAGER": "0", "SECURE_COOKIES": "0",
                "OCENTER_POOL_SYNC_SECONDS": "3600", "PYTHONUNBUFFERED": "1"}
         print(f"[bench] database {db.rsplit('@', 1)[-1]}, redis :{redis_port}, work dir {work}", flush=True)

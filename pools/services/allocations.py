@@ -359,7 +359,11 @@ def allocation_claim(*, allocation_id, actor=None) -> Allocation:
     slices = list(allocation.slices.select_related("accelerator", "pool").filter(active=True))
     clients, envs, claimed, problem = {}, {}, [], None
     for s in slices:
-        client = _client(s.pool, clients)
+        try:
+            client = _client(s.pool, clients)
+        except ValueError as exc:  # the pool token cannot be read back (encryption keys changed)
+            problem = AgentError(f"cannot use the pool token of {s.pool.name}: {exc}")
+            break
         try:
             body = _agent_call(lambda: client.claim(
                 s.id, gpu_uuid=s.accelerator.uuid, compute_units=s.compute_units, memory_mib=s.memory_mib,

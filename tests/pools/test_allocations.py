@@ -214,3 +214,13 @@ def test_staff_preempt_a_running_allocation_and_it_is_requeued_if_it_asked(fleet
     assert fleet.claims() == []
     client.force_login(user)
     assert client.post(f"/console/allocations/{allocation.id}/preempt/").status_code == 403
+
+
+def test_an_unreadable_pool_token_fails_the_allocation_cleanly(fleet):
+    from pools.models import Pool
+
+    tenant, project, user, _ = fleet.tenant("acme")
+    Pool.objects.filter(id=fleet.pool.id).update(token_ciphertext="not-a-fernet-token")
+    allocation = _request(tenant, project, user, compute_units=50)
+    assert allocation.state == State.FAILED and "pool token" in allocation.reason
+    assert _room(fleet.pool) == [0, 0] and fleet.claims() == []
