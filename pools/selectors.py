@@ -82,6 +82,8 @@ def queue_order(*, limit: int | None = None) -> list[Waiting]:
             "id", "tenant_id", "priority", "created_at", "count", "compute_units", "memory_mib"
         )
     ]
+    if not waiting:
+        return []
     total_units, total_mib = _fleet_totals()
     ordered = order(waiting, tenant_shares(), total_units=total_units, total_mib=total_mib)
     return ordered[:limit] if limit else ordered

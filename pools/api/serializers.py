@@ -3,7 +3,7 @@ from datetime import datetime
 from rest_framework import serializers
 
 from pools.models import Accelerator, Allocation, AllocationEvent, Pool, Slice
-from pools.selectors import estimated_start
+from pools.selectors import estimated_start, queue_positions
 from tenants.models import Project
 
 
@@ -71,7 +71,10 @@ class AllocationSerializer(serializers.ModelSerializer):
     def get_queue_position(self, allocation) -> int | None:
         if allocation.state != Allocation.State.QUEUED:
             return None
-        return self.context.get("positions", {}).get(allocation.id)
+        # Worked out once per response, and only when something in it waits.
+        if "positions" not in self.context:
+            self.context["positions"] = queue_positions()
+        return self.context["positions"].get(allocation.id)
 
     def get_unreachable_pools(self, allocation) -> list[str]:
         return sorted({s.pool.name for s in allocation.slices.all() if s.active and s.pool.status == Pool.Status.UNREACHABLE})

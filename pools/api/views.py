@@ -18,7 +18,7 @@ from pools.api.serializers import (
 )
 from pools.filters import AcceleratorFilter, AllocationFilter, PoolFilter
 from pools.models import Accelerator, Allocation, Pool, Slice
-from pools.selectors import allocations_for, pools_with_summary, queue_positions
+from pools.selectors import allocations_for, pools_with_summary
 from pools.services.allocations import allocation_release, allocation_request, check_request_shape
 from tenants.access import Access, require_role
 from tenants.models import Role
@@ -73,12 +73,6 @@ class AllocationViewSet(viewsets.ReadOnlyModelViewSet):
             .prefetch_related(Prefetch("slices", queryset=Slice.objects.select_related("pool", "accelerator")))
             .order_by("-created_at", "id")
         )
-
-    def get_serializer_context(self):
-        context = super().get_serializer_context()
-        if self.action in ("list", "retrieve", "create"):
-            context["positions"] = queue_positions()
-        return context
 
     @extend_schema(request=AllocationRequestSerializer, responses={201: AllocationSerializer, 200: AllocationSerializer},
                    parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)])

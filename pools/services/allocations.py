@@ -20,7 +20,7 @@ import time
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, F, Max, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext_noop as N_  # stored in English, shown translated
 
@@ -547,8 +547,9 @@ def check_request_shape(*, count: int, compute_units: int, memory_mib: int, vend
         matching = matching.filter(model=accelerator_model)
     if pool_name:
         matching = matching.filter(pool__name=pool_name)
-    largest = max(matching.values_list("memory_mib", flat=True), default=0)
+    fleet_figures = matching.aggregate(largest=Max("memory_mib"), gpus=Count("id"))
+    largest = fleet_figures["largest"] or 0
     if memory_mib > largest:
         raise DomainError(f"memory_mib {memory_mib} is more than any matching GPU has (largest: {largest} MiB)", field="memory_mib")
-    if count > matching.count():
-        raise DomainError(f"count {count} is more than the {matching.count()} matching GPUs", field="count")
+    if count > fleet_figures["gpus"]:
+        raise DomainError(f"count {count} is more than the {fleet_figures['gpus']} matching GPUs", field="count")
