@@ -1,24 +1,22 @@
-"""The shell around the apps' pages: home, health, the audit log."""
+"""The shell around the apps' pages: home, health, the console overview, the request preview, the audit log."""
 
+from decimal import Decimal
+
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 
-from decimal import Decimal
-
-from django.conf import settings
-from django.utils import timezone
-
 from billing.rating import to_cents
+from billing.selectors import PriceBook, hourly_price, spend_today
 from ocenter.access import staff_required
 from ocenter.api_views import audit_entries_for
-from pools.models import AllocationEvent
-from billing.selectors import PriceBook, hourly_price, spend_today
-from pools.forms import AllocationRequestForm
-from pools.selectors import capacity, fragmentation, placement_preview, pools_with_summary, queue_summary
 from ocenter.filters import AuditEntryFilter
+from pools.forms import AllocationRequestForm
+from pools.models import AllocationEvent
+from pools.selectors import capacity, fragmentation, placement_preview, pools_with_summary, queue_summary
 from tenants.access import Access, get_tenant_for
 from tenants.models import Tenant
 
