@@ -29,7 +29,7 @@ from ocenter.audit import actor_label, audit_record
 from ocenter.errors import DomainError, Refused
 from ocenter.events import STAFF_GROUP, publish_on_commit, tenant_group
 from pools.agent_client import AgentClient, AgentConflict, AgentError, AgentUnreachable
-from pools.models import Accelerator, Allocation, AllocationEvent, Pool, Slice
+from pools.models import Accelerator, Allocation, AllocationEvent, Node, Pool, Slice
 from pools.placement import Ask, GpuState, Holder, choose_victims, place
 from tenants.models import Quota, Tenant
 from tenants.quotas import quota_usage
@@ -105,7 +105,7 @@ def _allowed(tenant_id) -> frozenset:
 CANDIDATE_ORDER = {
     "binpack": ("-allocated_compute_units", "-allocated_memory_mib", "id"),
     "spread": ("allocated_compute_units", "allocated_memory_mib", "id"),
-    "cheapest": ("pool__cost_weight", "-allocated_compute_units", "id"),
+    "cheapest": ("-allocated_compute_units", "-allocated_memory_mib", "id"),
 }
 
 
@@ -114,10 +114,26 @@ def _candidate_limit(ask: Ask) -> int:
 
 
 def _gpus(ask: Ask, *, with_room: bool, exclude=(), draining_too: bool = False, limit: int | None = None) -> list[GpuState]:
-    """Healthy GPUs of live pools that meet the constraints, in one query (drained ones only when asked)."""
-    gpus = Accelerator.objects.filter(gone_at=None, health=Accelerator.Health.HEALTHY, pool__status__in=LIVE_POOL_STATUSES)
+    """Healthy GPUs of live pools that meet the constraints (drained ones only when asked).
+
+    The few pools and drained nodes are read first, so the GPU query touches
+    one table and, ordered by the policy, can stop after ``limit`` rows.
+    """
+    pools = Pool.objects.filter(status__in=LIVE_POOL_STATUSES)
     if not draining_too:
-        gpus = gpus.filter(pool__draining=False, node__draining=False)
+        pools = pools.filter(draining=False)
+    if ask.pool:
+        pools = pools.filter(name=ask.pool)
+    if ask.region:
+        pools = pools.filter(region=ask.region)
+    live = {pid: (name, region, cost) for pid, name, region, cost in pools.values_list("id", "name", "region", "cost_weight")}
+    if not live:
+        return []
+    gpus = Accelerator.objects.filter(gone_at=None, health=Accelerator.Health.HEALTHY, pool_id__in=list(live))
+    if not draining_too:
+        drained = list(Node.objects.filter(pool_id__in=list(live), draining=True).values_list("id", flat=True))
+        if drained:
+            gpus = gpus.exclude(node_id__in=drained)
     if with_room:
         gpus = gpus.filter(
             allocated_compute_units__lte=100 - ask.compute_units,
@@ -127,21 +143,19 @@ def _gpus(ask: Ask, *, with_room: bool, exclude=(), draining_too: bool = False, 
         gpus = gpus.filter(vendor__iexact=ask.vendor)
     if ask.model:
         gpus = gpus.filter(model=ask.model)
-    if ask.pool:
-        gpus = gpus.filter(pool__name=ask.pool)
-    if ask.region:
-        gpus = gpus.filter(pool__region=ask.region)
     if exclude:
         gpus = gpus.exclude(id__in=exclude)
     if limit:
         # The policy's best candidates first, so placement reads dozens of rows, not the whole fleet.
-        gpus = gpus.order_by(*CANDIDATE_ORDER.get(ask.policy, CANDIDATE_ORDER["binpack"]))[:limit]
+        order = CANDIDATE_ORDER.get(ask.policy, CANDIDATE_ORDER["binpack"])
+        if ask.policy == "cheapest":  # cost lives on the pool: order by it here, among the few pools
+            cheapest = sorted(live, key=lambda pid: live[pid][2])
+            gpus = gpus.filter(pool_id__in=[pid for pid in cheapest if live[pid][2] == live[cheapest[0]][2]])
+        gpus = gpus.order_by(*order)[:limit]
+    rows = gpus.values_list("id", "pool_id", "node_id", "vendor", "model", "memory_mib", "allocated_compute_units", "allocated_memory_mib")
     return [
-        GpuState(*row)
-        for row in gpus.values_list(
-            "id", "pool__name", "pool__region", "node_id", "vendor", "model", "memory_mib",
-            "allocated_compute_units", "allocated_memory_mib", "pool__cost_weight",
-        )
+        GpuState(gid, live[pid][0], live[pid][1], node, vendor, model, mib, units, used_mib, live[pid][2])
+        for gid, pid, node, vendor, model, mib, units, used_mib in rows
     ]
 
 
