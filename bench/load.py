@@ -23,6 +23,13 @@ def summary(ms):
 
 
 async def cycle(client, tenant, latencies, errors):
+    try:
+        await _cycle(client, tenant, latencies, errors)
+    except httpx.HTTPError as exc:  # a timeout or a dropped connection is a failed cycle, not a failed bench
+        errors.append(f"{exc.__class__.__name__}")
+
+
+async def _cycle(client, tenant, latencies, errors):
     body = {"project": tenant["project"], "compute_units": 10, "memory_mib": 1024, "priority": "offline"}
     headers = {"Authorization": f"Bearer {tenant['token']}"}
     started = time.perf_counter()
