@@ -19,7 +19,7 @@ import logging
 import time
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Max, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext_noop as N_  # stored in English, shown translated
@@ -41,10 +41,16 @@ LIVE_POOL_STATUSES = (Pool.Status.HEALTHY, Pool.Status.DEGRADED)
 # Seconds to wait before the 2nd, 3rd and 4th try of an agent call that timed out or failed.
 AGENT_BACKOFF = (0.1, 0.4, 1.2)
 MAX_PLACEMENTS = 3
+# Tries at taking room when racing requests keep taking the chosen GPUs first.
+MAX_RESERVATIONS = 8
 
 
 class _RoomTaken(Exception):
-    """Another request took the room on a chosen GPU first."""
+    """Another request took (or is taking) the room on a chosen GPU first."""
+
+    def __init__(self, gpu_ids=()):
+        super().__init__()
+        self.gpu_ids = set(gpu_ids)
 
 
 # --- history -----------------------------------------------------------------
@@ -180,7 +186,16 @@ def _is_borrowed(allocation: Allocation, asks: list[SliceAsk], usage: list) -> b
 
 
 def _reserve(allocation: Allocation, chosen: list[GpuState]):
-    """Take the room on every chosen GPU, or none: raises _RoomTaken (the caller's savepoint undoes it)."""
+    """Take the room on every chosen GPU, or none: raises _RoomTaken (the caller's savepoint undoes it).
+
+    A GPU another request is reserving right now is skipped, not waited for:
+    binpack sends concurrent requests to the same fullest GPU, and waiting on
+    its row would serialize every tenant behind one lock.
+    """
+    ids = [gpu.id for gpu in chosen]
+    free = set(Accelerator.objects.select_for_update(skip_locked=True, of=("self",)).filter(id__in=ids).values_list("id", flat=True))
+    if connection.features.has_select_for_update_skip_locked and len(free) < len(ids):
+        raise _RoomTaken(set(ids) - free)
     for gpu in chosen:
         taken = Accelerator.objects.filter(
             id=gpu.id,
@@ -191,7 +206,7 @@ def _reserve(allocation: Allocation, chosen: list[GpuState]):
             allocated_memory_mib=F("allocated_memory_mib") + allocation.memory_mib,
         )
         if not taken:
-            raise _RoomTaken
+            raise _RoomTaken([gpu.id])
     pools = dict(Pool.objects.filter(name__in={g.pool for g in chosen}).values_list("name", "id"))
     Slice.objects.bulk_create([
         Slice(allocation=allocation, accelerator_id=gpu.id, pool_id=pools[gpu.pool], index=i,
@@ -218,7 +233,8 @@ def _try_place(allocation: Allocation, *, actor, usage: list, exclude=()) -> boo
     Raises Refused when the quota or another admission check says no.
     """
     ask = _ask(allocation, _allowed(allocation.tenant_id))
-    for _ in range(MAX_PLACEMENTS):
+    exclude = set(exclude)
+    for _ in range(MAX_RESERVATIONS):
         chosen = place(ask, _gpus(ask, with_room=True, exclude=exclude, limit=_candidate_limit(ask)))
         if chosen is None:
             # The best few could not hold it (a gang across pools, say): look at every GPU with room.
@@ -230,7 +246,8 @@ def _try_place(allocation: Allocation, *, actor, usage: list, exclude=()) -> boo
         try:
             with transaction.atomic():
                 _reserve(allocation, chosen)
-        except _RoomTaken:
+        except _RoomTaken as taken:
+            exclude |= taken.gpu_ids  # someone else's now: look past them
             continue
         allocation.borrowed = _is_borrowed(allocation, asks, usage)
         return True
