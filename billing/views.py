@@ -90,11 +90,11 @@ def tenant_billing(request, slug):
     since = (now - timedelta(days=30)).date()
     records = UsageRecord.objects.filter(tenant=tenant, day__gte=since)
     by_day = usage_summary(records, ["day"])
-    budgets = [
-        {"budget": b, "spent": to_cents(budget_spent(b, now)), "forecast": budget_forecast(b, now),
-         "percent": float(budget_spent(b, now) / b.amount * 100)}
-        for b in Budget.objects.filter(tenant=tenant).select_related("project")
-    ]
+    budgets = []
+    for b in Budget.objects.filter(tenant=tenant).select_related("project"):
+        spent = budget_spent(b, now)
+        budgets.append({"budget": b, "spent": to_cents(spent), "forecast": budget_forecast(b, now),
+                        "percent": float(spent / b.amount * 100)})
     return render(request, "billing/tenant.html", {
         "tenant": tenant, "by_day": by_day, "by_project": usage_summary(records, ["project", "pool", "model", "priority"]),
         "total_30d": to_cents(sum((row["amount"] for row in by_day), Decimal(0))), "budgets": budgets,

@@ -22,6 +22,7 @@ from pools.services.allocations import allocation_preempt, allocation_release, a
 from pools.services.pools import pool_register, pool_set_draining
 from pools.services.sync import pool_sync
 from tenants.access import Access, get_tenant_for, require_role
+from tenants.selectors import month_spend
 from tenants.models import Role
 
 
@@ -74,11 +75,7 @@ def pool_sync_now(request, pool_id):
 
 
 def _allocation_page(request, allocations, *, tenant=None, form=None):
-    from django.conf import settings
-    from django.utils.module_loading import import_string
-
-    # What the tenant spent this month, from billing (pools know nothing of money; settings name the source).
-    tenant_spend = import_string(settings.OCENTER_TENANT_SPEND)([tenant.id])[tenant.id] if tenant else None
+    tenant_spend = month_spend([tenant.id]).get(tenant.id) if tenant else None
     page = Paginator(allocations.prefetch_related("slices__pool").order_by("-created_at", "id"), 50).get_page(request.GET.get("page"))
     positions = queue_positions()
     for allocation in page:

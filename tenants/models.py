@@ -6,7 +6,6 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
-from django.utils import timezone
 from django.utils.translation import gettext, gettext_lazy as _
 
 
@@ -181,7 +180,3 @@ class ApiToken(models.Model):
         # The secret has 256 bits of entropy: a plain SHA-256 is enough, and
         # fast enough to check on every request.
         return hashlib.sha256(secret.encode()).hexdigest()
-
-    def is_usable(self, now=None) -> bool:
-        now = now or timezone.now()
-        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)

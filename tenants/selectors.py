@@ -14,6 +14,12 @@ def usage_rows(tenant_ids) -> dict:
     return import_string(source)(tenant_ids=tenant_ids)
 
 
+def month_spend(tenant_ids) -> dict:
+    """``{tenant_id: {"spent", "budget", "percent", "currency"}}`` this month, from the source named in settings (billing knows money)."""
+    source = settings.OCENTER_TENANT_SPEND
+    return import_string(source)(list(tenant_ids)) if source else {}
+
+
 def quotas_with_usage(quotas) -> list[QuotaUsage]:
     """Each quota with what its tenant holds under it; one usage read for all."""
     quotas = list(quotas)

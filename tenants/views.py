@@ -17,16 +17,7 @@ from tenants import services
 from tenants.access import Access, get_tenant_for, require_role, require_staff
 from tenants.forms import MemberForm, ProjectForm, QuotaForm, RoleForm, TenantForm, TokenForm
 from tenants.models import ApiToken, Membership, Quota, Role, Tenant
-from tenants.selectors import quotas_with_usage
-
-
-def tenant_spend_hook(tenants) -> dict:
-    """{tenant_id: (spent this month, budget)} from the billing app, named in settings (tenants know nothing of money)."""
-    from django.conf import settings
-    from django.utils.module_loading import import_string
-
-    path = getattr(settings, "OCENTER_TENANT_SPEND", "")
-    return import_string(path)([t.id for t in tenants]) if path else {}
+from tenants.selectors import month_spend, quotas_with_usage
 
 
 def _back(tenant):
@@ -48,7 +39,7 @@ def tenant_list(request):
     quotas = {u.quota.tenant_id: u for u in quotas_with_usage(Quota.objects.filter(project=None, pool_name="", accelerator_model=""))}
     for tenant in tenants:
         tenant.quota_usage = quotas.get(tenant.id)
-    return render(request, "tenants/tenant_list.html", {"tenants": tenants, "form": form, "spend": tenant_spend_hook(tenants)})
+    return render(request, "tenants/tenant_list.html", {"tenants": tenants, "form": form, "spend": month_spend(t.id for t in tenants)})
 
 
 @login_required
