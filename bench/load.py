@@ -1,4 +1,9 @@
-"""The load process: drives oCenter over HTTP and websockets from outside the server, prints JSON figures."""
+"""The load process: drives oCenter over HTTP and websockets from outside the server, prints JSON figures.
+
+It speaks HTTP/1.1 itself over keep-alive connections (one per client): a general
+client library costs more CPU per request than the server work it measures, and
+the load shares the server's two cores.
+"""
 
 import asyncio
 import json
@@ -6,9 +11,67 @@ import statistics
 import sys
 import time
 from datetime import datetime
+from urllib.parse import urlsplit
 
-import httpx
+import uvloop
 import websockets
+
+
+class HTTPError(Exception):
+    pass
+
+
+class Response:
+    def __init__(self, status_code: int, body: bytes):
+        self.status_code = status_code
+        self.text = body.decode(errors="replace")
+
+    def json(self):
+        return json.loads(self.text)
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection: a request at a time, JSON in, status and body out."""
+
+    def __init__(self, url: str):
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname, parts.port
+        self.reader = self.writer = None
+
+    async def request(self, method: str, path: str, *, token: str, body=None) -> Response:
+        payload = json.dumps(body).encode() if body is not None else b""
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nAuthorization: Bearer {token}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode()
+        for attempt in (1, 2):  # a keep-alive connection the server closed meanwhile is opened again, once
+            try:
+                if self.writer is None:
+                    self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+                self.writer.write(head + payload)
+                return await asyncio.wait_for(self._response(), 30)
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+                self.close()
+                if attempt == 2:
+                    raise HTTPError(exc.__class__.__name__) from exc
+
+    async def _response(self) -> Response:
+        status_line = await self.reader.readuntil(b"\r\n")
+        length, close = 0, False
+        while (line := await self.reader.readuntil(b"\r\n")) != b"\r\n":
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"connection" and value.strip().lower() == b"close":
+                close = True
+        body = await self.reader.readexactly(length)
+        if close:
+            self.close()
+        return Response(int(status_line.split()[1]), body)
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
 
 
 def percentile(values, p):
@@ -22,56 +85,61 @@ def summary(ms):
     return {"n": len(ms), "p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99), "max_ms": max(ms) if ms else None}
 
 
-async def cycle(client, tenant, latencies, errors):
-    try:
-        await _cycle(client, tenant, latencies, errors)
-    except httpx.HTTPError as exc:  # a timeout or a dropped connection is a failed cycle, not a failed bench
-        errors.append(f"{exc.__class__.__name__}")
-
-
-async def _cycle(client, tenant, latencies, errors):
+async def cycle(connection, tenant, latencies, errors):
+    """Allocate one slice, check it runs, release it; a dropped connection is a failed cycle, not a failed bench."""
     body = {"project": tenant["project"], "compute_units": 10, "memory_mib": 1024, "priority": "offline"}
-    headers = {"Authorization": f"Bearer {tenant['token']}"}
-    started = time.perf_counter()
-    response = await client.post("/api/v1/allocations", json=body, headers=headers)
-    if response.status_code != 201 or response.json()["state"] != "running":
-        errors.append(f"{response.status_code} {response.text[:120]}")
-        return
-    latencies.append((time.perf_counter() - started) * 1000)
-    released = await client.delete(f"/api/v1/allocations/{response.json()['id']}", headers=headers)
-    if released.status_code != 200:
-        errors.append(f"release {released.status_code}")
+    try:
+        started = time.perf_counter()
+        response = await connection.request("POST", "/api/v1/allocations", token=tenant["token"], body=body)
+        if response.status_code != 201 or response.json()["state"] != "running":
+            errors.append(f"{response.status_code} {response.text[:120]}")
+            return
+        latencies.append((time.perf_counter() - started) * 1000)
+        released = await connection.request("DELETE", f"/api/v1/allocations/{response.json()['id']}", token=tenant["token"])
+        if released.status_code != 200:
+            errors.append(f"release {released.status_code}")
+    except HTTPError as exc:
+        errors.append(str(exc))
 
 
 async def throughput(url, tenants, clients, seconds):
     """Closed loop: ``clients`` workers each allocate → running → release, as fast as they can."""
     latencies, errors, cycles = [], [], 0
     deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
-        async def worker(i):
-            nonlocal cycles
-            while time.perf_counter() < deadline:
-                await cycle(client, tenants[i % len(tenants)], latencies, errors)
-                cycles += 1
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(i) for i in range(clients)))
-        elapsed = time.perf_counter() - started
+
+    async def worker(i):
+        nonlocal cycles
+        connection = Connection(url)
+        while time.perf_counter() < deadline:
+            await cycle(connection, tenants[i % len(tenants)], latencies, errors)
+            cycles += 1
+        connection.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(clients)))
+    elapsed = time.perf_counter() - started
     return {"clients": clients, "seconds": round(elapsed, 1), "cycles": cycles, "per_second": round(cycles / elapsed, 1),
             "errors": len(errors), "first_errors": errors[:3], "request_to_running": summary(latencies)}
 
 
 async def fixed_rate(url, tenants, rate, seconds):
     """Open loop: one request every 1/rate s whatever the answers; latency from request to running."""
-    latencies, errors, tasks = [], [], []
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=200)) as client:
-        start = time.perf_counter()
-        for i in range(int(rate * seconds)):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(cycle(client, tenants[i % len(tenants)], latencies, errors)))
-        await asyncio.gather(*tasks)
+    latencies, errors, tasks, idle = [], [], [], []
+
+    async def one(i):
+        connection = idle.pop() if idle else Connection(url)
+        await cycle(connection, tenants[i % len(tenants)], latencies, errors)
+        idle.append(connection)
+
+    start = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    for connection in idle:
+        connection.close()
     return {"rate": rate, "seconds": seconds, "errors": len(errors), "request_to_running": summary(latencies)}
 
 
@@ -80,17 +148,18 @@ async def event_latency(url, tenant, count):
     ws_url = url.replace("http://", "ws://") + "/ws/events/"
     lags = []
     async with websockets.connect(ws_url, additional_headers={"Authorization": f"Bearer {tenant['token']}"}) as socket:
-        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            async def listen():
-                async for message in socket:
-                    event = json.loads(message)
-                    if event.get("at"):
-                        lags.append((time.time() - datetime.fromisoformat(event["at"]).timestamp()) * 1000)
-            listener = asyncio.create_task(listen())
-            for _ in range(count):
-                await cycle(client, tenant, [], [])
-            await asyncio.sleep(1)
-            listener.cancel()
+        async def listen():
+            async for message in socket:
+                event = json.loads(message)
+                if event.get("at"):
+                    lags.append((time.time() - datetime.fromisoformat(event["at"]).timestamp()) * 1000)
+        listener = asyncio.create_task(listen())
+        connection = Connection(url)
+        for _ in range(count):
+            await cycle(connection, tenant, [], [])
+        connection.close()
+        await asyncio.sleep(1)
+        listener.cancel()
     return {"events": len(lags), **summary(lags)}
 
 
@@ -107,4 +176,5 @@ async def main():
     print(json.dumps(results))
 
 
-asyncio.run(main())
+if __name__ == "__main__":
+    uvloop.run(main())

@@ -65,96 +65,130 @@ def database_url(started):
 
     if "1" not in admin("psql", "-tAc", "SELECT 1 FROM pg_roles WHERE rolname = 'app'").stdout:
         admin("psql", "-qc", "CREATE ROLE app LOGIN CREATEDB PASSWORD 'app'")
-    admin("dropdb", "--if-exists", "ocenter_bench")
+    admin("dropdb", "--if-exists", "--force", "ocenter_bench")
     admin("createdb", "-O", "app", "ocenter_bench")
     return "postgres://app:app@127.0.0.1:5432/ocenter_bench"
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
-    runs, seconds, metered = (1, 5, 10_000) if args.quick else (3, 20, 100_000)
+class Stack:
+    """PostgreSQL, Redis, three agents with 10,000 GPUs, uvicorn and Celery on 127.0.0.1; stops what it started."""
 
-    processes, stops, work = [], [], Path(tempfile.mkdtemp(prefix="ocenter-bench-"))
+    def __init__(self, workers):
+        self.workers = workers
+        self.processes, self.stops = [], []
+        self.work = Path(tempfile.mkdtemp(prefix="ocenter-bench-"))
 
-    def spawn(cmd, env=None, log=None):
-        out = open(work / f"{log}.log", "w") if log else subprocess.DEVNULL
+    def spawn(self, cmd, env=None, log=None):
+        out = open(self.work / f"{log}.log", "w") if log else subprocess.DEVNULL
         process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        processes.append(process)
+        self.processes.append(process)
         return process
 
-    try:
-        db = database_url(stops)
+    def __enter__(self):
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _start(self):
+        db = database_url(self.stops)
         redis_port = free_port()
-        spawn(["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--appendonly", "no"], log="redis")
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ocenter.settings", "DATABASE_URL": db,
-               "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "SECRET_KEY": "ocenter-bench-only-not-a-secret-0123456789abcdef", "DEBUG": "0",
-               "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver", "DB_POOL_MAX": "40", "LOG_LEVEL": "WARNING",
-               "OCENTER_EMBEDDED_JOBS": "0", "CELERY_TASK_ALWAYS_EAGER": "0", "SECURE_COOKIES": "0",
-               "OCENTER_POOL_SYNC_SECONDS": "3600", "PYTHONUNBUFFERED": "1"}
-        print(f"[bench] database {db.rsplit('@', 1)[-1]}, redis :{redis_port}, work dir {work}", flush=True)
+        self.spawn(["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--appendonly", "no"], log="redis")
+        self.env = env = {
+            **os.environ, "DJANGO_SETTINGS_MODULE": "ocenter.settings", "DATABASE_URL": db,
+            "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "SECRET_KEY": "ocenter-bench-only-not-a-secret-0123456789abcdef",
+            "DEBUG": "0", "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver", "DB_POOL_MAX": "40", "LOG_LEVEL": "WARNING",
+            "OCENTER_EMBEDDED_JOBS": "0", "CELERY_TASK_ALWAYS_EAGER": "0", "SECURE_COOKIES": "0",
+            "OCENTER_POOL_SYNC_SECONDS": "3600", "PYTHONUNBUFFERED": "1",
+        }
+        print(f"[bench] database {db.rsplit('@', 1)[-1]}, redis :{redis_port}, work dir {self.work}", flush=True)
 
         pools = []
         for name, nodes in POOLS:
             port, token = free_port(), "ocp_" + secrets.token_urlsafe(24)
-            (work / f"{name}.toml").write_text(
+            (self.work / f"{name}.toml").write_text(
                 f'[agent]\npool = "{name}"\nbackend = "simulated"\n\n[[simulated.nodes]]\nname = "{name}-n{{n:04d}}"\n'
                 f'count = {nodes}\ngpus = 8\nvendor = "NVIDIA"\nmodel = "A100-SXM4-80GB"\nmemory_mib = 81920\n')
-            spawn([PY, "-m", "pools.agent", "--config", str(work / f"{name}.toml"), "--listen", f"127.0.0.1:{port}",
-                   "--state", str(work / f"{name}.sqlite3"), "--log-level", "WARNING"],
-                  env={**os.environ, "OCENTER_AGENT_TOKEN": token}, log=name)
+            self.spawn([PY, "-m", "pools.agent", "--config", str(self.work / f"{name}.toml"), "--listen", f"127.0.0.1:{port}",
+                        "--state", str(self.work / f"{name}.sqlite3"), "--log-level", "WARNING"],
+                       env={**os.environ, "OCENTER_AGENT_TOKEN": token}, log=name)
             pools.append({"name": name, "url": f"http://127.0.0.1:{port}", "token": token})
         for pool in pools:
             wait_http(f"{pool['url']}/v1/health", {"Authorization": f"Bearer {pool['token']}"})
 
         subprocess.run([PY, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
         seeded = subprocess.run([PY, "bench/seed.py"], cwd=ROOT, env=env, input=json.dumps({"pools": pools, "tenants": 32}),
-                                capture_output=True, text=True, check=True)
-        seed = json.loads(seeded.stdout.strip().splitlines()[-1])
-        print(f"[bench] {seed['gpus']} GPUs in {len(pools)} pools, {len(seed['tenants'])} tenants", flush=True)
+                                capture_output=True, text=True)
+        if seeded.returncode:
+            raise SystemExit(f"seeding failed:\n{seeded.stderr[-3000:]}")
+        self.seed = json.loads(seeded.stdout.strip().splitlines()[-1])
+        print(f"[bench] {self.seed['gpus']} GPUs in {len(pools)} pools, {len(self.seed['tenants'])} tenants", flush=True)
 
         port = free_port()
-        spawn([PY, "-m", "uvicorn", "ocenter.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", str(args.workers), "--no-access-log", "--lifespan", "off", "--log-level", "warning"], env=env, log="uvicorn")
-        spawn([PY, "-m", "celery", "-A", "ocenter", "worker", "--pool=solo", "--without-gossip", "--without-mingle",
-               "--without-heartbeat", "--loglevel=WARNING"], env=env, log="celery")
-        url = f"http://127.0.0.1:{port}"
-        wait_http(f"{url}/healthz")
+        self.server = self.spawn(
+            [PY, "-m", "uvicorn", "ocenter.asgi:application", "--host", "127.0.0.1", "--port", str(port), "--workers", str(self.workers),
+             "--no-access-log", "--lifespan", "off", "--log-level", "warning"], env=env, log="uvicorn")
+        self.worker = self.spawn([PY, "-m", "celery", "-A", "ocenter", "worker", "--pool=solo", "--without-gossip", "--without-mingle",
+                                  "--without-heartbeat", "--loglevel=WARNING"], env=env, log="celery")
+        self.url = f"http://127.0.0.1:{port}"
+        wait_http(f"{self.url}/healthz")
 
-        print(f"[bench] load: {runs} × {seconds} s with 32 clients, then 100/s for {seconds} s, then websocket events", flush=True)
-        load = subprocess.run([PY, "bench/load.py"], cwd=ROOT, capture_output=True, text=True,
-                              input=json.dumps({"url": url, "tenants": seed["tenants"], "runs": runs, "seconds": seconds,
-                                                "clients": 32, "rate": 100, "events": 200}))
-        if load.returncode:
-            raise SystemExit(f"the load process failed:\n{load.stderr[-3000:]}\nserver log: {work / 'uvicorn.log'}")
-        http = json.loads(load.stdout)
-        for process in processes[-2:]:  # the server and the worker
+    def stop_web(self):
+        for process in (self.server, self.worker):
             process.terminate()
-        print(f"[bench] in-process: placement, metering {metered:,} running allocations, console overview", flush=True)
-        inproc = subprocess.run([PY, "bench/inprocess.py", str(metered)], cwd=ROOT, env=env, capture_output=True, text=True)
-        if inproc.returncode:
-            raise SystemExit(f"the in-process benchmarks failed:\n{inproc.stderr[-3000:]}")
-        local = json.loads(inproc.stdout.strip().splitlines()[-1])
 
-        results = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cores": os.cpu_count(), "workers": args.workers, "quick": args.quick,
-                   "http": http, **local}
-        out = ROOT / "bench" / "results"
-        out.mkdir(exist_ok=True)
-        (out / ("quick.json" if args.quick else "latest.json")).write_text(json.dumps(results, indent=2))
-        report(results)
-    finally:
-        for process in processes:
+    def __exit__(self, *exc):
+        for process in self.processes:
             if process.poll() is None:
                 process.terminate()
-        for process in processes:
+        for process in self.processes:
             try:
                 process.wait(10)
             except subprocess.TimeoutExpired:
                 process.kill()
-        for stop in stops:
+        for stop in self.stops:
             subprocess.run(stop)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--serve", action="store_true", help="start the stack, print how to reach it, wait for Ctrl-C (for profiling)")
+    args = parser.parse_args()
+    runs, seconds, metered = (1, 5, 10_000) if args.quick else (3, 20, 100_000)
+
+    with Stack(args.workers) as stack:
+        if args.serve:
+            (stack.work / "seed.json").write_text(json.dumps({"url": stack.url, "tenants": stack.seed["tenants"]}))
+            print(f"[bench] serving on {stack.url}; tenants and tokens in {stack.work / 'seed.json'}; Ctrl-C stops", flush=True)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                return
+        print(f"[bench] load: {runs} × {seconds} s with 32 clients, then 100/s for {seconds} s, then websocket events", flush=True)
+        load = subprocess.run([PY, "bench/load.py"], cwd=ROOT, capture_output=True, text=True,
+                              input=json.dumps({"url": stack.url, "tenants": stack.seed["tenants"], "runs": runs, "seconds": seconds,
+                                                "clients": 32, "rate": 100, "events": 200}))
+        if load.returncode:
+            raise SystemExit(f"the load process failed:\n{load.stderr[-3000:]}\nserver log: {stack.work / 'uvicorn.log'}")
+        http = json.loads(load.stdout)
+        stack.stop_web()
+        print(f"[bench] in-process: placement, metering {metered:,} running allocations, console overview", flush=True)
+        inproc = subprocess.run([PY, "bench/inprocess.py", str(metered)], cwd=ROOT, env=stack.env, capture_output=True, text=True)
+        if inproc.returncode:
+            raise SystemExit(f"the in-process benchmarks failed:\n{inproc.stderr[-3000:]}")
+        local = json.loads(inproc.stdout.strip().splitlines()[-1])
+
+    results = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cores": os.cpu_count(), "workers": args.workers, "quick": args.quick,
+               "http": http, **local}
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / ("quick.json" if args.quick else "latest.json")).write_text(json.dumps(results, indent=2))
+    report(results)
 
 
 def report(r):

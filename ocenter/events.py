@@ -4,10 +4,13 @@ told of a change that was rolled back. Groups are named here, in one place,
 and the websocket consumer chooses which a user may join.
 """
 
+import asyncio
 import logging
+import os
+import threading
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 log = logging.getLogger(__name__)
@@ -19,16 +22,62 @@ def tenant_group(tenant_id) -> str:
     return f"tenant.{tenant_id}"
 
 
+async def _send(layer, groups: list[str], event: dict):
+    for group in groups:
+        try:
+            await layer.group_send(group, {"type": "ocenter.event", "event": event})
+        except Exception:  # a channel layer outage must not break the write that triggered it
+            log.warning("could not publish %s to %s", event.get("kind"), group, exc_info=True)
+
+
+class _Sender:
+    """A thread of this process with its own event loop that sends events in the order given.
+
+    ``async_to_sync`` from a thread with no event loop above it (a Celery task,
+    a management command) starts a loop, and the Redis layer a connection, for
+    every call: ~10 ms a message. Here the loop and its connections last, and
+    the writer does not wait for Redis at all.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._pid = None
+
+    def submit(self, layer, groups, event):
+        with self._lock:
+            if self._pid != os.getpid():  # first use, or a forked child: the parent's thread did not come along
+                self._loop = asyncio.new_event_loop()
+                self._queue = asyncio.Queue()
+                threading.Thread(target=self._run, name="ocenter-events", daemon=True).start()
+                self._pid = os.getpid()
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, (layer, groups, event))
+
+    def _run(self):
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._drain())
+
+    async def _drain(self):
+        while True:
+            layer, groups, event = await self._queue.get()
+            await _send(layer, groups, event)
+
+
+_sender = _Sender()
+
+
 def publish(groups: list[str], event: dict):
-    """Send ``event`` to every group now (best effort: live views are not the truth)."""
+    """Send ``event`` to every group (best effort: live views are not the truth).
+
+    The in-memory layer lives in the server's own event loop, so it is sent
+    there; a cross-process layer (Redis) is sent from this process's sender thread.
+    """
     layer = get_channel_layer()
     if layer is None:
         return
-    for group in groups:
-        try:
-            async_to_sync(layer.group_send)(group, {"type": "ocenter.event", "event": event})
-        except Exception:  # a channel layer outage must not break the write that triggered it
-            log.warning("could not publish %s to %s", event.get("kind"), group, exc_info=True)
+    if isinstance(layer, InMemoryChannelLayer):
+        async_to_sync(_send)(layer, groups, event)
+    else:
+        _sender.submit(layer, groups, event)
 
 
 def publish_on_commit(groups: list[str], event: dict):

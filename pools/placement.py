@@ -37,6 +37,7 @@ class GpuState:
     allocated_units: int
     allocated_mib: int
     cost: Decimal = Decimal(1)
+    pool_id: object = None  # the database's key of its pool, where the caller has it
 
     @property
     def free_units(self) -> int:

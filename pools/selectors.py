@@ -7,7 +7,16 @@ from django.db.models import Count, F, Prefetch, Q, Sum
 from django.utils import timezone
 
 from pools.models import Accelerator, Allocation, Node, Pool, Slice
+from pools.placement import Ask, GpuState
 from pools.queueing import Waiting, dominant_share, order
+
+LIVE_POOL_STATUSES = (Pool.Status.HEALTHY, Pool.Status.DEGRADED)
+# Where placement looks first, by policy: the index ``accelerator_fullest`` serves both directions.
+CANDIDATE_ORDER = {
+    "binpack": ("-allocated_compute_units", "-allocated_memory_mib", "id"),
+    "spread": ("allocated_compute_units", "allocated_memory_mib", "id"),
+    "cheapest": ("-allocated_compute_units", "-allocated_memory_mib", "id"),
+}
 
 
 def pools_with_summary(pools=None) -> list[Pool]:
@@ -148,17 +157,73 @@ def queue_summary() -> dict:
     return {"depth": queued.count(), "oldest": oldest}
 
 
+def allowed_scopes(quotas) -> frozenset:
+    """(pool, model) scopes of a tenant's tenant-wide quotas: where it may place at all."""
+    return frozenset((q.pool_name, q.accelerator_model) for q in quotas)
+
+
+def candidate_limit(ask: Ask) -> int:
+    return max(64, 16 * ask.count)
+
+
+def candidate_gpus(ask: Ask, *, with_room: bool, exclude=(), draining_too: bool = False, limit: int | None = None) -> list[GpuState]:
+    """Healthy GPUs of live pools that meet the constraints (drained ones only when asked).
+
+    Two queries: the few live pools, then the GPUs of those pools by their
+    ids, drained nodes left out by a subquery. Joining pools instead makes
+    PostgreSQL read and sort the whole fleet; this way, ordered by the
+    policy, the GPU query stops after ``limit`` rows of one index.
+    """
+    pools = Pool.objects.filter(status__in=LIVE_POOL_STATUSES)
+    if not draining_too:
+        pools = pools.filter(draining=False)
+    if ask.pool:
+        pools = pools.filter(name=ask.pool)
+    if ask.region:
+        pools = pools.filter(region=ask.region)
+    live = {pid: (name, region, cost) for pid, name, region, cost in pools.values_list("id", "name", "region", "cost_weight")}
+    if not live:
+        return []
+    gpus = Accelerator.objects.filter(gone_at=None, health=Accelerator.Health.HEALTHY, pool_id__in=list(live))
+    if not draining_too:
+        gpus = gpus.exclude(node_id__in=Node.objects.filter(draining=True, pool_id__in=list(live)).values("id"))
+    if with_room:
+        gpus = gpus.filter(
+            allocated_compute_units__lte=100 - ask.compute_units,
+            memory_mib__gte=F("allocated_memory_mib") + ask.memory_mib,
+        )
+    if ask.vendor:
+        gpus = gpus.filter(vendor__iexact=ask.vendor)
+    if ask.model:
+        gpus = gpus.filter(model=ask.model)
+    if exclude:
+        gpus = gpus.exclude(id__in=exclude)
+    if limit:
+        # The policy's best candidates first, so placement reads dozens of rows, not the whole fleet.
+        if ask.policy == "cheapest":  # cost lives on the pool: keep the cheapest pools here, among the few
+            cheapest = min(cost for _, _, cost in live.values())
+            gpus = gpus.filter(pool_id__in=[pid for pid, (_, _, cost) in live.items() if cost == cheapest])
+        gpus = gpus.order_by(*CANDIDATE_ORDER.get(ask.policy, CANDIDATE_ORDER["binpack"]))[:limit]
+    rows = gpus.values_list("id", "pool_id", "node_id", "vendor", "model", "memory_mib", "allocated_compute_units", "allocated_memory_mib")
+    return [
+        GpuState(gid, live[pid][0], live[pid][1], node, vendor, model, mib, units, used_mib, live[pid][2], pid)
+        for gid, pid, node, vendor, model, mib, units, used_mib in rows
+    ]
+
+
 def placement_preview(*, tenant, project, count, compute_units, memory_mib, priority, accelerator_model="", pool_name="",
                       lease_seconds=None, **_ignored) -> dict:
     """Where a request would likely land now, and whether admission would let it in. Reads only."""
     from ocenter.admission import AdmissionRequest, SliceAsk, run_admission_checks
     from ocenter.errors import Refused
-    from pools.placement import Ask, place
-    from pools.services.allocations import _allowed, _gpus, tenant_usage
+    from pools.placement import place
+    from pools.services.allocations import tenant_usage
+    from tenants.models import Quota
 
+    quotas = Quota.objects.filter(tenant_id=tenant.id, project=None)
     ask = Ask(count=count, compute_units=compute_units, memory_mib=memory_mib, model=accelerator_model, pool=pool_name,
-              allowed=_allowed(tenant.id))
-    chosen = place(ask, _gpus(ask, with_room=True))
+              allowed=allowed_scopes(quotas))
+    chosen = place(ask, candidate_gpus(ask, with_room=True))
     usage = tenant_usage(tenant_ids=[tenant.id]).get(tenant.id, [])
     result = {"placed": chosen, "refusal": None}
     if chosen:

@@ -18,7 +18,7 @@ from pools.forms import AllocationRequestForm, PoolRegisterForm
 from pools.agent_client import AgentClient, AgentError
 from pools.models import Allocation, Pool, Slice
 from pools.selectors import allocations_for, pool_nodes, pools_with_summary, queue_positions
-from pools.services.allocations import allocation_preempt, allocation_release, allocation_request, check_request_shape
+from pools.services.allocations import allocation_preempt, allocation_release, allocation_request
 from pools.services.pools import pool_register, pool_set_draining
 from pools.services.sync import pool_sync
 from tenants.access import Access, get_tenant_for, require_role
@@ -104,8 +104,6 @@ def tenant_allocations(request, slug):
         if form.is_valid():
             data = form.cleaned_data
             try:
-                check_request_shape(**{k: data[k] for k in ("count", "compute_units", "memory_mib", "accelerator_model", "pool_name")},
-                                    vendor="", region="")
                 allocation, _created = allocation_request(actor=request.user, tenant=tenant, **data)
             except DomainError as exc:
                 form.add_error(exc.field if exc.field in form.fields else None, exc.detail)

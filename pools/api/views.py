@@ -6,6 +6,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
 from pools.api.serializers import (
@@ -19,7 +20,7 @@ from pools.api.serializers import (
 from pools.filters import AcceleratorFilter, AllocationFilter, PoolFilter
 from pools.models import Accelerator, Allocation, Pool, Slice
 from pools.selectors import allocations_for, pools_with_summary
-from pools.services.allocations import allocation_release, allocation_request, check_request_shape
+from pools.services.allocations import allocation_release, allocation_request
 from tenants.access import Access, require_role
 from tenants.models import Role
 
@@ -86,7 +87,6 @@ class AllocationViewSet(viewsets.ReadOnlyModelViewSet):
         if key is not None and not 1 <= len(key) <= 200:
             raise ValidationError({"Idempotency-Key": ["must be 1 to 200 characters."]})
         data["pool_name"] = data.pop("pool")
-        check_request_shape(**{k: data[k] for k in ("count", "compute_units", "memory_mib", "vendor", "accelerator_model", "pool_name", "region")})
         allocation, created = allocation_request(actor=request.user, tenant=project.tenant, project=project, idempotency_key=key, **data)
         body = AllocationSerializer(self.get_queryset().get(id=allocation.id), context=self.get_serializer_context()).data
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
@@ -94,7 +94,7 @@ class AllocationViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(responses={200: AllocationSerializer})
     def destroy(self, request, pk=None):
         """Release (idempotent: releasing a released allocation answers the same)."""
-        allocation = self.get_object()
+        allocation = get_object_or_404(allocations_for(Access.of(request)), id=pk)
         require_role(Access.of(request), allocation.tenant, Role.MEMBER, "Releasing GPU slices")
         allocation_release(actor=request.user, allocation=allocation)
         return Response(AllocationSerializer(self.get_queryset().get(id=allocation.id), context=self.get_serializer_context()).data)

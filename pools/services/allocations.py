@@ -29,15 +29,15 @@ from ocenter.audit import actor_label, audit_record
 from ocenter.errors import DomainError, Refused
 from ocenter.events import STAFF_GROUP, publish_on_commit, tenant_group
 from pools.agent_client import AgentClient, AgentConflict, AgentError, AgentUnreachable
-from pools.models import Accelerator, Allocation, AllocationEvent, Node, Pool, Slice
+from pools.models import Accelerator, Allocation, AllocationEvent, Pool, Slice
 from pools.placement import Ask, GpuState, Holder, choose_victims, place
+from pools.selectors import allowed_scopes, candidate_gpus, candidate_limit
 from tenants.models import Quota, Tenant
 from tenants.quotas import quota_usage
 
 log = logging.getLogger(__name__)
 
 State = Allocation.State
-LIVE_POOL_STATUSES = (Pool.Status.HEALTHY, Pool.Status.DEGRADED)
 # Seconds to wait before the 2nd, 3rd and 4th try of an agent call that timed out or failed.
 AGENT_BACKOFF = (0.1, 0.4, 1.2)
 MAX_PLACEMENTS = 3
@@ -55,25 +55,33 @@ class _RoomTaken(Exception):
 
 # --- history -----------------------------------------------------------------
 
-def _transition(allocation: Allocation, to_state: str, *, actor, reason: str = "", audit: bool = False, **fields):
-    """Move ``allocation`` to ``to_state``, record it, and tell its tenant and staff once committed."""
+def _transition(allocation: Allocation, to_state: str, *, actor, reason: str = "", audit: bool = False, via: str = "", **fields):
+    """Move ``allocation`` to ``to_state``, record it, and tell its tenant and staff once committed.
+
+    ``via``: a state it passed through on the way, recorded as its own step
+    (a new request placed at once was queued, then claiming).
+    """
     from_state = allocation.state if allocation.pk and not allocation._state.adding else ""
+    steps = [(from_state, via, N_("requested")), (via, to_state, reason)] if via else [(from_state, to_state, reason)]
     allocation.state = to_state
     allocation.reason = reason[:500]
     for name, value in fields.items():
         setattr(allocation, name, value)
     allocation.save()
-    AllocationEvent.objects.create(
-        allocation=allocation, from_state=from_state, to_state=to_state, actor_label=actor_label(actor), reason=reason[:500]
-    )
+    label = actor_label(actor)
+    AllocationEvent.objects.bulk_create([
+        AllocationEvent(allocation=allocation, from_state=a, to_state=b, actor_label=label, reason=why[:500]) for a, b, why in steps
+    ])
     if audit:
         audit_record(actor=actor, action=f"allocation.{to_state}", obj=allocation, tenant_id=allocation.tenant_id,
                      changes={"state": [from_state, to_state], "reason": reason})
-    publish_on_commit(
-        [STAFF_GROUP, tenant_group(allocation.tenant_id)],
-        {"kind": "allocation.updated", "allocation": str(allocation.id), "tenant": str(allocation.tenant_id),
-         "from": from_state, "state": to_state, "reason": allocation.reason, "at": timezone.now().isoformat()},
-    )
+    at = timezone.now().isoformat()
+    for a, b, why in steps:
+        publish_on_commit(
+            [STAFF_GROUP, tenant_group(allocation.tenant_id)],
+            {"kind": "allocation.updated", "allocation": str(allocation.id), "tenant": str(allocation.tenant_id),
+             "from": a, "state": b, "reason": why[:500], "at": at},
+        )
 
 
 # --- what is held --------------------------------------------------------------
@@ -95,74 +103,18 @@ def tenant_usage(*, tenant_ids) -> dict:
     return usage
 
 
-def _ask(allocation: Allocation, allowed) -> Ask:
+def _ask(allocation: Allocation, quotas) -> Ask:
+    """What placement needs to know of ``allocation``; ``quotas`` (None: anywhere) say where the tenant may place."""
     return Ask(
         count=allocation.count, compute_units=allocation.compute_units, memory_mib=allocation.memory_mib,
         policy=allocation.policy, vendor=allocation.vendor, model=allocation.accelerator_model,
-        pool=allocation.pool_name, region=allocation.region, allowed=allowed,
+        pool=allocation.pool_name, region=allocation.region, allowed=None if quotas is None else allowed_scopes(quotas),
     )
 
 
-def _allowed(tenant_id) -> frozenset:
-    """(pool, model) scopes of the tenant's quotas: where it may place at all."""
-    return frozenset(Quota.objects.filter(tenant_id=tenant_id, project=None).values_list("pool_name", "accelerator_model"))
-
-
-CANDIDATE_ORDER = {
-    "binpack": ("-allocated_compute_units", "-allocated_memory_mib", "id"),
-    "spread": ("allocated_compute_units", "allocated_memory_mib", "id"),
-    "cheapest": ("-allocated_compute_units", "-allocated_memory_mib", "id"),
-}
-
-
-def _candidate_limit(ask: Ask) -> int:
-    return max(64, 16 * ask.count)
-
-
-def _gpus(ask: Ask, *, with_room: bool, exclude=(), draining_too: bool = False, limit: int | None = None) -> list[GpuState]:
-    """Healthy GPUs of live pools that meet the constraints (drained ones only when asked).
-
-    The few pools and drained nodes are read first, so the GPU query touches
-    one table and, ordered by the policy, can stop after ``limit`` rows.
-    """
-    pools = Pool.objects.filter(status__in=LIVE_POOL_STATUSES)
-    if not draining_too:
-        pools = pools.filter(draining=False)
-    if ask.pool:
-        pools = pools.filter(name=ask.pool)
-    if ask.region:
-        pools = pools.filter(region=ask.region)
-    live = {pid: (name, region, cost) for pid, name, region, cost in pools.values_list("id", "name", "region", "cost_weight")}
-    if not live:
-        return []
-    gpus = Accelerator.objects.filter(gone_at=None, health=Accelerator.Health.HEALTHY, pool_id__in=list(live))
-    if not draining_too:
-        drained = list(Node.objects.filter(pool_id__in=list(live), draining=True).values_list("id", flat=True))
-        if drained:
-            gpus = gpus.exclude(node_id__in=drained)
-    if with_room:
-        gpus = gpus.filter(
-            allocated_compute_units__lte=100 - ask.compute_units,
-            memory_mib__gte=F("allocated_memory_mib") + ask.memory_mib,
-        )
-    if ask.vendor:
-        gpus = gpus.filter(vendor__iexact=ask.vendor)
-    if ask.model:
-        gpus = gpus.filter(model=ask.model)
-    if exclude:
-        gpus = gpus.exclude(id__in=exclude)
-    if limit:
-        # The policy's best candidates first, so placement reads dozens of rows, not the whole fleet.
-        order = CANDIDATE_ORDER.get(ask.policy, CANDIDATE_ORDER["binpack"])
-        if ask.policy == "cheapest":  # cost lives on the pool: order by it here, among the few pools
-            cheapest = sorted(live, key=lambda pid: live[pid][2])
-            gpus = gpus.filter(pool_id__in=[pid for pid in cheapest if live[pid][2] == live[cheapest[0]][2]])
-        gpus = gpus.order_by(*order)[:limit]
-    rows = gpus.values_list("id", "pool_id", "node_id", "vendor", "model", "memory_mib", "allocated_compute_units", "allocated_memory_mib")
-    return [
-        GpuState(gid, live[pid][0], live[pid][1], node, vendor, model, mib, units, used_mib, live[pid][2])
-        for gid, pid, node, vendor, model, mib, units, used_mib in rows
-    ]
+def _tenant_quotas(tenant_id) -> list[Quota]:
+    """The tenant-wide quotas: where it may place at all, and how much of it is guaranteed."""
+    return list(Quota.objects.filter(tenant_id=tenant_id, project=None))
 
 
 def _admit(allocation: Allocation, asks: list[SliceAsk], usage: list):
@@ -172,12 +124,12 @@ def _admit(allocation: Allocation, asks: list[SliceAsk], usage: list):
     ))
 
 
-def _is_borrowed(allocation: Allocation, asks: list[SliceAsk], usage: list) -> bool:
+def _is_borrowed(allocation: Allocation, asks: list[SliceAsk], usage: list, quotas) -> bool:
     """Whether this work goes beyond the tenant's guarantee (and so can be reclaimed)."""
     if allocation.priority == REALTIME:
         return False
     asked = sum(a.compute_units for a in asks)
-    for quota in Quota.objects.filter(tenant_id=allocation.tenant_id, project=None):
+    for quota in quotas:
         if any(quota.pool_name in ("", a.pool_name) and quota.accelerator_model in ("", a.accelerator_model) for a in asks):
             used = quota_usage(quota, usage).used["compute_units"]
             if used + asked > quota.guarantee_compute_units:
@@ -185,31 +137,49 @@ def _is_borrowed(allocation: Allocation, asks: list[SliceAsk], usage: list) -> b
     return False
 
 
-def _reserve(allocation: Allocation, chosen: list[GpuState]):
-    """Take the room on every chosen GPU, or none: raises _RoomTaken (the caller's savepoint undoes it).
+_TAKE_ROOM_SQL = """
+    UPDATE pools_accelerator
+       SET allocated_compute_units = allocated_compute_units + %(units)s,
+           allocated_memory_mib = allocated_memory_mib + %(mib)s
+     WHERE id IN (SELECT id FROM pools_accelerator
+                   WHERE id = ANY(%(ids)s) AND allocated_compute_units <= 100 - %(units)s
+                     AND memory_mib >= allocated_memory_mib + %(mib)s
+                     FOR UPDATE SKIP LOCKED)
+    RETURNING id
+"""
 
-    A GPU another request is reserving right now is skipped, not waited for:
+
+def _take_room(allocation: Allocation, chosen: list[GpuState]):
+    """Add the allocation's slices to every chosen GPU's counters, or to none: raises _RoomTaken.
+
+    A GPU another request is updating right now is skipped, not waited for:
     binpack sends concurrent requests to the same fullest GPU, and waiting on
-    its row would serialize every tenant behind one lock.
+    its row would serialize every tenant behind one lock. On PostgreSQL that
+    is one statement; a gang's partial success is undone by the caller's savepoint.
     """
     ids = [gpu.id for gpu in chosen]
-    free = set(Accelerator.objects.select_for_update(skip_locked=True, of=("self",)).filter(id__in=ids).values_list("id", flat=True))
-    if connection.features.has_select_for_update_skip_locked and len(free) < len(ids):
-        raise _RoomTaken(set(ids) - free)
-    for gpu in chosen:
-        taken = Accelerator.objects.filter(
-            id=gpu.id,
-            allocated_compute_units__lte=100 - allocation.compute_units,
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_TAKE_ROOM_SQL, {"units": allocation.compute_units, "mib": allocation.memory_mib, "ids": ids})
+            taken = {row[0] for row in cursor.fetchall()}
+        if len(taken) < len(ids):
+            raise _RoomTaken(set(ids) - taken)
+        return
+    for gpu_id in ids:  # SQLite: one writer at a time, so nothing is ever locked to skip
+        if not Accelerator.objects.filter(
+            id=gpu_id, allocated_compute_units__lte=100 - allocation.compute_units,
             memory_mib__gte=F("allocated_memory_mib") + allocation.memory_mib,
         ).update(
             allocated_compute_units=F("allocated_compute_units") + allocation.compute_units,
             allocated_memory_mib=F("allocated_memory_mib") + allocation.memory_mib,
-        )
-        if not taken:
-            raise _RoomTaken([gpu.id])
-    pools = dict(Pool.objects.filter(name__in={g.pool for g in chosen}).values_list("name", "id"))
+        ):
+            raise _RoomTaken([gpu_id])
+
+
+def _hold(allocation: Allocation, chosen: list[GpuState]):
+    """Record the slices of a saved allocation on the GPUs whose room it took."""
     Slice.objects.bulk_create([
-        Slice(allocation=allocation, accelerator_id=gpu.id, pool_id=pools[gpu.pool], index=i,
+        Slice(allocation=allocation, accelerator_id=gpu.id, pool_id=gpu.pool_id, index=i,
               compute_units=allocation.compute_units, memory_mib=allocation.memory_mib)
         for i, gpu in enumerate(chosen)
     ])
@@ -227,38 +197,42 @@ def _free(slices):
     Slice.objects.filter(id__in=[s.id for s in slices]).update(active=False)
 
 
-def _try_place(allocation: Allocation, *, actor, usage: list, exclude=()) -> bool:
-    """Place and reserve ``allocation`` (under its tenant's lock); True when it is now claiming.
+def _try_place(allocation: Allocation, *, usage: list, quotas, exclude=()) -> list[GpuState] | None:
+    """Place ``allocation`` and take the room (under its tenant's lock): the GPUs chosen, or None.
 
+    The caller saves the allocation and then holds the slices (``_hold``).
     Raises Refused when the quota or another admission check says no.
     """
-    ask = _ask(allocation, _allowed(allocation.tenant_id))
+    ask = _ask(allocation, quotas)
     exclude = set(exclude)
     for _ in range(MAX_RESERVATIONS):
-        chosen = place(ask, _gpus(ask, with_room=True, exclude=exclude, limit=_candidate_limit(ask)))
+        chosen = place(ask, candidate_gpus(ask, with_room=True, exclude=exclude, limit=candidate_limit(ask)))
         if chosen is None:
             # The best few could not hold it (a gang across pools, say): look at every GPU with room.
-            chosen = place(ask, _gpus(ask, with_room=True, exclude=exclude))
+            chosen = place(ask, candidate_gpus(ask, with_room=True, exclude=exclude))
         if chosen is None:
-            return False
+            return None
         asks = [SliceAsk(g.pool, g.model, allocation.compute_units, allocation.memory_mib) for g in chosen]
         _admit(allocation, asks, usage)
         try:
-            with transaction.atomic():
-                _reserve(allocation, chosen)
+            if len(chosen) == 1:
+                _take_room(allocation, chosen)
+            else:
+                with transaction.atomic():  # a gang: all its GPUs or none
+                    _take_room(allocation, chosen)
         except _RoomTaken as taken:
             exclude |= taken.gpu_ids  # someone else's now: look past them
             continue
-        allocation.borrowed = _is_borrowed(allocation, asks, usage)
-        return True
-    return False
+        allocation.borrowed = _is_borrowed(allocation, asks, usage, quotas)
+        return chosen
+    return None
 
 
 def _check_admissible_somewhere(allocation: Allocation, usage: list):
     """Refuse now a request no placement could ever admit (over its quota anywhere, or no GPU of its kind)."""
     ask = _ask(allocation, None)
     # A drained pool will take work again: requests for it wait rather than being refused.
-    scopes = sorted({(g.pool, g.model) for g in _gpus(ask, with_room=False, draining_too=True) if g.memory_mib >= ask.memory_mib})
+    scopes = sorted({(g.pool, g.model) for g in candidate_gpus(ask, with_room=False, draining_too=True) if g.memory_mib >= ask.memory_mib})
     if not scopes:
         raise Refused(
             "no healthy GPU in a live pool matches this request (model, vendor, pool, region and memory per slice); change the constraints",
@@ -318,19 +292,25 @@ def allocation_request(*, actor, tenant: Tenant, project, count: int, compute_un
             lease_seconds=lease_seconds, labels=labels or {}, requeue_on_preempt=requeue_on_preempt,
             idempotency_key=idempotency_key or None,
         )
-        _transition(allocation, State.QUEUED, actor=actor, reason=N_("requested"))
         usage = tenant_usage(tenant_ids=[tenant.id]).get(tenant.id, [])
-        audit_record(actor=actor, action="allocation.request", obj=allocation, tenant_id=tenant.id,
-                     changes={"count": count, "compute_units": compute_units, "memory_mib": memory_mib, "priority": priority})
-        if _try_place(allocation, actor=actor, usage=usage):
-            _transition(allocation, State.CLAIMING, actor=actor, reason=N_("placed"))
+        quotas = _tenant_quotas(tenant.id)
+        chosen = _try_place(allocation, usage=usage, quotas=quotas)
+        if chosen:
+            _transition(allocation, State.CLAIMING, actor=actor, via=State.QUEUED, reason=N_("placed"))
+            _hold(allocation, chosen)
         else:
+            # Nothing is stored yet: a request no GPU could ever take is an input error, not a wait.
+            check_request_shape(count=count, compute_units=compute_units, memory_mib=memory_mib, vendor=vendor,
+                                accelerator_model=accelerator_model, pool_name=pool_name, region=region)
             _check_admissible_somewhere(allocation, usage)
-            victims = _preempt_for(allocation, actor=actor) if priority == REALTIME else []
+            _transition(allocation, State.QUEUED, actor=actor, reason=N_("requested"))
+            victims = _preempt_for(allocation, actor=actor, quotas=quotas) if priority == REALTIME else []
             # Still queued, as recorded: only the reason it waits is new (and is read when the event is shown).
             allocation.reason = (f"making room: reclaiming {len(victims)} offline or borrowed allocation(s)" if victims
                                  else N_("waiting for room: no GPU that matches has the compute and memory free"))
             allocation.save(update_fields=["reason", "updated_at"])
+        audit_record(actor=actor, action="allocation.request", obj=allocation, tenant_id=tenant.id,
+                     changes={"count": count, "compute_units": compute_units, "memory_mib": memory_mib, "priority": priority})
     for victim in victims:
         _finish_release(victim, final_state=State.PREEMPTED, actor=actor)
     if victims:
@@ -341,10 +321,10 @@ def allocation_request(*, actor, tenant: Tenant, project, count: int, compute_un
     return allocation, True
 
 
-def _preempt_for(allocation: Allocation, *, actor) -> list[Allocation]:
+def _preempt_for(allocation: Allocation, *, actor, quotas) -> list[Allocation]:
     """Mark the fewest, youngest reclaimable allocations that make room for a realtime request as releasing."""
-    ask = _ask(allocation, _allowed(allocation.tenant_id))
-    chosen = choose_victims(ask, _gpus(ask, with_room=False), _holders(ask))
+    ask = _ask(allocation, quotas)
+    chosen = choose_victims(ask, candidate_gpus(ask, with_room=False), _holders(ask))
     if chosen is None:
         return []
     _, holders = chosen
@@ -434,12 +414,13 @@ def allocation_claim(*, allocation_id, actor=None) -> Allocation:
             allocation.claim_attempts += 1
             usage = tenant_usage(tenant_ids=[allocation.tenant_id]).get(allocation.tenant_id, [])
             try:
-                placed = _try_place(allocation, actor=actor, usage=usage, exclude=[failed_gpu])
+                placed = _try_place(allocation, usage=usage, quotas=_tenant_quotas(allocation.tenant_id), exclude=[failed_gpu])
             except Refused as exc:
-                placed = False
+                placed = None
                 problem = exc
             if placed:
                 _transition(allocation, State.CLAIMING, actor=actor, reason=f"agent refused a GPU ({problem}); placed again")
+                _hold(allocation, placed)
             else:
                 _transition(allocation, State.QUEUED, actor=actor, reason=f"waiting for room after the agent refused: {problem}")
         else:
@@ -483,13 +464,14 @@ def _finish_release(allocation: Allocation, *, final_state: str, actor) -> Alloc
         allocation = Allocation.objects.select_for_update(of=("self",)).get(id=allocation.id)
         if allocation.state != State.RELEASING:
             return allocation
-        _free(list(allocation.slices.filter(active=True)))
+        _free(slices)  # read before the agent calls: only the one who moved it out of releasing gets here
         _transition(allocation, final_state, actor=actor, reason=allocation.reason, ended_at=timezone.now())
         if final_state == State.PREEMPTED and allocation.requeue_on_preempt:
             _requeue(allocation, actor=actor)
-    from pools.tasks import drain_queue
+        if Allocation.objects.filter(state=State.QUEUED).exists():  # room was freed for someone waiting
+            from pools.tasks import drain_queue
 
-    transaction.on_commit(drain_queue.delay)
+            transaction.on_commit(drain_queue.delay)
     return allocation
 
 
@@ -543,14 +525,15 @@ def queue_drain(*, limit: int = 500) -> int:
                 continue
             usage = tenant_usage(tenant_ids=[allocation.tenant_id]).get(allocation.tenant_id, [])
             try:
-                ok = _try_place(allocation, actor=None, usage=usage)
+                chosen = _try_place(allocation, usage=usage, quotas=_tenant_quotas(allocation.tenant_id))
             except Refused as exc:
                 if allocation.reason != f"waiting for quota: {exc.detail}"[:500]:
                     allocation.reason = f"waiting for quota: {exc.detail}"[:500]
                     allocation.save(update_fields=["reason", "updated_at"])
                 continue
-            if ok:
+            if chosen:
                 _transition(allocation, State.CLAIMING, actor=None, reason=N_("placed from the queue"))
+                _hold(allocation, chosen)
                 placed.append(allocation.id)
     for allocation_id in placed:
         allocation_claim(allocation_id=allocation_id)
