@@ -93,6 +93,11 @@ def _key(policy: str):
     return lambda g: (g.free_units, g.free_mib, g.id)  # binpack
 
 
+def ranked(ask: Ask, gpus) -> list[GpuState]:
+    """Every GPU that could take one slice of ``ask``, best first by its policy."""
+    return sorted((g for g in gpus if fits(ask, g) and allows(ask, g)), key=_key(ask.policy))
+
+
 def place(ask: Ask, gpus) -> list[GpuState] | None:
     """GPUs for every slice of ``ask``, best first by its policy; None when it cannot all fit."""
     key = _key(ask.policy)

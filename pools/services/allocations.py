@@ -30,7 +30,7 @@ from ocenter.errors import DomainError, Refused
 from ocenter.events import STAFF_GROUP, publish_on_commit, tenant_group
 from pools.agent_client import AgentClient, AgentConflict, AgentError, AgentUnreachable
 from pools.models import Accelerator, Allocation, AllocationEvent, Pool, Slice
-from pools.placement import Ask, GpuState, Holder, choose_victims, place
+from pools.placement import Ask, GpuState, Holder, choose_victims, place, ranked
 from pools.selectors import allowed_scopes, candidate_gpus, candidate_limit
 from tenants.models import Quota, Tenant
 from tenants.quotas import quota_usage
@@ -137,43 +137,59 @@ def _is_borrowed(allocation: Allocation, asks: list[SliceAsk], usage: list, quot
     return False
 
 
-_TAKE_ROOM_SQL = """
-    UPDATE pools_accelerator
-       SET allocated_compute_units = allocated_compute_units + %(units)s,
-           allocated_memory_mib = allocated_memory_mib + %(mib)s
-     WHERE id IN (SELECT id FROM pools_accelerator
-                   WHERE id = ANY(%(ids)s) AND allocated_compute_units <= 100 - %(units)s
-                     AND memory_mib >= allocated_memory_mib + %(mib)s
-                     FOR UPDATE SKIP LOCKED)
-    RETURNING id
-"""
+_ROOM = "allocated_compute_units <= 100 - %(units)s AND memory_mib >= allocated_memory_mib + %(mib)s"
+_ADD_ROOM = """UPDATE pools_accelerator SET allocated_compute_units = allocated_compute_units + %(units)s,
+                                   allocated_memory_mib = allocated_memory_mib + %(mib)s"""
+# Every GPU of a gang (those another request is updating are skipped, not waited for).
+_TAKE_ALL_SQL = f"""{_ADD_ROOM}
+     WHERE id IN (SELECT id FROM pools_accelerator WHERE id = ANY(%(ids)s) AND {_ROOM} FOR UPDATE SKIP LOCKED)
+    RETURNING id"""
+# The first of the ranked GPUs that has room and that no other request is updating.
+_TAKE_FIRST_SQL = f"""{_ADD_ROOM}
+     WHERE id = (SELECT id FROM pools_accelerator WHERE id = ANY(%(ids)s) AND {_ROOM}
+                  ORDER BY array_position(%(ids)s::bigint[], id) LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING id"""
 
 
-def _take_room(allocation: Allocation, chosen: list[GpuState]):
-    """Add the allocation's slices to every chosen GPU's counters, or to none: raises _RoomTaken.
+def _add_room(allocation: Allocation, gpu_id) -> bool:
+    """SQLite (one writer at a time, nothing locked to skip): add to one GPU's counters if it has the room."""
+    return bool(Accelerator.objects.filter(
+        id=gpu_id, allocated_compute_units__lte=100 - allocation.compute_units,
+        memory_mib__gte=F("allocated_memory_mib") + allocation.memory_mib,
+    ).update(
+        allocated_compute_units=F("allocated_compute_units") + allocation.compute_units,
+        allocated_memory_mib=F("allocated_memory_mib") + allocation.memory_mib,
+    ))
 
-    A GPU another request is updating right now is skipped, not waited for:
-    binpack sends concurrent requests to the same fullest GPU, and waiting on
-    its row would serialize every tenant behind one lock. On PostgreSQL that
-    is one statement; a gang's partial success is undone by the caller's savepoint.
+
+def _take_sql(sql: str, allocation: Allocation, ids: list) -> set:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"units": allocation.compute_units, "mib": allocation.memory_mib, "ids": ids})
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _take_first(allocation: Allocation, ranked: list[GpuState]) -> GpuState | None:
+    """Take one slice's room on the best of ``ranked`` that has it and that no other request is taking now.
+
+    Racing requests rank the same GPU first (binpack sends them all to the
+    fullest): each gets the next one in one statement, instead of queueing
+    behind the first's row lock or trying again and again.
     """
+    if connection.vendor == "postgresql":
+        taken = _take_sql(_TAKE_FIRST_SQL, allocation, [g.id for g in ranked])
+        return next((g for g in ranked if g.id in taken), None)
+    return next((g for g in ranked if _add_room(allocation, g.id)), None)
+
+
+def _take_all(allocation: Allocation, chosen: list[GpuState]):
+    """Take the room on every GPU of a gang, or raise _RoomTaken (the caller's savepoint undoes the rest)."""
     ids = [gpu.id for gpu in chosen]
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_TAKE_ROOM_SQL, {"units": allocation.compute_units, "mib": allocation.memory_mib, "ids": ids})
-            taken = {row[0] for row in cursor.fetchall()}
-        if len(taken) < len(ids):
-            raise _RoomTaken(set(ids) - taken)
-        return
-    for gpu_id in ids:  # SQLite: one writer at a time, so nothing is ever locked to skip
-        if not Accelerator.objects.filter(
-            id=gpu_id, allocated_compute_units__lte=100 - allocation.compute_units,
-            memory_mib__gte=F("allocated_memory_mib") + allocation.memory_mib,
-        ).update(
-            allocated_compute_units=F("allocated_compute_units") + allocation.compute_units,
-            allocated_memory_mib=F("allocated_memory_mib") + allocation.memory_mib,
-        ):
-            raise _RoomTaken([gpu_id])
+        taken = _take_sql(_TAKE_ALL_SQL, allocation, ids)
+    else:
+        taken = {gpu_id for gpu_id in ids if _add_room(allocation, gpu_id)}
+    if len(taken) < len(ids):
+        raise _RoomTaken(set(ids) - taken)
 
 
 def _hold(allocation: Allocation, chosen: list[GpuState]):
@@ -206,23 +222,32 @@ def _try_place(allocation: Allocation, *, usage: list, quotas, exclude=()) -> li
     ask = _ask(allocation, quotas)
     exclude = set(exclude)
     for _ in range(MAX_RESERVATIONS):
-        chosen = place(ask, candidate_gpus(ask, with_room=True, exclude=exclude, limit=candidate_limit(ask)))
+        candidates = candidate_gpus(ask, with_room=True, exclude=exclude, limit=candidate_limit(ask))
+        chosen = place(ask, candidates)
         if chosen is None:
             # The best few could not hold it (a gang across pools, say): look at every GPU with room.
-            chosen = place(ask, candidate_gpus(ask, with_room=True, exclude=exclude))
+            candidates = candidate_gpus(ask, with_room=True, exclude=exclude)
+            chosen = place(ask, candidates)
         if chosen is None:
             return None
         asks = [SliceAsk(g.pool, g.model, allocation.compute_units, allocation.memory_mib) for g in chosen]
         _admit(allocation, asks, usage)
-        try:
-            if len(chosen) == 1:
-                _take_room(allocation, chosen)
-            else:
+        if len(chosen) == 1:
+            # Any GPU of the pool and model just admitted will do, best first.
+            best = chosen[0]
+            alike = [g for g in ranked(ask, candidates) if (g.pool, g.model) == (best.pool, best.model)]
+            gpu = _take_first(allocation, alike)
+            if gpu is None:
+                exclude |= {g.id for g in alike}  # all taken by racing requests: look past them
+                continue
+            chosen = [gpu]
+        else:
+            try:
                 with transaction.atomic():  # a gang: all its GPUs or none
-                    _take_room(allocation, chosen)
-        except _RoomTaken as taken:
-            exclude |= taken.gpu_ids  # someone else's now: look past them
-            continue
+                    _take_all(allocation, chosen)
+            except _RoomTaken as taken:
+                exclude |= taken.gpu_ids  # someone else's now: look past them
+                continue
         allocation.borrowed = _is_borrowed(allocation, asks, usage, quotas)
         return chosen
     return None
