@@ -198,7 +198,9 @@ def report(r):
          f"errors {sum(x['errors'] for x in t['throughput'])})", "≥ 500/s (milestone 167/s)"),
         ("request→running at 100/s", f"p50 {t['fixed_rate']['request_to_running']['p50_ms']:.1f} ms, p99 {t['fixed_rate']['request_to_running']['p99_ms']:.1f} ms "
          f"(errors {t['fixed_rate']['errors']})", "p99 ≤ 50 ms"),
-        ("placement, 10,000 GPUs", f"p50 {r['placement']['p50_ms']:.2f} ms, p99 {r['placement']['p99_ms']:.2f} ms", "p99 ≤ 1 ms"),
+        (f"placement, {r['placement']['gpus']:,} GPUs half full", f"p50 {r['placement']['p50_ms']:.2f} ms, p99 {r['placement']['p99_ms']:.2f} ms "
+         f"(the choice alone: p99 {r['placement']['choice']['p99_ms']:.3f} ms; over every GPU: p99 {r['placement']['full_scan']['p99_ms']:.1f} ms)",
+         "p99 ≤ 1 ms"),
         ("commit → websocket event", f"p50 {t['event_latency']['p50_ms']:.1f} ms, p99 {t['event_latency']['p99_ms']:.1f} ms "
          f"({t['event_latency']['events']} events)", "p99 ≤ 50 ms"),
         (f"metering {r['metering']['running_allocations']:,} running", f"{r['metering']['median_seconds']} s (runs: "

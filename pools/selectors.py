@@ -11,10 +11,12 @@ from pools.placement import Ask, GpuState
 from pools.queueing import Waiting, dominant_share, order
 
 LIVE_POOL_STATUSES = (Pool.Status.HEALTHY, Pool.Status.DEGRADED)
-# Where placement looks first, by policy: the index ``accelerator_fullest`` serves both directions.
+# Where placement looks first, by policy. The index ``accelerator_fullest`` serves binpack read
+# forwards and spread read backwards, so every column flips, the id too: with ``id`` ascending,
+# spread would read and sort the whole fleet.
 CANDIDATE_ORDER = {
     "binpack": ("-allocated_compute_units", "-allocated_memory_mib", "id"),
-    "spread": ("allocated_compute_units", "allocated_memory_mib", "id"),
+    "spread": ("allocated_compute_units", "allocated_memory_mib", "-id"),
     "cheapest": ("-allocated_compute_units", "-allocated_memory_mib", "id"),
 }
 

@@ -124,3 +124,61 @@ def test_the_most_specific_price_wins(ledger):
     interruptible = ledger.run(project, ("2026-11-03 10:00:00", "2026-11-03 11:00:00"), priority="interruptible", gpu=2)
     usage_meter(now=at("2026-11-03 12:00:00"))
     assert [_records(a)[0][1] for a in (offline, realtime, interruptible)] == [Decimal("4.000000"), Decimal("30.000000"), Decimal("10.000000")]
+
+
+def _meter_both_ways(ledger, monkeypatch, runs):
+    """Meter the same running slices with and without the bulk path; return each run's records, in order."""
+    from billing import services
+
+    results = []
+    for bulk in (True, False):
+        UsageRecord.objects.all().delete()
+        from pools.models import Slice
+
+        Slice.objects.update(metered_until=None)
+        if not bulk:
+            monkeypatch.setattr(services, "_meter_steady", lambda book, now, tz: [])
+        for now in runs:
+            usage_meter(now=at(now))
+        results.append([(r.slice_id, r.start, r.end, r.day, r.seconds, r.amount, r.price_id)
+                        for r in UsageRecord.objects.order_by("slice_id", "start")])
+    return results
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the bulk path is PostgreSQL's")
+def test_the_bulk_path_writes_exactly_what_the_slice_by_slice_path_writes(ledger, monkeypatch):
+    price("3.70", "0.013")
+    price("5.10", "0.021", since="2026-11-03 10:20:00", pool_name="bj")
+    project = ledger.project("acme")
+    # Odd sizes, so the rounding of the last place is exercised; one ends halfway; the price changes at 10:20, a day at 24:00.
+    for i, (units, mib) in enumerate([(7, 3001), (33, 12345), (100, 81920), (1, 1)]):
+        ledger.run(project, ("2026-11-03 10:00:00.123457", None), units=units, mib=mib, ended=None, gpu=i)
+    ledger.run(project, ("2026-11-03 10:00:00", "2026-11-03 10:31:00.5"), units=13, mib=999, gpu=5)
+    runs = ["2026-11-03 10:07:13.000001", "2026-11-03 10:14:59", "2026-11-03 10:29:00", "2026-11-03 10:44:00.777777",
+            "2026-11-03 23:59:59.5", "2026-11-04 00:03:00"]
+    bulk, exact = _meter_both_ways(ledger, monkeypatch, runs)
+    assert bulk == exact
+    # 6 runs × 4 running slices, +4 at the price change, +4 at midnight; the ended one: 3 runs, a cut, its end.
+    assert len(bulk) == 4 * (6 + 2) + 5
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the bulk path is PostgreSQL's")
+def test_a_steady_run_is_written_in_bulk_and_never_twice(ledger, monkeypatch):
+    from billing import services
+
+    price("3.60")
+    project = ledger.project("acme")
+    for i in range(3):
+        ledger.run(project, ("2026-11-03 10:00:00", None), ended=None, gpu=i)
+    assert usage_meter(now=at("2026-11-03 10:01:00")) == 3  # first run: slice by slice
+    exact = services._meter_exact
+
+    def nothing_left(book, now, tz):
+        records = exact(book, now, tz)
+        assert records == [], "a steady run leaves nothing to the slice-by-slice path"
+        return records
+
+    monkeypatch.setattr(services, "_meter_exact", nothing_left)
+    assert usage_meter(now=at("2026-11-03 10:02:00")) == 3
+    assert usage_meter(now=at("2026-11-03 10:02:00")) == 0
+    assert sorted(set(_records())) == [(Decimal("60"), Decimal("0.060000"))]
