@@ -59,9 +59,11 @@ class UsageRecord(models.Model):
     overlapping interval): metering twice never charges twice.
     """
 
-    slice = models.ForeignKey("pools.Slice", on_delete=models.PROTECT, related_name="usage")
+    # Every run writes a record per running slice: no index here that another one already serves
+    # (slice: by its unique (slice, start); tenant: by (tenant, start)).
+    slice = models.ForeignKey("pools.Slice", on_delete=models.PROTECT, related_name="usage", db_index=False)
     allocation = models.ForeignKey("pools.Allocation", on_delete=models.PROTECT, related_name="usage")
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="usage")
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="usage", db_index=False)
     project = models.ForeignKey("tenants.Project", on_delete=models.PROTECT, related_name="usage")
     pool_name = models.CharField(max_length=63)
     accelerator_model = models.CharField(max_length=64)

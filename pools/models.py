@@ -257,6 +257,8 @@ class AllocationEvent(models.Model):
 
     class Meta:
         ordering = ["at", "id"]
+        # The console shows the latest changes of the whole fleet: read from the end of this index, not sorted.
+        indexes = [models.Index(fields=["-at", "-id"], name="allocationevent_latest")]
 
     def __str__(self):
         return f"{self.from_state or '∅'} → {self.to_state}"
