@@ -5,6 +5,7 @@ and the websocket consumer chooses which a user may join.
 """
 
 import asyncio
+import atexit
 import logging
 import os
 import threading
@@ -49,8 +50,19 @@ class _Sender:
                 self._loop = asyncio.new_event_loop()
                 self._queue = asyncio.Queue()
                 threading.Thread(target=self._run, name="ocenter-events", daemon=True).start()
+                if self._pid is None:
+                    atexit.register(self.flush)
                 self._pid = os.getpid()
         self._loop.call_soon_threadsafe(self._queue.put_nowait, (layer, groups, event))
+
+    def flush(self, timeout: float = 2.0):
+        """Wait (a little) until every event submitted is sent: a command that exits right after its change still tells."""
+        if self._pid != os.getpid():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._queue.join(), self._loop).result(timeout)
+        except Exception:  # at exit, with Redis gone or slow: give up rather than hang
+            log.warning("live events still unsent at exit were dropped")
 
     def _run(self):
         asyncio.set_event_loop(self._loop)
@@ -59,7 +71,10 @@ class _Sender:
     async def _drain(self):
         while True:
             layer, groups, event = await self._queue.get()
-            await _send(layer, groups, event)
+            try:
+                await _send(layer, groups, event)
+            finally:
+                self._queue.task_done()
 
 
 _sender = _Sender()

@@ -22,6 +22,7 @@ def test_events_from_a_plain_thread_reach_redis_in_the_order_published(monkeypat
             asyncio.get_running_loop()
         for n in range(50):
             events.publish(["watchers"], {"kind": "test", "n": n})
+        events._sender.flush()  # what runs at exit: returns once all 50 are in Redis
         publishers.add(threading.get_ident())
 
     async def scenario():
