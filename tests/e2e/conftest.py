@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -77,3 +77,6 @@ def browser(monkeypatch):
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+        # The test's ORM calls ran inside Playwright's loop, in a context of their own: close that
+        # connection here, or it outlives the test and the test database cannot be dropped.
+        connections.close_all()
