@@ -325,7 +325,7 @@ def allocation_request(*, actor, tenant: Tenant, project, count: int, compute_un
             _hold(allocation, chosen)
         else:
             # Nothing is stored yet: a request no GPU could ever take is an input error, not a wait.
-            check_request_shape(count=count, compute_units=compute_units, memory_mib=memory_mib, vendor=vendor,
+            _check_request_shape(count=count, compute_units=compute_units, memory_mib=memory_mib, vendor=vendor,
                                 accelerator_model=accelerator_model, pool_name=pool_name, region=region)
             _check_admissible_somewhere(allocation, usage)
             _transition(allocation, State.QUEUED, actor=actor, reason=N_("requested"))
@@ -565,9 +565,12 @@ def queue_drain(*, limit: int = 500) -> int:
     return len(placed)
 
 
-def check_request_shape(*, count: int, compute_units: int, memory_mib: int, vendor: str, accelerator_model: str,
-                        pool_name: str, region: str):
-    """Input errors found before anything is stored: name the field and what would be valid."""
+def _check_request_shape(*, count: int, compute_units: int, memory_mib: int, vendor: str, accelerator_model: str,
+                         pool_name: str, region: str):
+    """Input errors (raised before anything is stored): name the field and what would be valid.
+
+    Asked only of a request that fits nowhere now: one that was placed was well formed.
+    """
     fleet = Accelerator.objects.filter(gone_at=None)
     if pool_name and not Pool.objects.filter(name=pool_name).exists():
         raise DomainError(f"no pool named '{pool_name}'; known: {', '.join(Pool.objects.values_list('name', flat=True))}", field="pool")
