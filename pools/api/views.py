@@ -94,7 +94,7 @@ class AllocationViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(responses={200: AllocationSerializer})
     def destroy(self, request, pk=None):
         """Release (idempotent: releasing a released allocation answers the same)."""
-        allocation = get_object_or_404(allocations_for(Access.of(request)), id=pk)
+        allocation = get_object_or_404(allocations_for(Access.of(request)), id=pk)  # not get_object: its slices are read after
         require_role(Access.of(request), allocation.tenant, Role.MEMBER, "Releasing GPU slices")
         allocation_release(actor=request.user, allocation=allocation)
         return Response(AllocationSerializer(self.get_queryset().get(id=allocation.id), context=self.get_serializer_context()).data)
