@@ -1,4 +1,4 @@
-"""In-process figures: placement over 10,000 GPUs, one metering run over 100,000 running allocations,
+"""In-process figures: placement over 10,000 GPUs (half full), one metering run over 100,000 running allocations,
 the console overview with 10,000 GPUs and 50,000 allocations. Prints JSON.
 
 Run by bench/run.py against the bench database (after the HTTP load).
@@ -26,7 +26,8 @@ from billing.models import UsageRecord  # noqa: E402
 from billing.services import usage_meter  # noqa: E402
 from pools.models import Accelerator, Allocation, AllocationEvent, Slice  # noqa: E402
 from pools.placement import Ask, place  # noqa: E402
-from pools.selectors import candidate_gpus, candidate_limit  # noqa: E402
+from pools.fleet import candidate_limit, fleet  # noqa: E402
+from pools.selectors import candidate_gpus  # noqa: E402
 from tenants.models import Tenant  # noqa: E402
 
 
@@ -55,9 +56,9 @@ def _timed(fn, asks):
 def placement(iterations=1000):
     """The decision as a request makes it, over the bench's 10,000 GPUs made half full with mixed slices.
 
-    ``decision``: the candidate query (the policy's best few by index) and the choice among them;
-    ``choice``: the pure function alone over those candidates; ``full_scan``: the pure function over
-    all 10,000 (the fallback when the best few cannot hold a gang).
+    ``decision``: the policy's best few from this process's view of the fleet, and the choice among
+    them; ``read``: reading that view from PostgreSQL (once a second per process); ``full_scan``:
+    the pure function over all 10,000 (the fallback when the best few cannot hold a gang).
     """
     rng = random.Random(1)
     with connection.cursor() as cursor:  # half full: a random mix of slice sizes on every GPU, about 50 units each
@@ -66,14 +67,13 @@ def placement(iterations=1000):
             allocated_memory_mib = (ARRAY[0, 20480, 40960])[1 + floor(random() * 3)::int] WHERE gone_at IS NULL""")
     try:
         asks = _asks(rng, iterations)
-        decision = _timed(lambda ask: place(ask, candidate_gpus(ask, with_room=True, limit=candidate_limit(ask))), asks)
-        candidates = {id(ask): candidate_gpus(ask, with_room=True, limit=candidate_limit(ask)) for ask in asks}
-        choice = _timed(lambda ask: place(ask, candidates[id(ask)]), asks)
-        fleet = candidate_gpus(Ask(count=1, compute_units=1, memory_mib=1), with_room=False)
-        full_scan = _timed(lambda ask: place(ask, fleet), asks[:200])
+        reads = _timed(lambda ask: fleet.best(ask, limit=1, fresh=True), asks[:20])
+        decision = _timed(lambda ask: place(ask, fleet.best(ask, limit=candidate_limit(ask))), asks)
+        everything = candidate_gpus(Ask(count=1, compute_units=0, memory_mib=0), with_room=False)
+        full_scan = _timed(lambda ask: place(ask, everything), asks[:200])
     finally:
         Accelerator.objects.update(allocated_compute_units=0, allocated_memory_mib=0)
-    return {"gpus": len(fleet), "iterations": iterations, **decision, "choice": choice, "full_scan": full_scan}
+    return {"gpus": len(everything), "iterations": iterations, **decision, "read": reads, "full_scan": full_scan}
 
 
 def running_allocations(count, began):

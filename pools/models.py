@@ -107,11 +107,6 @@ class Accelerator(models.Model):
 
     class Meta:
         ordering = ["pool", "node__name", "index"]
-        # Placement walks present GPUs in the policy's order and stops after a few dozen.
-        indexes = [
-            models.Index(fields=["-allocated_compute_units", "-allocated_memory_mib", "id"], name="accelerator_fullest",
-                         condition=Q(gone_at__isnull=True)),
-        ]
         constraints = [
             models.UniqueConstraint(fields=["pool", "uuid"], name="accelerator_unique_per_pool"),
             models.CheckConstraint(condition=Q(memory_mib__gt=0), name="accelerator_memory_positive"),

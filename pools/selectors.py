@@ -11,14 +11,6 @@ from pools.placement import Ask, GpuState
 from pools.queueing import Waiting, dominant_share, order
 
 LIVE_POOL_STATUSES = (Pool.Status.HEALTHY, Pool.Status.DEGRADED)
-# Where placement looks first, by policy. The index ``accelerator_fullest`` serves binpack read
-# forwards and spread read backwards, so every column flips, the id too: with ``id`` ascending,
-# spread would read and sort the whole fleet.
-CANDIDATE_ORDER = {
-    "binpack": ("-allocated_compute_units", "-allocated_memory_mib", "id"),
-    "spread": ("allocated_compute_units", "allocated_memory_mib", "-id"),
-    "cheapest": ("-allocated_compute_units", "-allocated_memory_mib", "id"),
-}
 
 
 def pools_with_summary(pools=None) -> list[Pool]:
@@ -164,17 +156,12 @@ def allowed_scopes(quotas) -> frozenset:
     return frozenset((q.pool_name, q.accelerator_model) for q in quotas)
 
 
-def candidate_limit(ask: Ask) -> int:
-    return max(64, 16 * ask.count)
-
-
-def candidate_gpus(ask: Ask, *, with_room: bool, exclude=(), draining_too: bool = False, limit: int | None = None) -> list[GpuState]:
+def candidate_gpus(ask: Ask, *, with_room: bool, exclude=(), draining_too: bool = False) -> list[GpuState]:
     """Healthy GPUs of live pools that meet the constraints (drained ones only when asked).
 
     Two queries: the few live pools, then the GPUs of those pools by their
-    ids, drained nodes left out by a subquery. Joining pools instead makes
-    PostgreSQL read and sort the whole fleet; this way, ordered by the
-    policy, the GPU query stops after ``limit`` rows of one index.
+    ids, drained nodes left out by a subquery (a join makes PostgreSQL
+    read the whole fleet twice over).
     """
     pools = Pool.objects.filter(status__in=LIVE_POOL_STATUSES)
     if not draining_too:
@@ -200,12 +187,6 @@ def candidate_gpus(ask: Ask, *, with_room: bool, exclude=(), draining_too: bool 
         gpus = gpus.filter(model=ask.model)
     if exclude:
         gpus = gpus.exclude(id__in=exclude)
-    if limit:
-        # The policy's best candidates first, so placement reads dozens of rows, not the whole fleet.
-        if ask.policy == "cheapest":  # cost lives on the pool: keep the cheapest pools here, among the few
-            cheapest = min(cost for _, _, cost in live.values())
-            gpus = gpus.filter(pool_id__in=[pid for pid, (_, _, cost) in live.items() if cost == cheapest])
-        gpus = gpus.order_by(*CANDIDATE_ORDER.get(ask.policy, CANDIDATE_ORDER["binpack"]))[:limit]
     rows = gpus.values_list("id", "pool_id", "node_id", "vendor", "model", "memory_mib", "allocated_compute_units", "allocated_memory_mib")
     return [
         GpuState(gid, live[pid][0], live[pid][1], node, vendor, model, mib, units, used_mib, live[pid][2], pid)

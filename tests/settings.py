@@ -19,6 +19,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "django.con
 # Tasks run where they are enqueued; the Celery worker test turns this off.
 CELERY_TASK_ALWAYS_EAGER = True
 OCENTER_AGENT_TIMEOUT = 2.0
+# Placement reads the fleet afresh for every request: tests change it behind the view's back.
+OCENTER_FLEET_SECONDS = 0
 OCENTER_AGENT_CONNECT_TIMEOUT = 1.0
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

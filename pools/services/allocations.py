@@ -31,7 +31,8 @@ from ocenter.events import STAFF_GROUP, publish_on_commit, tenant_group
 from pools.agent_client import AgentClient, AgentConflict, AgentError, AgentUnreachable
 from pools.models import Accelerator, Allocation, AllocationEvent, Pool, Slice
 from pools.placement import Ask, GpuState, Holder, choose_victims, place, ranked
-from pools.selectors import allowed_scopes, candidate_gpus, candidate_limit
+from pools.fleet import candidate_limit, fleet
+from pools.selectors import LIVE_POOL_STATUSES, allowed_scopes, candidate_gpus
 from tenants.models import Quota, Tenant
 from tenants.quotas import quota_usage
 
@@ -137,7 +138,12 @@ def _is_borrowed(allocation: Allocation, asks: list[SliceAsk], usage: list, quot
     return False
 
 
-_ROOM = "allocated_compute_units <= 100 - %(units)s AND memory_mib >= allocated_memory_mib + %(mib)s"
+# Room, and (since candidates come from this process's view of the fleet, which may be a second
+# old) everything else that makes a GPU placeable, checked again where the room is taken.
+_ROOM = """allocated_compute_units <= 100 - %(units)s AND memory_mib >= allocated_memory_mib + %(mib)s
+           AND health = 'healthy' AND gone_at IS NULL
+           AND pool_id IN (SELECT id FROM pools_pool WHERE status IN ('healthy', 'degraded') AND NOT draining)
+           AND node_id NOT IN (SELECT id FROM pools_node WHERE draining)"""
 _ADD_ROOM = """UPDATE pools_accelerator SET allocated_compute_units = allocated_compute_units + %(units)s,
                                    allocated_memory_mib = allocated_memory_mib + %(mib)s"""
 # Every GPU of a gang (those another request is updating are skipped, not waited for).
@@ -156,6 +162,8 @@ def _add_room(allocation: Allocation, gpu_id) -> bool:
     return bool(Accelerator.objects.filter(
         id=gpu_id, allocated_compute_units__lte=100 - allocation.compute_units,
         memory_mib__gte=F("allocated_memory_mib") + allocation.memory_mib,
+        health=Accelerator.Health.HEALTHY, gone_at=None, pool__status__in=LIVE_POOL_STATUSES, pool__draining=False,
+        node__draining=False,
     ).update(
         allocated_compute_units=F("allocated_compute_units") + allocation.compute_units,
         allocated_memory_mib=F("allocated_memory_mib") + allocation.memory_mib,
@@ -193,12 +201,18 @@ def _take_all(allocation: Allocation, chosen: list[GpuState]):
 
 
 def _hold(allocation: Allocation, chosen: list[GpuState]):
-    """Record the slices of a saved allocation on the GPUs whose room it took."""
+    """Record the slices of a saved allocation on the GPUs whose room it took (and, once committed, in this process's view)."""
+    for gpu in chosen:
+        _on_commit_add(gpu.id, allocation.compute_units, allocation.memory_mib)
     Slice.objects.bulk_create([
         Slice(allocation=allocation, accelerator_id=gpu.id, pool_id=gpu.pool_id, index=i,
               compute_units=allocation.compute_units, memory_mib=allocation.memory_mib)
         for i, gpu in enumerate(chosen)
     ])
+
+
+def _on_commit_add(gpu_id, units: int, mib: int):
+    transaction.on_commit(lambda: fleet.add(gpu_id, units, mib))
 
 
 def _free(slices):
@@ -209,6 +223,7 @@ def _free(slices):
                 allocated_compute_units=F("allocated_compute_units") - s.compute_units,
                 allocated_memory_mib=F("allocated_memory_mib") - s.memory_mib,
             )
+            _on_commit_add(s.accelerator_id, -s.compute_units, -s.memory_mib)
             s.active = False
     Slice.objects.filter(id__in=[s.id for s in slices]).update(active=False)
 
@@ -216,20 +231,25 @@ def _free(slices):
 def _try_place(allocation: Allocation, *, usage: list, quotas, exclude=()) -> list[GpuState] | None:
     """Place ``allocation`` and take the room (under its tenant's lock): the GPUs chosen, or None.
 
+    Candidates come from this process's view of the fleet (pools.fleet); a
+    view that finds no room is read again before the answer is "none".
     The caller saves the allocation and then holds the slices (``_hold``).
     Raises Refused when the quota or another admission check says no.
     """
     ask = _ask(allocation, quotas)
-    exclude = set(exclude)
+    exclude, fresh = set(exclude), False
     for _ in range(MAX_RESERVATIONS):
-        candidates = candidate_gpus(ask, with_room=True, exclude=exclude, limit=candidate_limit(ask))
+        candidates = fleet.best(ask, exclude=exclude, limit=candidate_limit(ask), fresh=fresh)
         chosen = place(ask, candidates)
         if chosen is None:
             # The best few could not hold it (a gang across pools, say): look at every GPU with room.
-            candidates = candidate_gpus(ask, with_room=True, exclude=exclude)
+            candidates = fleet.best(ask, exclude=exclude)
             chosen = place(ask, candidates)
         if chosen is None:
-            return None
+            if fresh:
+                return None
+            fresh = True  # perhaps only this process's view is out of date
+            continue
         asks = [SliceAsk(g.pool, g.model, allocation.compute_units, allocation.memory_mib) for g in chosen]
         _admit(allocation, asks, usage)
         if len(chosen) == 1:
@@ -238,7 +258,7 @@ def _try_place(allocation: Allocation, *, usage: list, quotas, exclude=()) -> li
             alike = [g for g in ranked(ask, candidates) if (g.pool, g.model) == (best.pool, best.model)]
             gpu = _take_first(allocation, alike)
             if gpu is None:
-                exclude |= {g.id for g in alike}  # all taken by racing requests: look past them
+                exclude |= {g.id for g in alike}  # taken by racing requests (or gone since the view was read)
                 continue
             chosen = [gpu]
         else:

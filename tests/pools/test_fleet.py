@@ -1,0 +1,79 @@
+"""This process's view of the fleet: it finds the policy's best GPUs without a scan, and a stale view never misplaces."""
+
+import random
+from decimal import Decimal
+
+import pytest
+
+from pools.fleet import FleetView, candidate_limit, fleet
+from pools.models import Accelerator, Allocation, Node
+from pools.placement import Ask, GpuState, place
+from pools.services.allocations import allocation_request
+from pools.services.pools import pool_set_draining
+from tests.agents import a100_nodes
+from tests.fleet import Fleet
+
+
+def _random_fleet(rng, n=3000):
+    return [GpuState(i, f"p{i % 3}", "r", i // 8, "NVIDIA", "A100", 81920, rng.choice([0, 10, 25, 50, 75, 90, 100]),
+                     rng.choice([0, 8192, 20480, 40960, 81920]), Decimal(rng.choice(["1", "1", "0.8"])), i % 3) for i in range(n)]
+
+
+def test_the_best_few_hold_what_placement_would_choose_from_the_whole_fleet():
+    rng = random.Random(7)
+    gpus = _random_fleet(rng)
+    view = FleetView(gpus)
+    for _ in range(300):
+        units, mib = rng.choice([(1, 1), (10, 4096), (25, 16384), (50, 40960), (100, 81920)])
+        ask = Ask(count=1, compute_units=units, memory_mib=mib, policy=rng.choice(["binpack", "spread", "cheapest"]),
+                  pool=rng.choice(["", "p1"]))
+        assert place(ask, view.best(ask, limit=candidate_limit(ask))) == place(ask, gpus), ask
+
+
+def test_room_taken_and_given_back_moves_a_gpu_in_the_order():
+    gpus = [GpuState(i, "p", "r", 1, "NVIDIA", "A100", 81920, 0, 0) for i in range(4)]
+    view = FleetView(gpus)
+    ask = Ask(count=1, compute_units=30, memory_mib=1000)
+    assert view.best(ask, limit=1)[0].id == 0  # all empty: lowest id
+    view.add(2, 60, 10_000)
+    assert view.best(ask, limit=1)[0].id == 2  # binpack: now the fullest
+    assert [g.id for g in view.best(Ask(count=1, compute_units=30, memory_mib=1000, policy="spread"))][-1] == 2
+    view.add(2, 20, 0)  # 80 allocated: no room for 30 left
+    assert 2 not in [g.id for g in view.best(ask)]
+    view.add(2, -80, -10_000)
+    assert view.gpus[2].allocated_units == 0 and [g.id for g in view.best(ask)] == [0, 1, 2, 3]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stale_view_is_corrected_where_the_room_is_taken(agents, django_user_model, settings):
+    settings.OCENTER_FLEET_SECONDS = 3600  # the view is read once and never again on its own
+    world = Fleet(agents, django_user_model, nodes=2, gpus=2)
+    tenant, project, _, _ = world.tenant("acme")
+    fleet.forget()
+    first, _ = allocation_request(actor=None, tenant=tenant, project=project, count=1, compute_units=60, memory_mib=100)
+    assert first.state == Allocation.State.RUNNING
+    home = first.slices.get().accelerator
+    # Behind the view's back: another process fills every other GPU of that node, and its node is drained.
+    Accelerator.objects.filter(node=home.node).exclude(id=home.id).update(allocated_compute_units=100)
+    pool_set_draining(actor=None, pool=world.pool, node=Node.objects.get(id=home.node_id), draining=True)
+    # Binpack from the stale view would stack it on the fullest GPU, on the drained node; the database says no.
+    second, _ = allocation_request(actor=None, tenant=tenant, project=project, count=1, compute_units=30, memory_mib=100)
+    assert second.state == Allocation.State.RUNNING
+    assert second.slices.get().accelerator.node_id != home.node_id
+    # And no GPU holds more than it has, whatever the view believed.
+    assert not Accelerator.objects.filter(allocated_compute_units__gt=100).exists()
+    fleet.forget()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_view_that_finds_no_room_is_read_again_before_the_request_waits(agents, django_user_model, settings):
+    settings.OCENTER_FLEET_SECONDS = 3600
+    world = Fleet(agents, django_user_model, nodes=1, gpus=1)
+    tenant, project, _, _ = world.tenant("acme")
+    Accelerator.objects.update(allocated_compute_units=100)  # full, and the view is read so
+    fleet.forget()
+    assert fleet.best(Ask(count=1, compute_units=10, memory_mib=100)) == []
+    Accelerator.objects.update(allocated_compute_units=0)  # another process released it
+    allocation, _ = allocation_request(actor=None, tenant=tenant, project=project, count=1, compute_units=10, memory_mib=100)
+    assert allocation.state == Allocation.State.RUNNING
+    fleet.forget()
