@@ -13,6 +13,7 @@ and draining again, so a stale view costs a retry, never a wrong placement.
 from __future__ import annotations
 
 import bisect
+import logging
 import threading
 import time
 from dataclasses import replace
@@ -20,6 +21,8 @@ from dataclasses import replace
 from django.conf import settings
 
 from pools.placement import Ask, GpuState, allows, fits
+
+log = logging.getLogger(__name__)
 
 UNITS = 100
 
@@ -88,35 +91,62 @@ class FleetView:
         bisect.insort(self.buckets[moved.allocated_units], moved, key=self._order)
 
 
+def _read() -> FleetView:
+    from pools.selectors import candidate_gpus
+
+    return FleetView(candidate_gpus(Ask(count=1, compute_units=0, memory_mib=0), with_room=False))
+
+
 class _Cache:
-    """This process's FleetView and when it was read."""
+    """This process's FleetView: read again in the background once it is older than OCENTER_FLEET_SECONDS.
+
+    Requests go on with the old view meanwhile (reading 10,000 GPUs takes
+    ~0.1 s here, and a request holds its tenant's lock); only the first
+    request, one that asks for a fresh view, or a setting of 0 reads in line.
+    """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._view = None
         self._read_at = 0.0
+        self._reading = False
 
     def best(self, ask: Ask, *, exclude=(), limit: int | None = None, fresh: bool = False) -> list[GpuState]:
-        """FleetView.best on this process's view, read again first when older than OCENTER_FLEET_SECONDS or when ``fresh``."""
+        """FleetView.best on this process's view (read first if there is none, or when ``fresh``)."""
+        seconds = settings.OCENTER_FLEET_SECONDS
         with self._lock:
-            if fresh or self._view is None or time.monotonic() - self._read_at >= settings.OCENTER_FLEET_SECONDS:
-                from pools.selectors import candidate_gpus
+            view = None if fresh or seconds <= 0 else self._view
+            if view is not None and time.monotonic() - self._read_at >= seconds and not self._reading:
+                self._reading = True
+                threading.Thread(target=self._read_in_background, name="ocenter-fleet", daemon=True).start()
+        if view is None:
+            read_at, view = time.monotonic(), _read()
+            with self._lock:
+                self._view, self._read_at = view, read_at
+        with self._lock:
+            return view.best(ask, exclude=exclude, limit=limit)
 
-                self._read_at = time.monotonic()
-                self._view = FleetView(candidate_gpus(Ask(count=1, compute_units=0, memory_mib=0), with_room=False))
-            return self._view.best(ask, exclude=exclude, limit=limit)
+    def _read_in_background(self):
+        from django.db import connections
 
-    def age(self) -> float:
-        """Seconds since the view was read (infinite before the first read)."""
-        return time.monotonic() - self._read_at if self._view is not None else float("inf")
+        try:
+            read_at, view = time.monotonic(), _read()
+            with self._lock:
+                self._view, self._read_at = view, read_at
+        except Exception:  # the database is away: requests keep the old view, and the next one tries again
+            log.warning("could not read the fleet for placement", exc_info=True)
+        finally:
+            self._reading = False
+            connections.close_all()  # this thread's own
 
     def add(self, gpu_id, units: int, mib: int):
+        """Apply this process's own committed change to the view."""
         with self._lock:
             if self._view is not None:
                 self._view.add(gpu_id, units, mib)
 
     def forget(self):
-        """Read it again on next use (pools or nodes changed here)."""
+        """Read it again on next use."""
         with self._lock:
             self._view = None
 

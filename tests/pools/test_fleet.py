@@ -1,6 +1,7 @@
 """This process's view of the fleet: it finds the policy's best GPUs without a scan, and a stale view never misplaces."""
 
 import random
+import time
 from decimal import Decimal
 
 import pytest
@@ -10,7 +11,6 @@ from pools.models import Accelerator, Allocation, Node
 from pools.placement import Ask, GpuState, place
 from pools.services.allocations import allocation_request
 from pools.services.pools import pool_set_draining
-from tests.agents import a100_nodes
 from tests.fleet import Fleet
 
 
@@ -76,4 +76,21 @@ def test_a_view_that_finds_no_room_is_read_again_before_the_request_waits(agents
     Accelerator.objects.update(allocated_compute_units=0)  # another process released it
     allocation, _ = allocation_request(actor=None, tenant=tenant, project=project, count=1, compute_units=10, memory_mib=100)
     assert allocation.state == Allocation.State.RUNNING
+    fleet.forget()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_old_view_answers_at_once_while_a_new_one_is_read_in_the_background(agents, django_user_model, settings):
+    settings.OCENTER_FLEET_SECONDS = 0.05
+    Fleet(agents, django_user_model, nodes=1, gpus=2)
+    fleet.forget()
+    ask = Ask(count=1, compute_units=10, memory_mib=100)
+    assert len(fleet.best(ask)) == 2
+    Accelerator.objects.update(allocated_compute_units=100)  # another process filled both
+    time.sleep(0.1)
+    assert len(fleet.best(ask)) == 2  # the old view answers, and a read starts
+    deadline = time.monotonic() + 10
+    while fleet.best(ask) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fleet.best(ask) == []
     fleet.forget()
