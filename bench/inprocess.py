@@ -57,7 +57,7 @@ def placement(iterations=1000):
     """The decision as a request makes it, over the bench's 10,000 GPUs made half full with mixed slices.
 
     ``decision``: the policy's best few from this process's view of the fleet, and the choice among
-    them; ``read``: reading that view from PostgreSQL (once a second per process); ``full_scan``:
+    them; ``read``: reading that view from PostgreSQL (every OCENTER_FLEET_SECONDS per process); ``full_scan``:
     the pure function over all 10,000 (the fallback when the best few cannot hold a gang).
     """
     rng = random.Random(1)
