@@ -6,8 +6,12 @@ Concurrency, said out loud:
 
 - A tenant's admissions are serialized by a lock on its tenant row, so two
   requests racing for the last unit of quota see each other's usage.
-- A GPU's room is taken by a conditional UPDATE that adds to its counters
-  only while they stay within the GPU; the loser of a race re-places.
+- Candidates come from this process's view of the fleet (pools.fleet),
+  which may be seconds old; the database is the authority. A GPU's room is
+  taken by a conditional UPDATE that adds to its counters only while they
+  stay within the GPU and the GPU is still placeable (healthy, live pool,
+  node not drained), skipping GPUs a racing request is taking; the loser
+  of a race places again past them.
 - The allocation and its slices are committed as ``claiming`` before any
   agent is called, and no lock is held across that call: a crash at any
   point leaves a record the reconciler can finish or undo.
