@@ -3,9 +3,9 @@ The fleet as placement sees it, kept in this process: every healthy GPU of a
 live pool on a node that is not drained, with what is allocated on it.
 
 A request picks its candidates here, in microseconds, instead of querying
-for them. The view is read again at most every ``OCENTER_FLEET_SECONDS``
-and this process's own reservations and releases are applied to it at once;
-other processes' show up at the next read. The database stays the
+for them. The view is read again (in the background) once it is older than
+``OCENTER_FLEET_SECONDS``, and this process's own reservations and releases
+are applied to it as they commit; other processes' show up at the next read. The database stays the
 authority: the statement that takes a GPU's room checks its room, health
 and draining again, so a stale view costs a retry, never a wrong placement.
 """
@@ -37,11 +37,12 @@ class FleetView:
 
     Bucket ``u`` holds the GPUs with ``u`` units allocated, fullest memory
     first, then by id: binpack walks the buckets from full to empty, spread
-    from empty to full (and each bucket backwards).
+    from empty to full (each bucket from its emptiest memory).
     """
 
     def __init__(self, gpus):
         self.gpus = {gpu.id: gpu for gpu in gpus}
+        self.pool_costs = {(gpu.pool, gpu.region): gpu.cost for gpu in self.gpus.values()}
         self.buckets = [[] for _ in range(UNITS + 1)]
         for gpu in sorted(self.gpus.values(), key=self._order):
             self.buckets[gpu.allocated_units].append(gpu)
@@ -57,7 +58,8 @@ class FleetView:
             return []
         cheapest = None
         if ask.policy == "cheapest" and limit:  # the best few: of the lowest cost among the pools it may use, packed
-            costs = [g.cost for g in self.gpus.values() if (not ask.pool or g.pool == ask.pool) and (not ask.region or g.region == ask.region)]
+            costs = [cost for (pool, region), cost in self.pool_costs.items()
+                     if (not ask.pool or pool == ask.pool) and (not ask.region or region == ask.region)]
             cheapest = min(costs) if costs else None
         spread = ask.policy == "spread"
         found = []
