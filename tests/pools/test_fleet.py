@@ -15,8 +15,9 @@ from tests.fleet import Fleet
 
 
 def _random_fleet(rng, n=3000):
+    costs = [Decimal("1"), Decimal("0.8"), Decimal("1")]  # a cost is the pool's
     return [GpuState(i, f"p{i % 3}", "r", i // 8, "NVIDIA", "A100", 81920, rng.choice([0, 10, 25, 50, 75, 90, 100]),
-                     rng.choice([0, 8192, 20480, 40960, 81920]), Decimal(rng.choice(["1", "1", "0.8"])), i % 3) for i in range(n)]
+                     rng.choice([0, 8192, 20480, 40960, 81920]), costs[i % 3], i % 3) for i in range(n)]
 
 
 def test_the_best_few_hold_what_placement_would_choose_from_the_whole_fleet():
