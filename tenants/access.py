@@ -39,14 +39,18 @@ class Access:
     def roles(self) -> dict:
         """``{tenant_id: role}`` of the tenants this access reaches (staff reach all, beside this)."""
         if self._roles is None:
-            memberships = dict(Membership.objects.filter(user=self.user).values_list("tenant_id", "role"))
             if self.token is None:
-                self._roles = memberships
+                self._roles = dict(Membership.objects.filter(user=self.user).values_list("tenant_id", "role"))
             elif self.token.tenant_id is None:
                 self._roles = {}  # a platform token: staff or nothing
             else:
-                # Staff act as owners inside a tenant; the token's role caps it.
-                base = Role.OWNER if self.user.is_staff else memberships.get(self.token.tenant_id)
+                # Staff act as owners inside a tenant; the token's role caps it. The creator's role was read
+                # with the token (authenticate_token); a token from elsewhere is looked up here.
+                if hasattr(self.token, "creator_role"):
+                    member = self.token.creator_role
+                else:
+                    member = Membership.objects.filter(user=self.user, tenant_id=self.token.tenant_id).values_list("role", flat=True).first()
+                base = Role.OWNER if self.user.is_staff else member
                 cap = self.token.role or base
                 self._roles = {self.token.tenant_id: min(base, cap, key=Role.rank)} if base else {}
         return self._roles

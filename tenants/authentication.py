@@ -3,12 +3,13 @@
 import hmac
 from datetime import timedelta
 
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from ocenter.audit import audit_via
-from tenants.models import ApiToken
+from tenants.models import ApiToken, Membership
 
 # last_used_at is written at most this often per token, not on every request.
 LAST_USED_PRECISION = timedelta(seconds=60)
@@ -16,7 +17,9 @@ LAST_USED_PRECISION = timedelta(seconds=60)
 
 def authenticate_token(raw: str) -> ApiToken:
     """The usable token for ``raw``, or AuthenticationFailed saying why not."""
-    token = ApiToken.objects.select_related("user").filter(prefix=raw[:12]).first()
+    # The creator's current role in the token's tenant comes along: Access needs it on every request.
+    creator_role = Membership.objects.filter(user=OuterRef("user"), tenant=OuterRef("tenant")).values("role")[:1]
+    token = ApiToken.objects.select_related("user").annotate(creator_role=Subquery(creator_role)).filter(prefix=raw[:12]).first()
     if token is None or not hmac.compare_digest(token.secret_hash, ApiToken.hash_secret(raw)):
         raise exceptions.AuthenticationFailed("Invalid API token.")
     now = timezone.now()

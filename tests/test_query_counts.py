@@ -73,3 +73,16 @@ def test_the_console_overview_costs_the_same_whatever_the_fleet(fleet, staff, cl
         PoolFactory()
     many = _queries(lambda: client.get(reverse("console-overview")))
     assert many == few and few <= 14, (few, many)
+
+
+def test_a_token_is_checked_with_its_creators_role_in_one_query(fleet):
+    from rest_framework.test import APIClient
+
+    from tenants.services import token_create
+
+    tenant, _, user, _ = fleet.tenant("acme")
+    _, secret = token_create(actor=None, user=user, tenant=tenant, name="ci")
+    api = APIClient(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    api.get("/api/v1/projects")  # last_used_at is written on first use, then at most once a minute
+    # The token with its creator's role (one query, not two), the page's count, the page.
+    assert _queries(lambda: api.get("/api/v1/projects")) == 3
