@@ -184,7 +184,9 @@ def _meter_exact(book: PriceBook, now: datetime, tz) -> list[UsageRecord]:
                 ))
         s.metered_until = now
     UsageRecord.objects.bulk_create(records, batch_size=2000)
-    Slice.objects.filter(id__in=[s.id for s in slices]).update(metered_until=now)
+    ids = [s.id for s in slices]
+    for start in range(0, len(ids), 2000):  # SQLite takes a bounded number of parameters
+        Slice.objects.filter(id__in=ids[start:start + 2000]).update(metered_until=now)
     return records
 
 
