@@ -7,7 +7,10 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
-PRIORITIES = [("realtime", _("realtime")), ("interruptible", _("interruptible")), ("offline", _("offline"))]
+from pools.models import Allocation
+
+# The classes of work are the allocations' own: a price or a usage record names one of them.
+PRIORITIES = Allocation.Priority.choices
 
 
 class Price(models.Model):

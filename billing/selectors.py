@@ -66,18 +66,13 @@ def budget_spent(budget: Budget, now: datetime) -> Decimal:
 
 def burn_rate(*, tenant_id, project_id=None) -> Decimal:
     """What the work running now costs per hour, at the prices in effect now."""
-    book, now = PriceBook(), timezone.now()
+    book = PriceBook()
     slices = Slice.objects.filter(active=True, started_at__isnull=False, allocation__state=Allocation.State.RUNNING,
                                   allocation__tenant_id=tenant_id).select_related("allocation", "pool", "accelerator")
     if project_id:
         slices = slices.filter(allocation__project_id=project_id)
-    rate = Decimal(0)
-    for s in slices:
-        price = book.at(s.pool.name, s.accelerator.model, s.allocation.priority, now)
-        if price:
-            rate += hourly(compute_units=s.compute_units, memory_mib=s.memory_mib,
-                           compute_gpu_hour=price.compute_gpu_hour, memory_gib_hour=price.memory_gib_hour)
-    return rate
+    return sum((hourly_price(book, s.pool.name, s.accelerator.model, s.allocation.priority, s.compute_units, s.memory_mib)
+                for s in slices), Decimal(0))
 
 
 def budget_forecast(budget: Budget, now: datetime | None = None) -> Decimal:
@@ -89,6 +84,7 @@ def budget_forecast(budget: Budget, now: datetime | None = None) -> Decimal:
         return to_cents(spent)
     hours = Decimal((end - now).total_seconds()) / 3600
     return to_cents(spent + burn_rate(tenant_id=budget.tenant_id, project_id=budget.project_id) * hours)
+
 
 USAGE_GROUPS = {
     "tenant": "tenant__slug",

@@ -21,6 +21,7 @@ from dataclasses import replace
 from django.conf import settings
 
 from pools.placement import Ask, GpuState, allows, fits
+from pools.selectors import candidate_gpus
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,6 @@ class FleetView:
 
 
 def _read() -> FleetView:
-    from pools.selectors import candidate_gpus
-
     return FleetView(candidate_gpus(Ask(count=1, compute_units=0, memory_mib=0), with_room=False))
 
 
