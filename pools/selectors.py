@@ -9,6 +9,7 @@ from django.utils import timezone
 from pools.models import Accelerator, Allocation, Node, Pool, Slice
 from pools.placement import Ask, GpuState
 from pools.queueing import Waiting, dominant_share, order
+from tenants.models import Quota
 
 LIVE_POOL_STATUSES = (Pool.Status.HEALTHY, Pool.Status.DEGRADED)
 
@@ -151,6 +152,11 @@ def queue_summary() -> dict:
     return {"depth": queued.count(), "oldest": oldest}
 
 
+def tenant_quotas(tenant_id) -> list[Quota]:
+    """The tenant-wide quotas: where it may place at all, and how much of it is guaranteed."""
+    return list(Quota.objects.filter(tenant_id=tenant_id, project=None))
+
+
 def allowed_scopes(quotas) -> frozenset:
     """(pool, model) scopes of a tenant's tenant-wide quotas: where it may place at all."""
     return frozenset((q.pool_name, q.accelerator_model) for q in quotas)
@@ -201,11 +207,8 @@ def placement_preview(*, tenant, project, count, compute_units, memory_mib, prio
     from ocenter.errors import Refused
     from pools.placement import place
     from pools.services.allocations import tenant_usage
-    from tenants.models import Quota
-
-    quotas = Quota.objects.filter(tenant_id=tenant.id, project=None)
     ask = Ask(count=count, compute_units=compute_units, memory_mib=memory_mib, model=accelerator_model, pool=pool_name,
-              allowed=allowed_scopes(quotas))
+              allowed=allowed_scopes(tenant_quotas(tenant.id)))
     chosen = place(ask, candidate_gpus(ask, with_room=True))
     usage = tenant_usage(tenant_ids=[tenant.id]).get(tenant.id, [])
     result = {"placed": chosen, "refusal": None}

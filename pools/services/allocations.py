@@ -36,8 +36,8 @@ from pools.agent_client import AgentClient, AgentConflict, AgentError, AgentUnre
 from pools.models import Accelerator, Allocation, AllocationEvent, Pool, Slice
 from pools.placement import Ask, GpuState, Holder, choose_victims, place, ranked
 from pools.fleet import candidate_limit, fleet
-from pools.selectors import LIVE_POOL_STATUSES, allowed_scopes, candidate_gpus
-from tenants.models import Quota, Tenant
+from pools.selectors import LIVE_POOL_STATUSES, allowed_scopes, candidate_gpus, tenant_quotas
+from tenants.models import Tenant
 from tenants.quotas import quota_usage
 
 log = logging.getLogger(__name__)
@@ -115,11 +115,6 @@ def _ask(allocation: Allocation, quotas) -> Ask:
         policy=allocation.policy, vendor=allocation.vendor, model=allocation.accelerator_model,
         pool=allocation.pool_name, region=allocation.region, allowed=None if quotas is None else allowed_scopes(quotas),
     )
-
-
-def _tenant_quotas(tenant_id) -> list[Quota]:
-    """The tenant-wide quotas: where it may place at all, and how much of it is guaranteed."""
-    return list(Quota.objects.filter(tenant_id=tenant_id, project=None))
 
 
 def _admit(allocation: Allocation, asks: list[SliceAsk], usage: list):
@@ -342,7 +337,7 @@ def allocation_request(*, actor, tenant: Tenant, project, count: int, compute_un
             idempotency_key=idempotency_key or None,
         )
         usage = tenant_usage(tenant_ids=[tenant.id]).get(tenant.id, [])
-        quotas = _tenant_quotas(tenant.id)
+        quotas = tenant_quotas(tenant.id)
         chosen = _try_place(allocation, usage=usage, quotas=quotas)
         if chosen:
             _transition(allocation, State.CLAIMING, actor=actor, via=State.QUEUED, reason=N_("placed"))
@@ -463,7 +458,7 @@ def allocation_claim(*, allocation_id, actor=None) -> Allocation:
             allocation.claim_attempts += 1
             usage = tenant_usage(tenant_ids=[allocation.tenant_id]).get(allocation.tenant_id, [])
             try:
-                placed = _try_place(allocation, usage=usage, quotas=_tenant_quotas(allocation.tenant_id), exclude=[failed_gpu])
+                placed = _try_place(allocation, usage=usage, quotas=tenant_quotas(allocation.tenant_id), exclude=[failed_gpu])
             except Refused as exc:
                 placed = None
                 problem = exc
@@ -574,7 +569,7 @@ def queue_drain(*, limit: int = 500) -> int:
                 continue
             usage = tenant_usage(tenant_ids=[allocation.tenant_id]).get(allocation.tenant_id, [])
             try:
-                chosen = _try_place(allocation, usage=usage, quotas=_tenant_quotas(allocation.tenant_id))
+                chosen = _try_place(allocation, usage=usage, quotas=tenant_quotas(allocation.tenant_id))
             except Refused as exc:
                 if allocation.reason != f"waiting for quota: {exc.detail}"[:500]:
                     allocation.reason = f"waiting for quota: {exc.detail}"[:500]
