@@ -9,10 +9,13 @@ a statement's total is the sum of its lines, so it adds up to the cent.
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
+from ocenter.lib.units import COMPUTE_UNITS_PER_GPU
+
 RECORD_PLACES = Decimal("0.000001")
 CENT = Decimal("0.01")
 HOUR = Decimal(3600)
 MIB_PER_GIB = Decimal(1024)
+UNITS_PER_GPU = Decimal(COMPUTE_UNITS_PER_GPU)
 
 
 def seconds_between(start: datetime, end: datetime) -> Decimal:
@@ -23,14 +26,14 @@ def seconds_between(start: datetime, end: datetime) -> Decimal:
 
 def amount(*, compute_units: int, memory_mib: int, seconds: Decimal, compute_gpu_hour: Decimal, memory_gib_hour: Decimal) -> Decimal:
     """What one slice costs over ``seconds``: a 25-unit slice pays a quarter of a GPU-hour per hour."""
-    compute = Decimal(compute_units) / 100 * compute_gpu_hour
+    compute = Decimal(compute_units) / UNITS_PER_GPU * compute_gpu_hour
     memory = Decimal(memory_mib) / MIB_PER_GIB * memory_gib_hour
     return ((compute + memory) * seconds / HOUR).quantize(RECORD_PLACES, rounding=ROUND_HALF_UP)
 
 
 def hourly(*, compute_units: int, memory_mib: int, compute_gpu_hour: Decimal, memory_gib_hour: Decimal) -> Decimal:
     """The price of one slice per hour (unrounded)."""
-    return Decimal(compute_units) / 100 * compute_gpu_hour + Decimal(memory_mib) / MIB_PER_GIB * memory_gib_hour
+    return Decimal(compute_units) / UNITS_PER_GPU * compute_gpu_hour + Decimal(memory_mib) / MIB_PER_GIB * memory_gib_hour
 
 
 def to_cents(value: Decimal) -> Decimal:

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from billing.models import Budget, Price, UsageRecord
 from billing.rating import hourly, month_start, next_month, to_cents
+from ocenter.lib.units import COMPUTE_UNITS_PER_GPU
 from pools.models import Allocation, Slice
 
 
@@ -112,7 +113,7 @@ def usage_summary(records, group_by: list[str]) -> list[dict]:
         {
             **{g: row[USAGE_GROUPS[g]] for g in group_by},
             "seconds": row["running_seconds"].quantize(Decimal("0.000001")),
-            "gpu_hours": (row["unit_seconds"] / 100 / 3600).quantize(Decimal("0.0001")),
+            "gpu_hours": (row["unit_seconds"] / COMPUTE_UNITS_PER_GPU / 3600).quantize(Decimal("0.0001")),
             "amount": to_cents(row["total"]),
         }
         for row in rows
@@ -120,7 +121,7 @@ def usage_summary(records, group_by: list[str]) -> list[dict]:
 
 
 def tenants_month_spend(tenant_ids) -> dict:
-    """``{tenant_id: {"spent": …, "budget": Budget | None, "percent": …}}`` for this month (settings.OCENTER_TENANT_SPEND)."""
+    """``{tenant_id: {"spent": …, "budget": Budget | None, "percent": …}}`` for this month (the answer to ocenter.seams.spend)."""
     start = month_start(timezone.now(), local_tz())
     rows = UsageRecord.objects.filter(tenant_id__in=tenant_ids, start__gte=start).values("tenant_id").annotate(total=Sum("amount"))
     spent = {r["tenant_id"]: to_cents(r["total"]) for r in rows}

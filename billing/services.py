@@ -23,6 +23,7 @@ from billing.selectors import PriceBook, budget_period, budget_spent, local_tz
 from ocenter.audit import audit_record
 from ocenter.errors import Conflict, DomainError
 from ocenter.events import STAFF_GROUP, publish_on_commit, tenant_group
+from ocenter.lib.units import COMPUTE_UNITS_PER_GPU
 from pools.models import Allocation, AllocationEvent, Slice
 from pools.services.allocations import allocation_release
 from tenants.models import Role
@@ -81,7 +82,7 @@ _METER_STEADY_SQL = """
                                      start, "end", day, seconds, compute_units, memory_mib, price_id, amount)
     SELECT id, allocation_id, tenant_id, project_id, %(pool_name)s, %(model)s, %(priority)s, since, %(now)s, %(day)s,
            EXTRACT(EPOCH FROM %(now)s - since), compute_units, memory_mib, %(price_id)s,
-           round((compute_units::numeric / 100 * %(compute_gpu_hour)s + memory_mib::numeric / 1024 * %(memory_gib_hour)s)
+           round((compute_units::numeric / %(units_per_gpu)s * %(compute_gpu_hour)s + memory_mib::numeric / 1024 * %(memory_gib_hour)s)
                  * EXTRACT(EPOCH FROM %(now)s - since) / 3600, 6)
       FROM picked
     RETURNING tenant_id
@@ -112,6 +113,7 @@ def _meter_steady(book: PriceBook, now: datetime, tz) -> list:
                 "pool_id": pool_id, "pool_name": pool_name, "model": model, "priority": priority, "now": now,
                 "floor": max(max(changes), midnight), "day": now.astimezone(tz).date(), "price_id": price.id,
                 "compute_gpu_hour": price.compute_gpu_hour, "memory_gib_hour": price.memory_gib_hour,
+                "units_per_gpu": COMPUTE_UNITS_PER_GPU,
             })
             tenants += [row[0] for row in cursor.fetchall()]
     return tenants
@@ -284,7 +286,7 @@ def statement_lines(*, tenant, month: datetime) -> list[dict]:
             "project_id": row["project_id"], "pool_name": row["pool_name"], "accelerator_model": row["accelerator_model"],
             "priority": row["priority"],
             "description": f"{row['project__slug']} · {row['pool_name']} · {row['accelerator_model']} · {row['priority']}",
-            "gpu_hours": (row["unit_seconds"] / 100 / 3600).quantize(Decimal("0.0001")), "amount": to_cents(row["total"]),
+            "gpu_hours": (row["unit_seconds"] / COMPUTE_UNITS_PER_GPU / 3600).quantize(Decimal("0.0001")), "amount": to_cents(row["total"]),
         })
     for adjustment in Adjustment.objects.filter(tenant=tenant, month=start.date()):
         lines.append({"project_id": None, "pool_name": "", "accelerator_model": "", "priority": "",

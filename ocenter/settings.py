@@ -211,12 +211,6 @@ OCENTER_FLEET_SECONDS = float(os.getenv("OCENTER_FLEET_SECONDS", "5"))
 # Admission checks run, in order, on every allocation request (like Django's
 # password validators): each refuses by raising ocenter.errors.Refused.
 OCENTER_ADMISSION_CHECKS = ["tenants.admission.quota_check", "billing.admission.budget_check"]
-# Where tenants learn what is held now: {tenant_id: [UsageRow]} (pools fills it).
-OCENTER_USAGE_SOURCE = "pools.services.allocations.tenant_usage"
-# What each tenant spent this month against its budget, for the tenants list (billing fills it).
-OCENTER_TENANT_SPEND = "billing.selectors.tenants_month_spend"
-# Called (dotted paths, keyword tenant_id=…) once a tenant is suspended.
-OCENTER_TENANT_SUSPENDED_HOOKS = ["pools.services.allocations.tenant_allocations_release"]
 
 # Money is Decimal in one currency (ISO 4217).
 OCENTER_CURRENCY = os.getenv("OCENTER_CURRENCY", "CNY")

@@ -16,7 +16,8 @@ from ocenter.api_views import audit_entries_for
 from ocenter.filters import AuditEntryFilter
 from pools.forms import AllocationRequestForm
 from pools.models import AllocationEvent
-from pools.selectors import capacity, fragmentation, placement_preview, pools_with_summary, queue_summary
+from pools.selectors import capacity, fragmentation, pools_with_summary, queue_summary
+from pools.services.allocations import allocation_preview
 from tenants.access import Access, get_tenant_for
 from tenants.models import Tenant
 
@@ -49,7 +50,7 @@ def request_preview(request, slug):
     context = {"form": form, "currency": settings.OCENTER_CURRENCY}
     if form.is_valid():
         data = form.cleaned_data
-        preview = placement_preview(tenant=tenant, **data)
+        preview = allocation_preview(actor=request.user, tenant=tenant, **data)
         context["preview"] = preview
         if preview["placed"]:
             book = PriceBook()

@@ -10,6 +10,7 @@ for a pool's status line.
 from __future__ import annotations
 
 import threading
+import time
 
 import httpx
 from django.conf import settings
@@ -98,3 +99,35 @@ class AgentClient:
 
     def metrics(self) -> dict:
         return self._call("GET", "/v1/metrics")[1]
+
+
+# Seconds to wait before the 2nd, 3rd and 4th try of an agent call that timed out or failed.
+AGENT_BACKOFF = (0.1, 0.4, 1.2)
+
+
+def with_retries(call):
+    """``call()``, tried again with backoff when it times out or the agent fails (5xx); a 409 or another 4xx is an answer."""
+    for delay in (*AGENT_BACKOFF, None):
+        try:
+            return call()
+        except AgentConflict:
+            raise
+        except AgentError as exc:
+            if not isinstance(exc, AgentUnreachable) and exc.status and exc.status < 500:
+                raise
+            if delay is None:
+                raise
+            time.sleep(delay)
+
+
+class PoolClients:
+    """An ``AgentClient`` per pool for one piece of work, so each pool's token is decrypted once."""
+
+    def __init__(self):
+        self._by_pool = {}
+
+    def __call__(self, pool) -> AgentClient:
+        """The pool's client; ValueError when its token cannot be read back (the encryption keys changed)."""
+        if pool.id not in self._by_pool:
+            self._by_pool[pool.id] = AgentClient.for_pool(pool)
+        return self._by_pool[pool.id]

@@ -20,12 +20,11 @@ from dataclasses import replace
 
 from django.conf import settings
 
+from ocenter.lib.units import COMPUTE_UNITS_PER_GPU as UNITS
 from pools.placement import Ask, GpuState, allows, fits
 from pools.selectors import candidate_gpus
 
 log = logging.getLogger(__name__)
-
-UNITS = 100
 
 
 def candidate_limit(ask: Ask) -> int:

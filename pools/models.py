@@ -8,6 +8,19 @@ from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
 from ocenter.crypto import secretbox
+from ocenter.lib.units import COMPUTE_UNITS_PER_GPU
+
+LIVE_POOL_STATUSES = ("healthy", "degraded")
+
+
+class PoolQuerySet(models.QuerySet):
+    def live(self):
+        """Pools whose agent answers: their GPUs take work, or will once undrained."""
+        return self.filter(status__in=LIVE_POOL_STATUSES)
+
+    def placeable(self):
+        """Live pools that take new placements (not draining)."""
+        return self.live().filter(draining=False)
 
 
 class Pool(models.Model):
@@ -40,6 +53,8 @@ class Pool(models.Model):
     # Price weight for the "cheapest" placement policy (billing's price book refines it).
     cost_weight = models.DecimalField(max_digits=8, decimal_places=4, default=1)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = PoolQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -81,6 +96,33 @@ class Node(models.Model):
         return f"{self.pool.name}/{self.name}"
 
 
+class AcceleratorQuerySet(models.QuerySet):
+    """The rule "this GPU can take this slice", in one place: placement's reads and the statements that take room use it.
+
+    Pools and drained nodes are left out by subqueries, not joins: the
+    statements that take room lock the GPU rows they pick, and a join would
+    lock the pool's and node's rows with them.
+    """
+
+    def serviceable(self):
+        """Present, healthy GPUs of live pools: they take work, or will once their pool or node is undrained."""
+        return self.filter(gone_at=None, health=Accelerator.Health.HEALTHY, pool_id__in=Pool.objects.live().values("id"))
+
+    def placeable(self):
+        """Serviceable GPUs that take new placements now: neither their pool nor their node is draining."""
+        return (
+            self.filter(gone_at=None, health=Accelerator.Health.HEALTHY, pool_id__in=Pool.objects.placeable().values("id"))
+            .exclude(node_id__in=Node.objects.filter(draining=True).values("id"))
+        )
+
+    def with_room(self, *, compute_units: int, memory_mib: int):
+        """GPUs with this much compute and memory not yet handed out."""
+        return self.filter(
+            allocated_compute_units__lte=COMPUTE_UNITS_PER_GPU - compute_units,
+            memory_mib__gte=F("allocated_memory_mib") + memory_mib,
+        )
+
+
 class Accelerator(models.Model):
     """One physical GPU (or other accelerator), keyed by the uuid its agent reports."""
 
@@ -101,16 +143,18 @@ class Accelerator(models.Model):
     first_seen_at = models.DateTimeField(auto_now_add=True)
     gone_at = models.DateTimeField(null=True, blank=True)
     # What oCenter has handed out on this GPU: changed only by conditional
-    # UPDATEs that keep them within the GPU (see services.allocations).
+    # UPDATEs that keep them within the GPU (see services.allocations.room).
     allocated_compute_units = models.PositiveSmallIntegerField(default=0)
     allocated_memory_mib = models.PositiveIntegerField(default=0)
+
+    objects = AcceleratorQuerySet.as_manager()
 
     class Meta:
         ordering = ["pool", "node__name", "index"]
         constraints = [
             models.UniqueConstraint(fields=["pool", "uuid"], name="accelerator_unique_per_pool"),
             models.CheckConstraint(condition=Q(memory_mib__gt=0), name="accelerator_memory_positive"),
-            models.CheckConstraint(condition=Q(allocated_compute_units__lte=100), name="accelerator_units_within_gpu"),
+            models.CheckConstraint(condition=Q(allocated_compute_units__lte=COMPUTE_UNITS_PER_GPU), name="accelerator_units_within_gpu"),
             models.CheckConstraint(condition=Q(allocated_memory_mib__lte=F("memory_mib")), name="accelerator_memory_within_gpu"),
             models.CheckConstraint(condition=Q(health__in=["healthy", "unhealthy"]), name="accelerator_health_valid"),
         ]
@@ -191,7 +235,7 @@ class Allocation(models.Model):
         ordering = ["-created_at", "id"]
         indexes = [models.Index(fields=["tenant", "state"], name="allocation_tenant_state")]
         constraints = [
-            models.CheckConstraint(condition=Q(compute_units__gte=1, compute_units__lte=100), name="allocation_units_1_100"),
+            models.CheckConstraint(condition=Q(compute_units__gte=1, compute_units__lte=COMPUTE_UNITS_PER_GPU), name="allocation_units_1_100"),
             models.CheckConstraint(condition=Q(memory_mib__gte=1), name="allocation_memory_positive"),
             models.CheckConstraint(condition=Q(count__gte=1, count__lte=64), name="allocation_count_1_64"),
             models.CheckConstraint(

@@ -22,6 +22,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 
+from ocenter.lib.units import COMPUTE_UNITS_PER_GPU
+
 
 @dataclass(frozen=True, slots=True)
 class GpuState:
@@ -41,7 +43,7 @@ class GpuState:
 
     @property
     def free_units(self) -> int:
-        return 100 - self.allocated_units
+        return COMPUTE_UNITS_PER_GPU - self.allocated_units
 
     @property
     def free_mib(self) -> int:
@@ -82,6 +84,7 @@ def allows(ask: Ask, gpu: GpuState) -> bool:
 
 
 def fits(ask: Ask, gpu: GpuState) -> bool:
+    """``gpu`` has room for one slice of ``ask`` (in this snapshot; ``Accelerator.objects.with_room`` is the same rule in SQL)."""
     return gpu.free_units >= ask.compute_units and gpu.free_mib >= ask.memory_mib
 
 

@@ -3,15 +3,15 @@
 from collections import defaultdict
 from datetime import timedelta
 
-from django.db.models import Count, F, Prefetch, Q, Sum
+from django.db.models import Count, F, Prefetch, Sum
 from django.utils import timezone
 
+from ocenter.admission import UsageRow
+from ocenter.lib.units import COMPUTE_UNITS_PER_GPU
 from pools.models import Accelerator, Allocation, Node, Pool, Slice
 from pools.placement import Ask, GpuState
 from pools.queueing import Waiting, dominant_share, order
 from tenants.models import Quota
-
-LIVE_POOL_STATUSES = (Pool.Status.HEALTHY, Pool.Status.DEGRADED)
 
 
 def pools_with_summary(pools=None) -> list[Pool]:
@@ -49,7 +49,7 @@ RECENT_USE_HALF_LIFE = timedelta(hours=1)
 
 def _fleet_totals() -> tuple[int, int]:
     row = Accelerator.objects.filter(gone_at=None).aggregate(n=Count("id"), mib=Sum("memory_mib"))
-    return 100 * (row["n"] or 0), row["mib"] or 0
+    return COMPUTE_UNITS_PER_GPU * (row["n"] or 0), row["mib"] or 0
 
 
 def tenant_shares(now=None) -> dict:
@@ -129,7 +129,7 @@ def capacity(group: str) -> list[dict]:
         .order_by(group)
     )
     return [
-        {"name": r[group], "gpus": r["gpus"], "units_percent": 100 * r["used"] / (100 * r["gpus"]),
+        {"name": r[group], "gpus": r["gpus"], "units_percent": 100 * r["used"] / (COMPUTE_UNITS_PER_GPU * r["gpus"]),
          "memory_percent": 100 * r["used_mib"] / r["mib"] if r["mib"] else 0}
         for r in rows
     ]
@@ -138,10 +138,11 @@ def capacity(group: str) -> list[dict]:
 def fragmentation() -> dict:
     """Free compute on GPUs that can no longer hold a typical slice, against all free compute."""
     gpus = Accelerator.objects.filter(gone_at=None, health=Accelerator.Health.HEALTHY)
-    free = gpus.aggregate(units=Sum(100 - F("allocated_compute_units")))["units"] or 0
-    stranded = gpus.filter(
-        Q(allocated_compute_units__gt=100 - TYPICAL_SLICE_UNITS) | Q(memory_mib__lt=F("allocated_memory_mib") + TYPICAL_SLICE_MIB)
-    ).aggregate(units=Sum(100 - F("allocated_compute_units")))["units"] or 0
+    free_units = Sum(COMPUTE_UNITS_PER_GPU - F("allocated_compute_units"))
+    free = gpus.aggregate(units=free_units)["units"] or 0
+    stranded = gpus.exclude(
+        id__in=gpus.with_room(compute_units=TYPICAL_SLICE_UNITS, memory_mib=TYPICAL_SLICE_MIB).values("id")
+    ).aggregate(units=free_units)["units"] or 0
     return {"free_units": free, "stranded_units": stranded, "percent": 100 * stranded / free if free else 0,
             "typical": f"{TYPICAL_SLICE_UNITS} units, {TYPICAL_SLICE_MIB // 1024} GiB"}
 
@@ -163,15 +164,11 @@ def allowed_scopes(quotas) -> frozenset:
 
 
 def candidate_gpus(ask: Ask, *, with_room: bool, exclude=(), draining_too: bool = False) -> list[GpuState]:
-    """Healthy GPUs of live pools that meet the constraints (drained ones only when asked).
+    """GPUs that meet the constraints and take placements now (or, ``draining_too``, once undrained).
 
-    Two queries: the few live pools, then the GPUs of those pools by their
-    ids, drained nodes left out by a subquery (a join makes PostgreSQL
-    read the whole fleet twice over).
+    Two queries: the few live pools, then their GPUs (``Accelerator.objects.placeable()``).
     """
-    pools = Pool.objects.filter(status__in=LIVE_POOL_STATUSES)
-    if not draining_too:
-        pools = pools.filter(draining=False)
+    pools = Pool.objects.live() if draining_too else Pool.objects.placeable()
     if ask.pool:
         pools = pools.filter(name=ask.pool)
     if ask.region:
@@ -179,14 +176,9 @@ def candidate_gpus(ask: Ask, *, with_room: bool, exclude=(), draining_too: bool 
     live = {pid: (name, region, cost) for pid, name, region, cost in pools.values_list("id", "name", "region", "cost_weight")}
     if not live:
         return []
-    gpus = Accelerator.objects.filter(gone_at=None, health=Accelerator.Health.HEALTHY, pool_id__in=list(live))
-    if not draining_too:
-        gpus = gpus.exclude(node_id__in=Node.objects.filter(draining=True, pool_id__in=list(live)).values("id"))
+    gpus = (Accelerator.objects.serviceable() if draining_too else Accelerator.objects.placeable()).filter(pool_id__in=list(live))
     if with_room:
-        gpus = gpus.filter(
-            allocated_compute_units__lte=100 - ask.compute_units,
-            memory_mib__gte=F("allocated_memory_mib") + ask.memory_mib,
-        )
+        gpus = gpus.with_room(compute_units=ask.compute_units, memory_mib=ask.memory_mib)
     if ask.vendor:
         gpus = gpus.filter(vendor__iexact=ask.vendor)
     if ask.model:
@@ -200,23 +192,18 @@ def candidate_gpus(ask: Ask, *, with_room: bool, exclude=(), draining_too: bool 
     ]
 
 
-def placement_preview(*, tenant, project, count, compute_units, memory_mib, priority, accelerator_model="", pool_name="",
-                      lease_seconds=None, **_ignored) -> dict:
-    """Where a request would likely land now, and whether admission would let it in. Reads only."""
-    from ocenter.admission import AdmissionRequest, SliceAsk, run_admission_checks
-    from ocenter.errors import Refused
-    from pools.placement import place
-    from pools.services.allocations import tenant_usage
-    ask = Ask(count=count, compute_units=compute_units, memory_mib=memory_mib, model=accelerator_model, pool=pool_name,
-              allowed=allowed_scopes(tenant_quotas(tenant.id)))
-    chosen = place(ask, candidate_gpus(ask, with_room=True))
-    usage = tenant_usage(tenant_ids=[tenant.id]).get(tenant.id, [])
-    result = {"placed": chosen, "refusal": None}
-    if chosen:
-        asks = [SliceAsk(g.pool, g.model, compute_units, memory_mib) for g in chosen]
-        try:
-            run_admission_checks(AdmissionRequest(tenant_id=tenant.id, project_id=project.id, priority=priority, slices=asks,
-                                                  usage=usage, lease_seconds=lease_seconds))
-        except Refused as exc:
-            result["refusal"] = exc.detail
-    return result
+def tenant_usage(tenant_ids) -> dict:
+    """``{tenant_id: [UsageRow]}``: the active slices of these tenants, summed (the answer to ``ocenter.seams.usage``)."""
+    rows = (
+        Slice.objects.filter(active=True, allocation__tenant_id__in=tenant_ids)
+        .values("allocation__tenant_id", "allocation__project_id", "pool__name", "accelerator__model", "allocation__priority")
+        .annotate(units=Sum("compute_units"), mib=Sum("memory_mib"), slices=Count("id"))
+        .order_by()
+    )
+    usage: dict = {}
+    for r in rows:
+        usage.setdefault(r["allocation__tenant_id"], []).append(
+            UsageRow(r["allocation__project_id"], r["pool__name"], r["accelerator__model"], r["allocation__priority"],
+                     r["units"], r["mib"], r["slices"])
+        )
+    return usage

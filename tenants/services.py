@@ -7,14 +7,13 @@ it raises a DomainError only for what depends on the state it locks.
 import secrets
 from datetime import datetime
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.utils.module_loading import import_string
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ocenter.audit import audit_record, field_changes
 from ocenter.errors import Conflict, DomainError
+from ocenter.seams import seams
 from tenants.models import ApiToken, Membership, Project, Quota, Role, Tenant
 from tenants.quotas import DIMENSIONS
 
@@ -49,9 +48,8 @@ def tenant_update(*, actor, tenant: Tenant, **fields) -> Tenant:
     tenant = Tenant.objects.select_for_update(of=("self",)).get(id=tenant.id)
     changes = _update(tenant, fields, actor=actor, action="tenant.update", tenant_id=tenant.id)
     if changes.get("status", [None, None])[1] == Tenant.Status.SUSPENDED:
-        # Pools release what the tenant holds; tenants know nothing of pools, settings name the hooks.
-        for hook in settings.OCENTER_TENANT_SUSPENDED_HOOKS:
-            transaction.on_commit(lambda hook=hook: import_string(hook)(tenant_id=tenant.id, actor=actor))
+        # Pools release what the tenant holds; tenants know nothing of pools (ocenter.seams).
+        transaction.on_commit(lambda: seams.tenant_suspended(tenant_id=tenant.id, actor=actor))
     return tenant
 
 

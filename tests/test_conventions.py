@@ -28,6 +28,45 @@ def _python_files(package: str):
     return [p for p in (ROOT / package).rglob("*.py") if "migrations" not in p.parts]
 
 
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _our_modules() -> dict[str, Path]:
+    return {_module_name(p): p for package in ("ocenter", *LAYERS) for p in _python_files(package)}
+
+
+def _import_edges(path: Path, modules) -> set[str]:
+    """The modules of ours that ``path`` imports, at the top or inside functions.
+
+    A task module's imports inside its task bodies are left out: services
+    enqueue tasks, and tasks call services (Celery is just another interface).
+    """
+    tree = ast.parse(path.read_text())
+    skip = set()
+    if path.name == "tasks.py":
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef):
+                skip.update(id(n) for n in ast.walk(node))
+    edges = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            while name and name not in modules:  # "pools.selectors.tenant_usage" is the module pools.selectors
+                name = name.rpartition(".")[0]
+            if name:
+                edges.add(name)
+    return edges
+
+
 @pytest.mark.parametrize("app", LAYERS)
 def test_apps_import_only_the_layers_beneath_them(app):
     forbidden = set(LAYERS[LAYERS.index(app) + 1:])
@@ -57,6 +96,35 @@ def test_the_agent_runs_without_django():
                 assert node.module.startswith("pools.agent"), f"{path} imports {node.module}"
 
 
+def test_no_module_takes_part_in_an_import_cycle():
+    modules = _our_modules()
+    graph = {name: _import_edges(path, modules) - {name} for name, path in modules.items()}
+    cycles, done = [], set()
+
+    def visit(name, trail):
+        if name in trail:
+            cycles.append(" → ".join([*trail[trail.index(name):], name]))
+            return
+        if name in done:
+            return
+        for other in sorted(graph[name]):
+            visit(other, [*trail, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+    assert cycles == []
+
+
+def test_no_module_imports_another_modules_private_names():
+    offenders = []
+    for path in _our_modules().values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module.split(".")[0] in {"ocenter", *LAYERS}:
+                offenders += [f"{_module_name(path)}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+    assert offenders == []
+
+
 def test_every_model_has_a_docstring():
     ours = [model for model in apps.get_models() if model._meta.app_label in {"ocenter", *LAYERS}]
     # Django writes "Model(field, …)" as the docstring of a model that has none.
@@ -64,9 +132,16 @@ def test_every_model_has_a_docstring():
     assert ours and undocumented == []
 
 
+# Inside a services package, these modules hold the building blocks the services share
+# (an allocation's history, the room on GPUs): helpers that take the allocation first.
+BUILDING_BLOCKS = {"history.py", "room.py"}
+
+
 def test_every_service_has_a_docstring_and_keyword_only_arguments():
     problems = []
-    for path in [*ROOT.glob("*/services.py"), *ROOT.glob("*/services/*.py")]:
+    for path in [*ROOT.glob("*/services.py"), *ROOT.glob("*/services/**/*.py")]:
+        if path.name in BUILDING_BLOCKS:
+            continue
         for node in ast.parse(path.read_text()).body:
             if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
                 if not ast.get_docstring(node):

@@ -6,6 +6,7 @@ from ocenter.audit import audit_record
 from ocenter.events import STAFF_GROUP, publish_on_commit
 from ocenter.lib.secretbox import new_token
 from pools.models import Pool
+from pools.tasks import sync_pool
 
 POOL_TOKEN_PREFIX = "ocp"
 
@@ -27,8 +28,6 @@ def pool_register(*, actor, name: str, region: str, agent_url: str, token: str =
         obj=pool,
         changes={"name": name, "region": region, "agent_url": agent_url, "token_prefix": pool.token_prefix},
     )
-
-    from pools.tasks import sync_pool
 
     transaction.on_commit(lambda: sync_pool.delay(str(pool.id)))
     return pool, token

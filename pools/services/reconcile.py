@@ -19,7 +19,10 @@ from django.utils import timezone
 from ocenter.errors import Refused
 from pools.agent_client import AgentClient, AgentError
 from pools.models import Allocation, Pool, Slice
-from pools.services.allocations import _finish_release, _free, _transition, allocation_claim
+from pools.services.allocations.claim import allocation_claim
+from pools.services.allocations.history import transition
+from pools.services.allocations.release import release_finish
+from pools.services.allocations.room import free
 
 log = logging.getLogger(__name__)
 State = Allocation.State
@@ -67,7 +70,7 @@ def pool_reconcile(*, pool_id) -> dict:
             counts["finished" if allocation.state == State.RUNNING else "undone"] += 1
         elif allocation.state == State.RELEASING:
             final = State.PREEMPTED if allocation.preempted_by_id else State.RELEASED
-            if _finish_release(allocation, final_state=final, actor=None).state == final:
+            if release_finish(allocation=allocation, final_state=final, actor=None).state == final:
                 counts["released"] += 1
     return counts
 
@@ -83,5 +86,5 @@ def _fail(allocation: Allocation, reason: str):
         allocation = Allocation.objects.select_for_update(of=("self",)).get(id=allocation.id)
         if allocation.state not in Allocation.ACTIVE_STATES:
             return
-        _free(list(allocation.slices.filter(active=True)))
-        _transition(allocation, State.FAILED, actor=None, audit=True, reason=reason, ended_at=timezone.now())
+        free(list(allocation.slices.filter(active=True)))
+        transition(allocation, State.FAILED, actor=None, audit=True, reason=reason, ended_at=timezone.now())

@@ -18,6 +18,7 @@ from ocenter.audit import audit_record
 from ocenter.events import STAFF_GROUP, publish_on_commit
 from pools.agent_client import AgentClient, AgentError, AgentUnreachable
 from pools.models import Accelerator, Node, Pool
+from pools.tasks import reconcile_pool
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,6 @@ def pool_sync(*, pool_id) -> Pool:
             log.info("pool %s: %s -> %s %s", pool.name, old_status, status, detail)
             if old_status == Pool.Status.UNREACHABLE and status != Pool.Status.UNREACHABLE:
                 # Back from an outage: agree on who holds what before anything else.
-                from pools.tasks import reconcile_pool
-
                 transaction.on_commit(lambda: reconcile_pool.delay(str(pool_id)))
             audit_record(actor=None, action="pool.status", obj=pool, changes={"status": [old_status, status], "detail": detail})
         if any(counts.values()):

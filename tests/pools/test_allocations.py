@@ -91,12 +91,12 @@ def test_an_agent_that_does_not_answer_fails_the_allocation_and_holds_nothing(fl
 
 def test_crash_mid_claim_is_finished_by_reconcile(fleet, monkeypatch):
     tenant, project, user, _ = fleet.tenant("acme")
-    from pools.services import allocations
+    from pools.services.allocations import request
 
     def crash(**kwargs):
         raise SystemExit("oCenter died before calling the agent")
 
-    monkeypatch.setattr(allocations, "allocation_claim", crash)
+    monkeypatch.setattr(request, "allocation_claim", crash)
     with pytest.raises(SystemExit):
         _request(tenant, project, user)
     monkeypatch.undo()

@@ -1,0 +1,190 @@
+"""
+Requests: admit, place and claim; with no room, wait in the queue, or (for
+realtime work within its guarantee) reclaim offline and borrowed work.
+
+A tenant's admissions are serialized by a lock on its tenant row, so two
+requests racing for the last unit of quota see each other's usage. The
+allocation and its slices are committed as ``claiming`` before any agent is
+called, and no lock is held across that call: a crash at any point leaves a
+record the reconciler can finish or undo.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.db.models import Count, Max, Q
+from django.utils.translation import gettext_noop as N_
+
+from ocenter.admission import REALTIME, SliceAsk
+from ocenter.audit import audit_record
+from ocenter.errors import DomainError, Refused
+from pools.models import Accelerator, Allocation, Pool, Slice
+from pools.placement import Ask, Holder, choose_victims
+from pools.selectors import candidate_gpus, tenant_quotas, tenant_usage
+from pools.services.allocations.claim import allocation_claim
+from pools.services.allocations.history import note_reason, transition
+from pools.services.allocations.queue import queue_drain
+from pools.services.allocations.release import release_finish
+from pools.services.allocations.room import admit, ask_of, hold, plan, try_place
+from tenants.models import Tenant
+
+State = Allocation.State
+
+
+def _new_allocation(*, actor, tenant: Tenant, project, count: int, compute_units: int, memory_mib: int,
+                    priority: str = Allocation.Priority.OFFLINE, policy: str = Allocation.Policy.BINPACK,
+                    vendor: str = "", accelerator_model: str = "", pool_name: str = "", region: str = "",
+                    lease_seconds: int | None = None, labels: dict | None = None, requeue_on_preempt: bool = False,
+                    idempotency_key: str | None = None) -> Allocation:
+    """The (unsaved) allocation a request asks for: the real request and its preview build it alike."""
+    return Allocation(
+        tenant=tenant, project=project, created_by=actor if getattr(actor, "pk", None) else None,
+        count=count, compute_units=compute_units, memory_mib=memory_mib, priority=priority, policy=policy,
+        vendor=vendor, accelerator_model=accelerator_model, pool_name=pool_name, region=region,
+        lease_seconds=lease_seconds, labels=labels or {}, requeue_on_preempt=requeue_on_preempt,
+        idempotency_key=idempotency_key or None,
+    )
+
+
+def allocation_request(*, actor, tenant: Tenant, project, idempotency_key: str | None = None, **spec) -> tuple[Allocation, bool]:
+    """Admit, place and claim a request; return (allocation, created).
+
+    ``spec``: count, compute_units, memory_mib, and optionally priority,
+    policy, vendor, accelerator_model, pool_name, region, lease_seconds,
+    labels, requeue_on_preempt. With no room it waits, queued; a realtime
+    request within its guarantee reclaims offline and borrowed work instead.
+    A retried request with the same idempotency key returns the first allocation.
+    """
+    victims = []
+    with transaction.atomic():
+        # One tenant's admissions at a time: the quota's last unit goes to one request only.
+        tenant = Tenant.objects.select_for_update(of=("self",)).get(id=tenant.id)
+        if idempotency_key:
+            existing = Allocation.objects.filter(tenant=tenant, idempotency_key=idempotency_key).first()
+            if existing is not None:
+                return existing, False
+        if not tenant.is_active:
+            raise Refused(f"{tenant.slug} is suspended: it cannot start new work")
+        allocation = _new_allocation(actor=actor, tenant=tenant, project=project, idempotency_key=idempotency_key, **spec)
+        usage = tenant_usage([tenant.id]).get(tenant.id, [])
+        quotas = tenant_quotas(tenant.id)
+        chosen = try_place(allocation, usage=usage, quotas=quotas)
+        if chosen:
+            transition(allocation, State.CLAIMING, actor=actor, via=State.QUEUED, reason=N_("placed"))
+            hold(allocation, chosen)
+        else:
+            # Nothing is stored yet: a request no GPU could ever take is an input error, not a wait.
+            _check_request_shape(allocation)
+            _check_admissible_somewhere(allocation, usage)
+            transition(allocation, State.QUEUED, actor=actor, reason=N_("requested"))
+            victims = _preempt_for(allocation, actor=actor, quotas=quotas) if allocation.priority == REALTIME else []
+            # Still queued, as recorded: only the reason it waits is new (and is read when the event is shown).
+            note_reason(allocation, f"making room: reclaiming {len(victims)} offline or borrowed allocation(s)" if victims
+                        else N_("waiting for room: no GPU that matches has the compute and memory free"))
+        audit_record(actor=actor, action="allocation.request", obj=allocation, tenant_id=tenant.id,
+                     changes={"count": allocation.count, "compute_units": allocation.compute_units,
+                              "memory_mib": allocation.memory_mib, "priority": allocation.priority})
+    for victim in victims:
+        release_finish(allocation=victim, final_state=State.PREEMPTED, actor=actor)
+    if victims:
+        queue_drain()
+        allocation.refresh_from_db()
+    elif allocation.state == State.CLAIMING:
+        allocation = allocation_claim(allocation_id=allocation.id, actor=actor)
+    return allocation, True
+
+
+def allocation_preview(*, actor, tenant: Tenant, project, **spec) -> dict:
+    """Where a request would land now and whether admission would let it in, built as the real request is. Writes nothing.
+
+    ``{"placed": [GpuState] or None (it would wait), "refusal": str or None}``.
+    """
+    allocation = _new_allocation(actor=actor, tenant=tenant, project=project, **spec)
+    try:
+        found = plan(allocation, usage=tenant_usage([tenant.id]).get(tenant.id, []), quotas=tenant_quotas(tenant.id))
+    except Refused as exc:
+        return {"placed": None, "refusal": exc.detail}
+    return {"placed": found.chosen if found else None, "refusal": None}
+
+
+# --- a request with no room ------------------------------------------------------
+
+def _check_request_shape(allocation: Allocation):
+    """Input errors (raised before anything is stored): name the field and what would be valid.
+
+    Asked only of a request that fits nowhere now: one that was placed was well formed.
+    """
+    present = Accelerator.objects.filter(gone_at=None)
+    if allocation.pool_name and not Pool.objects.filter(name=allocation.pool_name).exists():
+        known = ", ".join(Pool.objects.values_list("name", flat=True))
+        raise DomainError(f"no pool named '{allocation.pool_name}'; known: {known}", field="pool")
+    if allocation.region and not Pool.objects.filter(region=allocation.region).exists():
+        raise DomainError(f"no pool in region '{allocation.region}'", field="region")
+    if allocation.vendor and not present.filter(vendor__iexact=allocation.vendor).exists():
+        known = sorted(set(present.values_list("vendor", flat=True)))
+        raise DomainError(f"no GPU from vendor '{allocation.vendor}'; known: {', '.join(known)}", field="vendor")
+    if allocation.accelerator_model and not present.filter(model=allocation.accelerator_model).exists():
+        known = sorted(set(present.values_list("model", flat=True)))
+        raise DomainError(f"no GPU of model '{allocation.accelerator_model}'; known: {', '.join(known)}", field="accelerator_model")
+    matching = present
+    if allocation.vendor:
+        matching = matching.filter(vendor__iexact=allocation.vendor)
+    if allocation.accelerator_model:
+        matching = matching.filter(model=allocation.accelerator_model)
+    if allocation.pool_name:
+        matching = matching.filter(pool__name=allocation.pool_name)
+    fleet_figures = matching.aggregate(largest=Max("memory_mib"), gpus=Count("id"))
+    largest = fleet_figures["largest"] or 0
+    if allocation.memory_mib > largest:
+        raise DomainError(f"memory_mib {allocation.memory_mib} is more than any matching GPU has (largest: {largest} MiB)",
+                          field="memory_mib")
+    if allocation.count > fleet_figures["gpus"]:
+        raise DomainError(f"count {allocation.count} is more than the {fleet_figures['gpus']} matching GPUs", field="count")
+
+
+def _check_admissible_somewhere(allocation: Allocation, usage: list):
+    """Refuse now a request no placement could ever admit (over its quota anywhere, or no GPU of its kind)."""
+    ask = ask_of(allocation, None)
+    # A drained pool will take work again: requests for it wait rather than being refused.
+    scopes = sorted({(g.pool, g.model) for g in candidate_gpus(ask, with_room=False, draining_too=True) if g.memory_mib >= ask.memory_mib})
+    if not scopes:
+        raise Refused(
+            "no healthy GPU in a live pool matches this request (model, vendor, pool, region and memory per slice); change the constraints",
+            code="no_matching_gpu",
+        )
+    refusal = None
+    for pool, model in scopes:
+        try:
+            admit(allocation, [SliceAsk(pool, model, allocation.compute_units, allocation.memory_mib)] * allocation.count, usage)
+            return
+        except Refused as exc:
+            refusal = refusal or exc
+    raise refusal
+
+
+def _holders(ask: Ask) -> list[Holder]:
+    """Allocations realtime work may reclaim: offline ones, and interruptible ones running on borrowed capacity."""
+    slices = (
+        Slice.objects.filter(active=True, allocation__state=State.RUNNING)
+        .filter(Q(allocation__priority=Allocation.Priority.OFFLINE) | Q(allocation__priority=Allocation.Priority.INTERRUPTIBLE, allocation__borrowed=True))
+        .values_list("allocation_id", "allocation__priority", "allocation__created_at", "accelerator_id", "compute_units", "memory_mib")
+    )
+    by_allocation: dict = {}
+    for allocation_id, priority, created_at, gpu_id, units, mib in slices:
+        entry = by_allocation.setdefault(allocation_id, [priority, created_at.timestamp(), []])
+        entry[2].append((gpu_id, units, mib))
+    return [Holder(a, p, c, tuple(s)) for a, (p, c, s) in by_allocation.items()]
+
+
+def _preempt_for(allocation: Allocation, *, actor, quotas) -> list[Allocation]:
+    """Mark the fewest, youngest reclaimable allocations that make room for a realtime request as releasing."""
+    ask = ask_of(allocation, quotas)
+    chosen = choose_victims(ask, candidate_gpus(ask, with_room=False), _holders(ask))
+    if chosen is None:
+        return []
+    _, holders = chosen
+    victims = list(Allocation.objects.select_for_update(of=("self",)).filter(id__in=[h.allocation_id for h in holders], state=State.RUNNING))
+    for victim in victims:
+        transition(victim, State.RELEASING, actor=actor, audit=True, preempted_by=allocation,
+                   reason=f"preempted by realtime allocation {allocation.id} of {allocation.tenant.slug}")
+    return victims
