@@ -42,7 +42,7 @@ def say(message: str):
 
 def ensure_venv():
     """Create .venv and install the project with its test tools, when needed."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 (dev.py is what tells an older Python so)
         sys.exit("oCenter needs Python 3.11 or newer.")
     if not PY.exists():
         say("creating .venv")
@@ -144,8 +144,19 @@ def demo(args):
             _wait_until_up(f"{pool['agent_url']}/v1/health", agent, {"Authorization": f"Bearer {pool['token']}"})
         subprocess.run([str(PY), "manage.py", "seed_demo", str(DEMO_DIR / "spec.json")], cwd=ROOT, env=env, check=True)
         server = subprocess.Popen(
-            [str(PY), "-m", "uvicorn", "ocenter.asgi:application", "--host", "127.0.0.1", "--port", port,
-             "--lifespan", "on", "--no-access-log"],
+            [
+                str(PY),
+                "-m",
+                "uvicorn",
+                "ocenter.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                port,
+                "--lifespan",
+                "on",
+                "--no-access-log",
+            ],
             cwd=ROOT,
             env=env,
         )

@@ -24,24 +24,26 @@ from django.utils import timezone  # noqa: E402
 
 from billing.models import UsageRecord  # noqa: E402
 from billing.services import usage_meter  # noqa: E402
+from pools.fleet import candidate_limit, fleet  # noqa: E402
 from pools.models import Accelerator, Allocation, AllocationEvent, Slice  # noqa: E402
 from pools.placement import Ask, place  # noqa: E402
-from pools.fleet import candidate_limit, fleet  # noqa: E402
 from pools.selectors import candidate_gpus  # noqa: E402
 from tenants.models import Tenant  # noqa: E402
 
 
 def pct(values, p):
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 SIZES = [(10, 4096), (25, 16384), (50, 40960), (100, 81920)]
 
 
 def _asks(rng, n):
-    return [Ask(count=rng.choice([1, 1, 1, 2, 4]), compute_units=units, memory_mib=mib, policy=rng.choice(["binpack", "spread"]))
-            for units, mib in (rng.choice(SIZES) for _ in range(n))]
+    return [
+        Ask(count=rng.choice([1, 1, 1, 2, 4]), compute_units=units, memory_mib=mib, policy=rng.choice(["binpack", "spread"]))
+        for units, mib in (rng.choice(SIZES) for _ in range(n))
+    ]
 
 
 def _timed(fn, asks):
@@ -81,14 +83,39 @@ def running_allocations(count, began):
     tenant = Tenant.objects.order_by("slug").first()
     project = tenant.projects.first()
     gpus = list(Accelerator.objects.filter(gone_at=None).values_list("id", "pool_id"))
-    allocations = [Allocation(id=uuid.uuid4(), tenant=tenant, project=project, compute_units=10, memory_mib=1024,
-                              state=Allocation.State.RUNNING, started_at=began) for _ in range(count)]
+    allocations = [
+        Allocation(
+            id=uuid.uuid4(),
+            tenant=tenant,
+            project=project,
+            compute_units=10,
+            memory_mib=1024,
+            state=Allocation.State.RUNNING,
+            started_at=began,
+        )
+        for _ in range(count)
+    ]
     Allocation.objects.bulk_create(allocations, batch_size=5000)
-    Slice.objects.bulk_create([Slice(allocation=a, accelerator_id=gpus[i % len(gpus)][0], pool_id=gpus[i % len(gpus)][1], index=0,
-                                     compute_units=10, memory_mib=1024, started_at=began, metered_until=began)
-                               for i, a in enumerate(allocations)], batch_size=5000)
-    AllocationEvent.objects.bulk_create([AllocationEvent(allocation=a, from_state="claiming", to_state="running", actor_label="bench")
-                                         for a in allocations], batch_size=5000)
+    Slice.objects.bulk_create(
+        [
+            Slice(
+                allocation=a,
+                accelerator_id=gpus[i % len(gpus)][0],
+                pool_id=gpus[i % len(gpus)][1],
+                index=0,
+                compute_units=10,
+                memory_mib=1024,
+                started_at=began,
+                metered_until=began,
+            )
+            for i, a in enumerate(allocations)
+        ],
+        batch_size=5000,
+    )
+    AllocationEvent.objects.bulk_create(
+        [AllocationEvent(allocation=a, from_state="claiming", to_state="running", actor_label="bench") for a in allocations],
+        batch_size=5000,
+    )
     AllocationEvent.objects.filter(actor_label="bench").update(at=began)
     with connection.cursor() as cursor:  # as autovacuum would have by the next minute: bulk-loaded tables have no statistics yet
         cursor.execute("ANALYZE pools_allocation, pools_slice, pools_allocationevent, billing_usagerecord")
@@ -101,8 +128,11 @@ def metering(began):
         started = time.perf_counter()
         written = usage_meter(now=began + timedelta(minutes=60 + minute))
         runs.append({"seconds": round(time.perf_counter() - started, 2), "records": written})
-    return {"running_allocations": Allocation.objects.filter(state=Allocation.State.RUNNING).count(), "runs": runs,
-            "median_seconds": statistics.median(r["seconds"] for r in runs)}
+    return {
+        "running_allocations": Allocation.objects.filter(state=Allocation.State.RUNNING).count(),
+        "runs": runs,
+        "median_seconds": statistics.median(r["seconds"] for r in runs),
+    }
 
 
 def overview():
@@ -118,8 +148,13 @@ def overview():
             times.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200
         queries = len(captured)
-    return {"gpus": Accelerator.objects.count(), "allocations": Allocation.objects.count(),
-            "median_ms": statistics.median(times), "max_ms": max(times), "queries": queries}
+    return {
+        "gpus": Accelerator.objects.count(),
+        "allocations": Allocation.objects.count(),
+        "median_ms": statistics.median(times),
+        "max_ms": max(times),
+        "queries": queries,
+    }
 
 
 def main():

@@ -40,15 +40,17 @@ class Connection:
 
     async def request(self, method: str, path: str, *, token: str, body=None) -> Response:
         payload = json.dumps(body).encode() if body is not None else b""
-        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nAuthorization: Bearer {token}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode()
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+        ).encode()
         for attempt in (1, 2):  # a keep-alive connection the server closed meanwhile is opened again, once
             try:
                 if self.writer is None:
                     self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
                 self.writer.write(head + payload)
                 return await asyncio.wait_for(self._response(), 30)
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
                 self.close()
                 if attempt == 2:
                     raise HTTPError(exc.__class__.__name__) from exc
@@ -78,7 +80,7 @@ def percentile(values, p):
     if not values:
         return None
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 def summary(ms):
@@ -118,8 +120,15 @@ async def throughput(url, tenants, clients, seconds):
     started = time.perf_counter()
     await asyncio.gather(*(worker(i) for i in range(clients)))
     elapsed = time.perf_counter() - started
-    return {"clients": clients, "seconds": round(elapsed, 1), "cycles": cycles, "per_second": round(cycles / elapsed, 1),
-            "errors": len(errors), "first_errors": errors[:3], "request_to_running": summary(latencies)}
+    return {
+        "clients": clients,
+        "seconds": round(elapsed, 1),
+        "cycles": cycles,
+        "per_second": round(cycles / elapsed, 1),
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "request_to_running": summary(latencies),
+    }
 
 
 async def fixed_rate(url, tenants, rate, seconds, grace=30):
@@ -145,8 +154,14 @@ async def fixed_rate(url, tenants, rate, seconds, grace=30):
         task.cancel()
     for connection in idle:
         connection.close()
-    return {"rate": rate, "seconds": seconds, "requests": len(tasks), "errors": len(errors) + len(late), "unfinished": len(late),
-            "request_to_running": summary(latencies)}
+    return {
+        "rate": rate,
+        "seconds": seconds,
+        "requests": len(tasks),
+        "errors": len(errors) + len(late),
+        "unfinished": len(late),
+        "request_to_running": summary(latencies),
+    }
 
 
 async def event_latency(url, tenant, count):
@@ -154,11 +169,13 @@ async def event_latency(url, tenant, count):
     ws_url = url.replace("http://", "ws://") + "/ws/events/"
     lags = []
     async with websockets.connect(ws_url, additional_headers={"Authorization": f"Bearer {tenant['token']}"}) as socket:
+
         async def listen():
             async for message in socket:
                 event = json.loads(message)
                 if event.get("at"):
                     lags.append((time.time() - datetime.fromisoformat(event["at"]).timestamp()) * 1000)
+
         listener = asyncio.create_task(listen())
         connection = Connection(url)
         for _ in range(count):

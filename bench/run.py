@@ -79,7 +79,7 @@ class Stack:
         self.work = Path(tempfile.mkdtemp(prefix="ocenter-bench-"))
 
     def spawn(self, cmd, env=None, log=None):
-        out = open(self.work / f"{log}.log", "w") if log else subprocess.DEVNULL
+        out = open(self.work / f"{log}.log", "w") if log else subprocess.DEVNULL  # noqa: SIM115 (the process keeps it)
         process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         self.processes.append(process)
         return process
@@ -97,11 +97,20 @@ class Stack:
         redis_port = free_port()
         self.spawn(["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--appendonly", "no"], log="redis")
         self.env = env = {
-            **os.environ, "DJANGO_SETTINGS_MODULE": "ocenter.settings", "DATABASE_URL": db,
-            "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "SECRET_KEY": "ocenter-bench-only-not-a-secret-0123456789abcdef",
-            "DEBUG": "0", "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver", "DB_POOL_MAX": "40", "LOG_LEVEL": "WARNING",
-            "OCENTER_EMBEDDED_JOBS": "0", "CELERY_TASK_ALWAYS_EAGER": "0", "SECURE_COOKIES": "0",
-            "OCENTER_POOL_SYNC_SECONDS": "3600", "PYTHONUNBUFFERED": "1",
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "ocenter.settings",
+            "DATABASE_URL": db,
+            "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "SECRET_KEY": "ocenter-bench-only-not-a-secret-0123456789abcdef",
+            "DEBUG": "0",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
+            "DB_POOL_MAX": "40",
+            "LOG_LEVEL": "WARNING",
+            "OCENTER_EMBEDDED_JOBS": "0",
+            "CELERY_TASK_ALWAYS_EAGER": "0",
+            "SECURE_COOKIES": "0",
+            "OCENTER_POOL_SYNC_SECONDS": "3600",
+            "PYTHONUNBUFFERED": "1",
         }
         print(f"[bench] database {db.rsplit('@', 1)[-1]}, redis :{redis_port}, work dir {self.work}", flush=True)
 
@@ -110,17 +119,33 @@ class Stack:
             port, token = free_port(), "ocp_" + secrets.token_urlsafe(24)
             (self.work / f"{name}.toml").write_text(
                 f'[agent]\npool = "{name}"\nbackend = "simulated"\n\n[[simulated.nodes]]\nname = "{name}-n{{n:04d}}"\n'
-                f'count = {nodes}\ngpus = 8\nvendor = "NVIDIA"\nmodel = "A100-SXM4-80GB"\nmemory_mib = 81920\n')
-            self.spawn([PY, "-m", "pools.agent", "--config", str(self.work / f"{name}.toml"), "--listen", f"127.0.0.1:{port}",
-                        "--state", str(self.work / f"{name}.sqlite3"), "--log-level", "WARNING"],
-                       env={**os.environ, "OCENTER_AGENT_TOKEN": token}, log=name)
+                f'count = {nodes}\ngpus = 8\nvendor = "NVIDIA"\nmodel = "A100-SXM4-80GB"\nmemory_mib = 81920\n'
+            )
+            self.spawn(
+                [
+                    PY,
+                    "-m",
+                    "pools.agent",
+                    "--config",
+                    str(self.work / f"{name}.toml"),
+                    "--listen",
+                    f"127.0.0.1:{port}",
+                    "--state",
+                    str(self.work / f"{name}.sqlite3"),
+                    "--log-level",
+                    "WARNING",
+                ],
+                env={**os.environ, "OCENTER_AGENT_TOKEN": token},
+                log=name,
+            )
             pools.append({"name": name, "url": f"http://127.0.0.1:{port}", "token": token})
         for pool in pools:
             wait_http(f"{pool['url']}/v1/health", {"Authorization": f"Bearer {pool['token']}"})
 
         subprocess.run([PY, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-        seeded = subprocess.run([PY, "bench/seed.py"], cwd=ROOT, env=env, input=json.dumps({"pools": pools, "tenants": 32}),
-                                capture_output=True, text=True)
+        seeded = subprocess.run(
+            [PY, "bench/seed.py"], cwd=ROOT, env=env, input=json.dumps({"pools": pools, "tenants": 32}), capture_output=True, text=True
+        )
         if seeded.returncode:
             raise SystemExit(f"seeding failed:\n{seeded.stderr[-3000:]}")
         self.seed = json.loads(seeded.stdout.strip().splitlines()[-1])
@@ -128,10 +153,43 @@ class Stack:
 
         port = free_port()
         self.server = self.spawn(
-            [PY, "-m", "uvicorn", "ocenter.asgi:application", "--host", "127.0.0.1", "--port", str(port), "--workers", str(self.workers),
-             "--no-access-log", "--lifespan", "off", "--log-level", "warning"], env=env, log="uvicorn")
-        self.worker = self.spawn([PY, "-m", "celery", "-A", "ocenter", "worker", "--pool=solo", "--without-gossip", "--without-mingle",
-                                  "--without-heartbeat", "--loglevel=WARNING"], env=env, log="celery")
+            [
+                PY,
+                "-m",
+                "uvicorn",
+                "ocenter.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(self.workers),
+                "--no-access-log",
+                "--lifespan",
+                "off",
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            log="uvicorn",
+        )
+        self.worker = self.spawn(
+            [
+                PY,
+                "-m",
+                "celery",
+                "-A",
+                "ocenter",
+                "worker",
+                "--pool=solo",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel=WARNING",
+            ],
+            env=env,
+            log="celery",
+        )
         self.url = f"http://127.0.0.1:{port}"
         wait_http(f"{self.url}/healthz")
 
@@ -175,10 +233,27 @@ def main():
                     time.sleep(3600)
             except KeyboardInterrupt:
                 return
-        print(f"[bench] load: {runs} × {seconds} s with 32 clients; half that rate, websocket events, then 100/s, {seconds} s each", flush=True)
-        load = subprocess.run([PY, "bench/load.py"], cwd=ROOT, capture_output=True, text=True,
-                              input=json.dumps({"url": stack.url, "tenants": stack.seed["tenants"], "runs": runs, "seconds": seconds,
-                                                "clients": 32, "rate": 100, "events": 200}))
+        print(
+            f"[bench] load: {runs} × {seconds} s with 32 clients; half that rate, websocket events, then 100/s, {seconds} s each",
+            flush=True,
+        )
+        load = subprocess.run(
+            [PY, "bench/load.py"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            input=json.dumps(
+                {
+                    "url": stack.url,
+                    "tenants": stack.seed["tenants"],
+                    "runs": runs,
+                    "seconds": seconds,
+                    "clients": 32,
+                    "rate": 100,
+                    "events": 200,
+                }
+            ),
+        )
         if load.returncode:
             raise SystemExit(f"the load process failed:\n{load.stderr[-3000:]}\nserver log: {stack.work / 'uvicorn.log'}")
         http = json.loads(load.stdout)
@@ -189,8 +264,14 @@ def main():
             raise SystemExit(f"the in-process benchmarks failed:\n{inproc.stderr[-3000:]}")
         local = json.loads(inproc.stdout.strip().splitlines()[-1])
 
-    results = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cores": os.cpu_count(), "workers": args.workers, "quick": args.quick,
-               "http": http, **local}
+    results = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "cores": os.cpu_count(),
+        "workers": args.workers,
+        "quick": args.quick,
+        "http": http,
+        **local,
+    }
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / ("quick.json" if args.quick else "latest.json")).write_text(json.dumps(results, indent=2))
@@ -204,21 +285,43 @@ def ms(value):
 def report(r):
     t = r["http"]
     rows = [
-        ("allocate→running→release, 32 clients", f"{t['throughput_median']} /s (runs: {', '.join(str(x['per_second']) for x in t['throughput'])}; "
-         f"errors {sum(x['errors'] for x in t['throughput'])})", "≥ 500/s (milestone 167/s)"),
-        *((f"request→running at {f['rate']}/s", f"p50 {ms(f['request_to_running']['p50_ms'])}, p99 {ms(f['request_to_running']['p99_ms'])} "
-           f"({f['requests'] - f['errors']} of {f['requests']} running, {f['unfinished']} unfinished)", "p99 ≤ 50 ms")
-          for f in (t["fixed_rate"], t["sustainable_rate"])),
-        (f"placement, {r['placement']['gpus']:,} GPUs half full", f"p50 {r['placement']['p50_ms']:.2f} ms, p99 {r['placement']['p99_ms']:.2f} ms "
-         f"(reading the view: p50 {r['placement']['read']['p50_ms']:.0f} ms, every 5 s per process; pure function over every GPU: "
-         f"p99 {r['placement']['full_scan']['p99_ms']:.1f} ms)",
-         "p99 ≤ 1 ms"),
-        ("commit → websocket event", f"p50 {t['event_latency']['p50_ms']:.1f} ms, p99 {t['event_latency']['p99_ms']:.1f} ms "
-         f"({t['event_latency']['events']} events)", "p99 ≤ 50 ms"),
-        (f"metering {r['metering']['running_allocations']:,} running", f"{r['metering']['median_seconds']} s (runs: "
-         f"{', '.join(str(x['seconds']) for x in r['metering']['runs'])})", "≤ 1 s"),
-        (f"console overview ({r['overview']['gpus']:,} GPUs, {r['overview']['allocations']:,} allocations)",
-         f"{r['overview']['median_ms']:.0f} ms, {r['overview']['queries']} queries", "≤ 150 ms, bounded queries"),
+        (
+            "allocate→running→release, 32 clients",
+            f"{t['throughput_median']} /s (runs: {', '.join(str(x['per_second']) for x in t['throughput'])}; "
+            f"errors {sum(x['errors'] for x in t['throughput'])})",
+            "≥ 500/s (milestone 167/s)",
+        ),
+        *(
+            (
+                f"request→running at {f['rate']}/s",
+                f"p50 {ms(f['request_to_running']['p50_ms'])}, p99 {ms(f['request_to_running']['p99_ms'])} "
+                f"({f['requests'] - f['errors']} of {f['requests']} running, {f['unfinished']} unfinished)",
+                "p99 ≤ 50 ms",
+            )
+            for f in (t["fixed_rate"], t["sustainable_rate"])
+        ),
+        (
+            f"placement, {r['placement']['gpus']:,} GPUs half full",
+            f"p50 {r['placement']['p50_ms']:.2f} ms, p99 {r['placement']['p99_ms']:.2f} ms "
+            f"(reading the view: p50 {r['placement']['read']['p50_ms']:.0f} ms, every 5 s per process; pure function over every GPU: "
+            f"p99 {r['placement']['full_scan']['p99_ms']:.1f} ms)",
+            "p99 ≤ 1 ms",
+        ),
+        (
+            "commit → websocket event",
+            f"p50 {t['event_latency']['p50_ms']:.1f} ms, p99 {t['event_latency']['p99_ms']:.1f} ms ({t['event_latency']['events']} events)",
+            "p99 ≤ 50 ms",
+        ),
+        (
+            f"metering {r['metering']['running_allocations']:,} running",
+            f"{r['metering']['median_seconds']} s (runs: {', '.join(str(x['seconds']) for x in r['metering']['runs'])})",
+            "≤ 1 s",
+        ),
+        (
+            f"console overview ({r['overview']['gpus']:,} GPUs, {r['overview']['allocations']:,} allocations)",
+            f"{r['overview']['median_ms']:.0f} ms, {r['overview']['queries']} queries",
+            "≤ 150 ms, bounded queries",
+        ),
     ]
     width = max(len(a) for a, _, _ in rows)
     print()

@@ -27,8 +27,9 @@ def main():
     for pool in spec["pools"]:
         pool_register(actor=None, name=pool["name"], region="bench", agent_url=pool["url"], token=pool["token"])
     pools_sync_all()
-    price_set(actor=None, compute_gpu_hour=Decimal("16.00"), memory_gib_hour=Decimal("0.02"),
-              effective_from=timezone.now() - timedelta(days=1))
+    price_set(
+        actor=None, compute_gpu_hour=Decimal("16.00"), memory_gib_hour=Decimal("0.02"), effective_from=timezone.now() - timedelta(days=1)
+    )
     from django.contrib.auth import get_user_model
 
     User = get_user_model()
@@ -36,8 +37,17 @@ def main():
     for i in range(spec["tenants"]):
         tenant = tenant_create(actor=None, slug=f"bench-{i:02d}", name=f"Bench {i}")
         project = Project.objects.create(tenant=tenant, slug="load", name="Load")
-        quota_set(actor=None, tenant=tenant, project=None, guarantee_compute_units=10**7, limit_compute_units=10**7,
-                  guarantee_memory_mib=10**12, limit_memory_mib=10**12, guarantee_slices=10**6, limit_slices=10**6)
+        quota_set(
+            actor=None,
+            tenant=tenant,
+            project=None,
+            guarantee_compute_units=10**7,
+            limit_compute_units=10**7,
+            guarantee_memory_mib=10**12,
+            limit_memory_mib=10**12,
+            guarantee_slices=10**6,
+            limit_slices=10**6,
+        )
         user = User.objects.create_user(f"bench-{i:02d}")
         Membership.objects.create(tenant=tenant, user=user, role=Role.MEMBER)
         _, secret = token_create(actor=None, user=user, tenant=tenant, name="bench")

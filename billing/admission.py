@@ -29,7 +29,10 @@ def budget_check(request: AdmissionRequest):
             raise Refused(
                 f"budget {budget} is spent: {to_cents(spent)} of {budget.amount} {settings.OCENTER_CURRENCY}; "
                 "ask an admin to raise it, or wait for the next period",
-                code="budget_exhausted", budget=str(budget.id), limit=str(budget.amount), used=str(to_cents(spent)),
+                code="budget_exhausted",
+                budget=str(budget.id),
+                limit=str(budget.amount),
+                used=str(to_cents(spent)),
             )
         if request.lease_seconds:
             book = book or PriceBook()
@@ -37,13 +40,20 @@ def budget_check(request: AdmissionRequest):
             for ask in request.slices:
                 price = book.at(ask.pool_name, ask.accelerator_model, request.priority, now)
                 if price:
-                    per_hour += hourly(compute_units=ask.compute_units, memory_mib=ask.memory_mib,
-                                       compute_gpu_hour=price.compute_gpu_hour, memory_gib_hour=price.memory_gib_hour)
+                    per_hour += hourly(
+                        compute_units=ask.compute_units,
+                        memory_mib=ask.memory_mib,
+                        compute_gpu_hour=price.compute_gpu_hour,
+                        memory_gib_hour=price.memory_gib_hour,
+                    )
             cost = to_cents(per_hour * Decimal(request.lease_seconds) / 3600)
             if spent + cost > budget.amount:
                 raise Refused(
                     f"over its lease this request would cost {cost} {settings.OCENTER_CURRENCY}, and budget {budget} "
                     f"has {to_cents(budget.amount - spent)} left; ask for a shorter lease or fewer slices",
-                    code="budget_would_overrun", budget=str(budget.id), limit=str(budget.amount),
-                    used=str(to_cents(spent)), asked=str(cost),
+                    code="budget_would_overrun",
+                    budget=str(budget.id),
+                    limit=str(budget.amount),
+                    used=str(to_cents(spent)),
+                    asked=str(cost),
                 )

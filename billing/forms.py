@@ -21,10 +21,13 @@ class BudgetForm(forms.Form):
     project = forms.ModelChoiceField(queryset=None, required=False, empty_label=_("the whole tenant"), label=_("Project"))
     period = forms.ChoiceField(choices=Budget.Period.choices, label=_("Period"))
     amount = forms.DecimalField(min_value=Decimal("0.01"), max_digits=14, decimal_places=2, label=_("Amount"))
-    thresholds = forms.CharField(initial="50, 80, 100", label=_("Alert thresholds"), help_text=_("Percentages that alert, comma-separated."))
+    thresholds = forms.CharField(
+        initial="50, 80, 100", label=_("Alert thresholds"), help_text=_("Percentages that alert, comma-separated.")
+    )
     action = forms.ChoiceField(choices=Budget.Action.choices, label=_("At the limit"))
-    grace_seconds = forms.IntegerField(min_value=0, initial=3600, label=_("Grace (seconds)"),
-                                       help_text=_("For “stop everything”: how long after 100 %."))
+    grace_seconds = forms.IntegerField(
+        min_value=0, initial=3600, label=_("Grace (seconds)"), help_text=_("For “stop everything”: how long after 100 %.")
+    )
 
     def __init__(self, *args, tenant, **kwargs):
         super().__init__(*args, **kwargs)

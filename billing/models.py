@@ -46,11 +46,7 @@ class Price(models.Model):
         return bool(self.pool_name) + bool(self.accelerator_model) + bool(self.priority)
 
     def matches(self, pool_name: str, accelerator_model: str, priority: str) -> bool:
-        return (
-            self.pool_name in ("", pool_name)
-            and self.accelerator_model in ("", accelerator_model)
-            and self.priority in ("", priority)
-        )
+        return self.pool_name in ("", pool_name) and self.accelerator_model in ("", accelerator_model) and self.priority in ("", priority)
 
 
 class UsageRecord(models.Model):

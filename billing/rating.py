@@ -8,6 +8,7 @@ a statement's total is the sum of its lines, so it adds up to the cent.
 
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from itertools import pairwise
 
 from ocenter.lib.units import COMPUTE_UNITS_PER_GPU
 
@@ -44,7 +45,7 @@ def cut(start: datetime, end: datetime, boundaries) -> list[tuple[datetime, date
     """``[start, end)`` cut at every boundary strictly inside it."""
     points = sorted({b for b in boundaries if start < b < end})
     edges = [start, *points, end]
-    return list(zip(edges, edges[1:]))
+    return list(pairwise(edges))
 
 
 def midnights(start: datetime, end: datetime, tz) -> list[datetime]:

@@ -43,8 +43,9 @@ def hourly_price(book: PriceBook, pool_name: str, model: str, priority: str, com
     price = book.at(pool_name, model, priority, timezone.now())
     if price is None:
         return Decimal(0)
-    return hourly(compute_units=compute_units, memory_mib=memory_mib, compute_gpu_hour=price.compute_gpu_hour,
-                  memory_gib_hour=price.memory_gib_hour)
+    return hourly(
+        compute_units=compute_units, memory_mib=memory_mib, compute_gpu_hour=price.compute_gpu_hour, memory_gib_hour=price.memory_gib_hour
+    )
 
 
 def budget_period(budget: Budget, now: datetime) -> tuple[datetime, datetime | None]:
@@ -68,12 +69,15 @@ def budget_spent(budget: Budget, now: datetime) -> Decimal:
 def burn_rate(*, tenant_id, project_id=None) -> Decimal:
     """What the work running now costs per hour, at the prices in effect now."""
     book = PriceBook()
-    slices = Slice.objects.filter(active=True, started_at__isnull=False, allocation__state=Allocation.State.RUNNING,
-                                  allocation__tenant_id=tenant_id).select_related("allocation", "pool", "accelerator")
+    slices = Slice.objects.filter(
+        active=True, started_at__isnull=False, allocation__state=Allocation.State.RUNNING, allocation__tenant_id=tenant_id
+    ).select_related("allocation", "pool", "accelerator")
     if project_id:
         slices = slices.filter(allocation__project_id=project_id)
-    return sum((hourly_price(book, s.pool.name, s.accelerator.model, s.allocation.priority, s.compute_units, s.memory_mib)
-                for s in slices), Decimal(0))
+    return sum(
+        (hourly_price(book, s.pool.name, s.accelerator.model, s.allocation.priority, s.compute_units, s.memory_mib) for s in slices),
+        Decimal(0),
+    )
 
 
 def budget_forecast(budget: Budget, now: datetime | None = None) -> Decimal:
@@ -129,8 +133,12 @@ def tenants_month_spend(tenant_ids) -> dict:
     result = {}
     for tenant_id in tenant_ids:
         amount, budget = spent.get(tenant_id, Decimal("0.00")), budgets.get(tenant_id)
-        result[tenant_id] = {"spent": amount, "budget": budget, "currency": settings.OCENTER_CURRENCY,
-                             "percent": float(amount / budget.amount * 100) if budget else None}
+        result[tenant_id] = {
+            "spent": amount,
+            "budget": budget,
+            "currency": settings.OCENTER_CURRENCY,
+            "percent": float(amount / budget.amount * 100) if budget else None,
+        }
     return result
 
 

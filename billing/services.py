@@ -34,21 +34,42 @@ State = Allocation.State
 
 # --- price book ----------------------------------------------------------------
 
+
 @transaction.atomic
-def price_set(*, actor, pool_name: str = "", accelerator_model: str = "", priority: str = "",
-              compute_gpu_hour: Decimal, memory_gib_hour: Decimal = Decimal(0), effective_from: datetime) -> Price:
+def price_set(
+    *,
+    actor,
+    pool_name: str = "",
+    accelerator_model: str = "",
+    priority: str = "",
+    compute_gpu_hour: Decimal,
+    memory_gib_hour: Decimal = Decimal(0),
+    effective_from: datetime,
+) -> Price:
     """Add a price from a moment on. Past usage keeps the prices it was metered at."""
-    if Price.objects.filter(pool_name=pool_name, accelerator_model=accelerator_model, priority=priority,
-                            effective_from=effective_from).exists():
+    if Price.objects.filter(
+        pool_name=pool_name, accelerator_model=accelerator_model, priority=priority, effective_from=effective_from
+    ).exists():
         raise Conflict("a price for this pool, model and class already starts at that moment", field="effective_from")
-    price = Price.objects.create(pool_name=pool_name, accelerator_model=accelerator_model, priority=priority,
-                                 compute_gpu_hour=compute_gpu_hour, memory_gib_hour=memory_gib_hour, effective_from=effective_from)
-    audit_record(actor=actor, action="price.create", obj=price, changes={
-        "scope": str(price), "compute_gpu_hour": str(compute_gpu_hour), "memory_gib_hour": str(memory_gib_hour)})
+    price = Price.objects.create(
+        pool_name=pool_name,
+        accelerator_model=accelerator_model,
+        priority=priority,
+        compute_gpu_hour=compute_gpu_hour,
+        memory_gib_hour=memory_gib_hour,
+        effective_from=effective_from,
+    )
+    audit_record(
+        actor=actor,
+        action="price.create",
+        obj=price,
+        changes={"scope": str(price), "compute_gpu_hour": str(compute_gpu_hour), "memory_gib_hour": str(memory_gib_hour)},
+    )
     return price
 
 
 # --- metering ------------------------------------------------------------------
+
 
 def _running_intervals(events: list[AllocationEvent], now: datetime) -> list[tuple[datetime, datetime]]:
     """[entered running, left running) for each stretch, the last one open until ``now``."""
@@ -100,7 +121,9 @@ def _meter_steady(book: PriceBook, now: datetime, tz) -> list:
     midnight = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)  # (exactly at it: nothing is steady)
     scopes = (
         Slice.objects.filter(active=True, allocation__state=State.RUNNING, metered_until__lt=now)
-        .values_list("pool_id", "pool__name", "accelerator__model", "allocation__priority").distinct().order_by()
+        .values_list("pool_id", "pool__name", "accelerator__model", "allocation__priority")
+        .distinct()
+        .order_by()
     )
     tenants = []
     with connection.cursor() as cursor:
@@ -109,12 +132,22 @@ def _meter_steady(book: PriceBook, now: datetime, tz) -> list:
             price = book.at(pool_name, model, priority, max(changes)) if changes else None
             if price is None:
                 continue  # the exact path says why it is not billed
-            cursor.execute(_METER_STEADY_SQL, {
-                "pool_id": pool_id, "pool_name": pool_name, "model": model, "priority": priority, "now": now,
-                "floor": max(max(changes), midnight), "day": now.astimezone(tz).date(), "price_id": price.id,
-                "compute_gpu_hour": price.compute_gpu_hour, "memory_gib_hour": price.memory_gib_hour,
-                "units_per_gpu": COMPUTE_UNITS_PER_GPU,
-            })
+            cursor.execute(
+                _METER_STEADY_SQL,
+                {
+                    "pool_id": pool_id,
+                    "pool_name": pool_name,
+                    "model": model,
+                    "priority": priority,
+                    "now": now,
+                    "floor": max(max(changes), midnight),
+                    "day": now.astimezone(tz).date(),
+                    "price_id": price.id,
+                    "compute_gpu_hour": price.compute_gpu_hour,
+                    "memory_gib_hour": price.memory_gib_hour,
+                    "units_per_gpu": COMPUTE_UNITS_PER_GPU,
+                },
+            )
             tenants += [row[0] for row in cursor.fetchall()]
     return tenants
 
@@ -176,32 +209,52 @@ def _meter_exact(book: PriceBook, now: datetime, tz) -> list[UsageRecord]:
                     log.warning("no price for %s/%s/%s at %s: not billed", s.pool.name, s.accelerator.model, a.priority, piece_start)
                     continue
                 seconds = seconds_between(piece_start, piece_end)
-                records.append(UsageRecord(
-                    slice=s, allocation=a, tenant_id=a.tenant_id, project_id=a.project_id, pool_name=s.pool.name,
-                    accelerator_model=s.accelerator.model, priority=a.priority, start=piece_start, end=piece_end,
-                    day=piece_start.astimezone(tz).date(), seconds=seconds, compute_units=s.compute_units,
-                    memory_mib=s.memory_mib, price=price,
-                    amount=amount(compute_units=s.compute_units, memory_mib=s.memory_mib, seconds=seconds,
-                                  compute_gpu_hour=price.compute_gpu_hour, memory_gib_hour=price.memory_gib_hour),
-                ))
+                records.append(
+                    UsageRecord(
+                        slice=s,
+                        allocation=a,
+                        tenant_id=a.tenant_id,
+                        project_id=a.project_id,
+                        pool_name=s.pool.name,
+                        accelerator_model=s.accelerator.model,
+                        priority=a.priority,
+                        start=piece_start,
+                        end=piece_end,
+                        day=piece_start.astimezone(tz).date(),
+                        seconds=seconds,
+                        compute_units=s.compute_units,
+                        memory_mib=s.memory_mib,
+                        price=price,
+                        amount=amount(
+                            compute_units=s.compute_units,
+                            memory_mib=s.memory_mib,
+                            seconds=seconds,
+                            compute_gpu_hour=price.compute_gpu_hour,
+                            memory_gib_hour=price.memory_gib_hour,
+                        ),
+                    )
+                )
         s.metered_until = now
     UsageRecord.objects.bulk_create(records, batch_size=2000)
     ids = [s.id for s in slices]
     for start in range(0, len(ids), 2000):  # SQLite takes a bounded number of parameters
-        Slice.objects.filter(id__in=ids[start:start + 2000]).update(metered_until=now)
+        Slice.objects.filter(id__in=ids[start : start + 2000]).update(metered_until=now)
     return records
 
 
 # --- budgets -------------------------------------------------------------------
 
+
 def _notify(budget: Budget, message: str, now: datetime):
     Notification.objects.create(tenant_id=budget.tenant_id, kind="budget", message=message[:500], created_at=now)
-    publish_on_commit([tenant_group(budget.tenant_id), STAFF_GROUP],
-                      {"kind": "budget.alert", "tenant": str(budget.tenant_id), "message": message})
+    publish_on_commit(
+        [tenant_group(budget.tenant_id), STAFF_GROUP], {"kind": "budget.alert", "tenant": str(budget.tenant_id), "message": message}
+    )
     recipients = list(
-        get_user_model().objects.filter(
-            memberships__tenant_id=budget.tenant_id, memberships__role__in=[Role.OWNER, Role.ADMIN]
-        ).exclude(email="").values_list("email", flat=True)
+        get_user_model()
+        .objects.filter(memberships__tenant_id=budget.tenant_id, memberships__role__in=[Role.OWNER, Role.ADMIN])
+        .exclude(email="")
+        .values_list("email", flat=True)
     )
     if recipients:
         transaction.on_commit(lambda: send_mail(f"[oCenter] {message[:80]}", message, None, recipients, fail_silently=True))
@@ -220,13 +273,19 @@ def budgets_evaluate(*, now: datetime | None = None) -> dict:
                 if percent < threshold:
                     break
                 _, created = BudgetAlert.objects.get_or_create(
-                    budget=budget, period_start=period_start, threshold=threshold,
+                    budget=budget,
+                    period_start=period_start,
+                    threshold=threshold,
                     defaults={"spent": to_cents(spent), "fired_at": now},
                 )
                 if created:
                     fired += 1
-                    _notify(budget, f"{budget} has spent {to_cents(spent)} {settings.OCENTER_CURRENCY} "
-                                    f"({percent:.0f}% of {budget.amount}) — threshold {threshold}%", now)
+                    _notify(
+                        budget,
+                        f"{budget} has spent {to_cents(spent)} {settings.OCENTER_CURRENCY} "
+                        f"({percent:.0f}% of {budget.amount}) — threshold {threshold}%",
+                        now,
+                    )
         if percent >= 100:
             stopped += _enforce(budget, period_start, now)
     return {"alerts": fired, "stopped": stopped}
@@ -254,22 +313,38 @@ def _enforce(budget: Budget, period_start: datetime, now: datetime) -> int:
 
 
 @transaction.atomic
-def budget_set(*, actor, tenant, project=None, period: str = Budget.Period.MONTHLY, amount: Decimal,
-               thresholds: tuple[int, ...] = (50, 80, 100), action: str = Budget.Action.NOTIFY,
-               grace_seconds: int = 3600, starts_at: datetime | None = None) -> Budget:
+def budget_set(
+    *,
+    actor,
+    tenant,
+    project=None,
+    period: str = Budget.Period.MONTHLY,
+    amount: Decimal,
+    thresholds: tuple[int, ...] = (50, 80, 100),
+    action: str = Budget.Action.NOTIFY,
+    grace_seconds: int = 3600,
+    starts_at: datetime | None = None,
+) -> Budget:
     """Create or change the budget of a tenant or project."""
     budget = Budget.objects.filter(tenant=tenant, project=project).first() or Budget(tenant=tenant, project=project)
     created = budget._state.adding
-    for name, value in dict(period=period, amount=amount, thresholds=sorted(set(thresholds)), action=action,
-                            grace_seconds=grace_seconds, starts_at=starts_at).items():
+    for name, value in dict(
+        period=period, amount=amount, thresholds=sorted(set(thresholds)), action=action, grace_seconds=grace_seconds, starts_at=starts_at
+    ).items():
         setattr(budget, name, value)
     budget.save()
-    audit_record(actor=actor, action="budget.create" if created else "budget.update", obj=budget, tenant_id=tenant.id,
-                 changes={"period": period, "amount": str(amount), "thresholds": budget.thresholds, "action": action})
+    audit_record(
+        actor=actor,
+        action="budget.create" if created else "budget.update",
+        obj=budget,
+        tenant_id=tenant.id,
+        changes={"period": period, "amount": str(amount), "thresholds": budget.thresholds, "action": action},
+    )
     return budget
 
 
 # --- statements ----------------------------------------------------------------
+
 
 def statement_lines(*, tenant, month: datetime) -> list[dict]:
     """Lines of a month's bill from the usage records: by project, pool, model and class, each to the cent."""
@@ -282,15 +357,29 @@ def statement_lines(*, tenant, month: datetime) -> list[dict]:
     )
     lines = []
     for row in rows:
-        lines.append({
-            "project_id": row["project_id"], "pool_name": row["pool_name"], "accelerator_model": row["accelerator_model"],
-            "priority": row["priority"],
-            "description": f"{row['project__slug']} · {row['pool_name']} · {row['accelerator_model']} · {row['priority']}",
-            "gpu_hours": (row["unit_seconds"] / COMPUTE_UNITS_PER_GPU / 3600).quantize(Decimal("0.0001")), "amount": to_cents(row["total"]),
-        })
+        lines.append(
+            {
+                "project_id": row["project_id"],
+                "pool_name": row["pool_name"],
+                "accelerator_model": row["accelerator_model"],
+                "priority": row["priority"],
+                "description": f"{row['project__slug']} · {row['pool_name']} · {row['accelerator_model']} · {row['priority']}",
+                "gpu_hours": (row["unit_seconds"] / COMPUTE_UNITS_PER_GPU / 3600).quantize(Decimal("0.0001")),
+                "amount": to_cents(row["total"]),
+            }
+        )
     for adjustment in Adjustment.objects.filter(tenant=tenant, month=start.date()):
-        lines.append({"project_id": None, "pool_name": "", "accelerator_model": "", "priority": "",
-                      "description": f"adjustment: {adjustment.reason}", "gpu_hours": Decimal(0), "amount": adjustment.amount})
+        lines.append(
+            {
+                "project_id": None,
+                "pool_name": "",
+                "accelerator_model": "",
+                "priority": "",
+                "description": f"adjustment: {adjustment.reason}",
+                "gpu_hours": Decimal(0),
+                "amount": adjustment.amount,
+            }
+        )
     return lines
 
 
@@ -303,12 +392,22 @@ def statement_close(*, actor, tenant, month: datetime, now: datetime | None = No
     if Statement.objects.filter(tenant=tenant, month=month.date()).exists():
         raise Conflict(f"the statement for {month:%Y-%m} is closed already")
     lines = statement_lines(tenant=tenant, month=month)
-    statement = Statement.objects.create(tenant=tenant, month=month.date(), currency=settings.OCENTER_CURRENCY,
-                                         total=sum((line["amount"] for line in lines), Decimal("0.00")), closed_at=now,
-                                         closed_by=actor if getattr(actor, "pk", None) else None)
+    statement = Statement.objects.create(
+        tenant=tenant,
+        month=month.date(),
+        currency=settings.OCENTER_CURRENCY,
+        total=sum((line["amount"] for line in lines), Decimal("0.00")),
+        closed_at=now,
+        closed_by=actor if getattr(actor, "pk", None) else None,
+    )
     StatementLine.objects.bulk_create([StatementLine(statement=statement, **line) for line in lines])
-    audit_record(actor=actor, action="statement.close", obj=statement, tenant_id=tenant.id,
-                 changes={"month": f"{month:%Y-%m}", "total": str(statement.total)})
+    audit_record(
+        actor=actor,
+        action="statement.close",
+        obj=statement,
+        tenant_id=tenant.id,
+        changes={"month": f"{month:%Y-%m}", "total": str(statement.total)},
+    )
     return statement
 
 
@@ -318,8 +417,10 @@ def adjustment_add(*, actor, tenant, amount: Decimal, reason: str, now: datetime
     month = month_start(now or timezone.now(), local_tz()).date()
     if Statement.objects.filter(tenant=tenant, month=month).exists():
         raise Conflict(f"{month:%Y-%m} is closed; corrections go into the next month")
-    adjustment = Adjustment.objects.create(tenant=tenant, month=month, amount=amount, reason=reason,
-                                           created_by=actor if getattr(actor, "pk", None) else None)
-    audit_record(actor=actor, action="adjustment.create", obj=adjustment, tenant_id=tenant.id,
-                 changes={"amount": str(amount), "reason": reason})
+    adjustment = Adjustment.objects.create(
+        tenant=tenant, month=month, amount=amount, reason=reason, created_by=actor if getattr(actor, "pk", None) else None
+    )
+    audit_record(
+        actor=actor, action="adjustment.create", obj=adjustment, tenant_id=tenant.id, changes={"amount": str(amount), "reason": reason}
+    )
     return adjustment

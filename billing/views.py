@@ -9,15 +9,14 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Sum
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_POST
 from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
 
 from billing.api.views import statement_csv
 from billing.forms import BudgetForm, PriceForm
 from billing.models import Budget, Notification, Price, Statement, UsageRecord
 from billing.rating import month_start, to_cents
-from billing.selectors import usage_summary
-from billing.selectors import budget_forecast, budget_spent, local_tz
+from billing.selectors import budget_forecast, budget_spent, local_tz, usage_summary
 from billing.services import budget_set, price_set, statement_close
 from ocenter.access import staff_required
 from ocenter.errors import DomainError
@@ -50,14 +49,28 @@ def console_billing(request):
     for tenant in tenants:
         budget = budgets.get(tenant.id)
         spent = spend.get(tenant.id, Decimal("0.00"))
-        rows.append({"tenant": tenant, "spent": spent, "budget": budget,
-                     "percent": float(spent / budget.amount * 100) if budget else None,
-                     "forecast": budget_forecast(budget, now) if budget else None})
+        rows.append(
+            {
+                "tenant": tenant,
+                "spent": spent,
+                "budget": budget,
+                "percent": float(spent / budget.amount * 100) if budget else None,
+                "forecast": budget_forecast(budget, now) if budget else None,
+            }
+        )
     last_month = month_start(month_start(now, local_tz()) - timedelta(days=1), local_tz())
-    return render(request, "billing/console.html", {
-        "form": form, "prices": Price.objects.all(), "rows": rows, "currency": settings.OCENTER_CURRENCY,
-        "statements": Statement.objects.select_related("tenant")[:50], "last_month": last_month,
-    })
+    return render(
+        request,
+        "billing/console.html",
+        {
+            "form": form,
+            "prices": Price.objects.all(),
+            "rows": rows,
+            "currency": settings.OCENTER_CURRENCY,
+            "statements": Statement.objects.select_related("tenant")[:50],
+            "last_month": last_month,
+        },
+    )
 
 
 @staff_required
@@ -68,7 +81,11 @@ def close_month(request, slug):
     month = month_start(month_start(now, local_tz()) - timedelta(days=1), local_tz())
     try:
         statement = statement_close(actor=request.user, tenant=tenant, month=month, now=now)
-        messages.success(request, _("%(tenant)s %(month)s closed: %(total)s %(currency)s.") % {"tenant": tenant.slug, "month": f"{month:%Y-%m}", "total": statement.total, "currency": statement.currency})
+        messages.success(
+            request,
+            _("%(tenant)s %(month)s closed: %(total)s %(currency)s.")
+            % {"tenant": tenant.slug, "month": f"{month:%Y-%m}", "total": statement.total, "currency": statement.currency},
+        )
     except DomainError as exc:
         messages.error(request, exc.detail)
     return redirect("billing:console")
@@ -93,15 +110,26 @@ def tenant_billing(request, slug):
     budgets = []
     for b in Budget.objects.filter(tenant=tenant).select_related("project"):
         spent = budget_spent(b, now)
-        budgets.append({"budget": b, "spent": to_cents(spent), "forecast": budget_forecast(b, now),
-                        "percent": float(spent / b.amount * 100)})
-    return render(request, "billing/tenant.html", {
-        "tenant": tenant, "by_day": by_day, "by_project": usage_summary(records, ["project", "pool", "model", "priority"]),
-        "total_30d": to_cents(sum((row["amount"] for row in by_day), Decimal(0))), "budgets": budgets,
-        "statements": Statement.objects.filter(tenant=tenant), "notifications": Notification.objects.filter(tenant=tenant)[:10],
-        "form": form, "is_admin": access.has_role(tenant.id, Role.ADMIN), "currency": settings.OCENTER_CURRENCY,
-        "bars": _bars(by_day, since),
-    })
+        budgets.append(
+            {"budget": b, "spent": to_cents(spent), "forecast": budget_forecast(b, now), "percent": float(spent / b.amount * 100)}
+        )
+    return render(
+        request,
+        "billing/tenant.html",
+        {
+            "tenant": tenant,
+            "by_day": by_day,
+            "by_project": usage_summary(records, ["project", "pool", "model", "priority"]),
+            "total_30d": to_cents(sum((row["amount"] for row in by_day), Decimal(0))),
+            "budgets": budgets,
+            "statements": Statement.objects.filter(tenant=tenant),
+            "notifications": Notification.objects.filter(tenant=tenant)[:10],
+            "form": form,
+            "is_admin": access.has_role(tenant.id, Role.ADMIN),
+            "currency": settings.OCENTER_CURRENCY,
+            "bars": _bars(by_day, since),
+        },
+    )
 
 
 def _bars(by_day, since, height=100):

@@ -14,4 +14,3 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ocenter.settings")
 app = Celery("ocenter")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-

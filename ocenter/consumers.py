@@ -41,7 +41,9 @@ def _render_allocation(event, staff) -> str:
     from pools.models import Allocation
     from pools.selectors import queue_positions
 
-    allocation = Allocation.objects.select_related("tenant", "project").prefetch_related("slices__pool").filter(id=event["allocation"]).first()
+    allocation = (
+        Allocation.objects.select_related("tenant", "project").prefetch_related("slices__pool").filter(id=event["allocation"]).first()
+    )
     if allocation is None:
         return ""
     allocation.position = queue_positions().get(allocation.id) if allocation.state == Allocation.State.QUEUED else None
@@ -70,7 +72,11 @@ def _render_spend(event, staff) -> str:
 
 
 RENDERERS = {
-    "usage.metered": _render_spend,"pool.updated": _render_pool_row, "allocation.updated": _render_allocation, "budget.alert": _render_alert}
+    "usage.metered": _render_spend,
+    "pool.updated": _render_pool_row,
+    "allocation.updated": _render_allocation,
+    "budget.alert": _render_alert,
+}
 
 
 class _ScopedConsumer(AsyncWebsocketConsumer):
@@ -115,12 +121,22 @@ def _missed(user, token, since: datetime) -> list[dict]:
     from pools.models import AllocationEvent
     from tenants.access import Access
 
-    events = Access(user, token).scope(
-        AllocationEvent.objects.filter(at__gt=since).select_related("allocation"), field="allocation__tenant"
-    ).order_by("at", "id")[:1000]
+    events = (
+        Access(user, token)
+        .scope(AllocationEvent.objects.filter(at__gt=since).select_related("allocation"), field="allocation__tenant")
+        .order_by("at", "id")[:1000]
+    )
     return [
-        {"kind": "allocation.updated", "allocation": str(e.allocation_id), "tenant": str(e.allocation.tenant_id),
-         "from": e.from_state, "state": e.to_state, "reason": e.reason, "at": e.at.isoformat(), "replayed": True}
+        {
+            "kind": "allocation.updated",
+            "allocation": str(e.allocation_id),
+            "tenant": str(e.allocation.tenant_id),
+            "from": e.from_state,
+            "state": e.to_state,
+            "reason": e.reason,
+            "at": e.at.isoformat(),
+            "replayed": True,
+        }
         for e in events
     ]
 

@@ -12,7 +12,6 @@ import threading
 from django.conf import settings
 from django.db import close_old_connections, connections
 
-
 log = logging.getLogger(__name__)
 
 
@@ -30,9 +29,7 @@ class EmbeddedJobs:
         app.loader.import_default_modules()  # runs autodiscovery: the apps' tasks modules
         for name, entry in self.schedule.items():
             task = app.tasks[entry["task"]]
-            thread = threading.Thread(
-                target=self._loop, args=(name, task, float(entry["schedule"])), name=f"job-{name}", daemon=True
-            )
+            thread = threading.Thread(target=self._loop, args=(name, task, float(entry["schedule"])), name=f"job-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
         log.info("embedded jobs started: %s", ", ".join(self.schedule))

@@ -15,9 +15,7 @@ class AuditEntry(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     at = models.DateTimeField(auto_now_add=True, db_index=True)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # "alice", "token ocn_AbC1…", "system": what the actor was, even after it is gone.
     actor_label = models.CharField(max_length=150)
     tenant_id = models.UUIDField(null=True, blank=True, db_index=True)

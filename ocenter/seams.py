@@ -8,7 +8,7 @@ declares the question here, typed; the higher app registers its answer in its
 
 | seam | asked by | answered by | why it runs backwards |
 | --- | --- | --- | --- |
-| ``seams.usage`` | tenants (quota pages, API, admission) | pools | what a tenant holds is slices on GPUs, and tenants knows nothing of GPUs |
+| ``seams.usage`` | tenants (quota pages, API) | pools | what a tenant holds is slices on GPUs; tenants knows no GPUs |
 | ``seams.spend`` | tenants (the tenants list) | billing | money is billing's |
 | ``seams.tenant_suspended`` | tenants (suspension) | pools | a suspended tenant's allocations must be released |
 

@@ -42,9 +42,7 @@ DEBUG = envbool("DEBUG", "False")
 SECRET_KEY = os.getenv("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured(
-            "Set SECRET_KEY (a long random string) or DEBUG=1 for a local run."
-        )
+        raise ImproperlyConfigured("Set SECRET_KEY (a long random string) or DEBUG=1 for a local run.")
     SECRET_KEY = "insecure-local-development-key-do-not-use-in-production"
 
 # Keys for secrets oCenter must read back (pool tokens). Comma-separated
@@ -214,7 +212,9 @@ OCENTER_ADMISSION_CHECKS = ["tenants.admission.quota_check", "billing.admission.
 
 # Money is Decimal in one currency (ISO 4217).
 OCENTER_CURRENCY = os.getenv("OCENTER_CURRENCY", "CNY")
-EMAIL_BACKEND = os.getenv("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_BACKEND = os.getenv(
+    "EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend"
+)
 DEFAULT_FROM_EMAIL = os.getenv("DEFAULT_FROM_EMAIL", "ocenter@localhost")
 
 # How often running time is metered into usage records (and budgets checked).

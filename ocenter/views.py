@@ -34,11 +34,20 @@ def home(request):
 def overview(request):
     """The platform at a glance: capacity, fragmentation, queue, spend today, pool health, and a live feed."""
     events = AllocationEvent.objects.select_related("allocation__tenant").order_by("-at", "-id")[:20]
-    return render(request, "console/overview.html", {
-        "pools": pools_with_summary(), "by_pool": capacity("pool__name"), "by_model": capacity("model"),
-        "fragmentation": fragmentation(), "queue": queue_summary(), "spend_today": spend_today(),
-        "currency": settings.OCENTER_CURRENCY, "events": events,
-    })
+    return render(
+        request,
+        "console/overview.html",
+        {
+            "pools": pools_with_summary(),
+            "by_pool": capacity("pool__name"),
+            "by_model": capacity("model"),
+            "fragmentation": fragmentation(),
+            "queue": queue_summary(),
+            "spend_today": spend_today(),
+            "currency": settings.OCENTER_CURRENCY,
+            "events": events,
+        },
+    )
 
 
 @login_required
@@ -54,10 +63,15 @@ def request_preview(request, slug):
         context["preview"] = preview
         if preview["placed"]:
             book = PriceBook()
-            context["per_hour"] = to_cents(sum(
-                (hourly_price(book, gpu.pool, gpu.model, data["priority"], data["compute_units"], data["memory_mib"]) for gpu in preview["placed"]),
-                Decimal(0),
-            ))
+            context["per_hour"] = to_cents(
+                sum(
+                    (
+                        hourly_price(book, gpu.pool, gpu.model, data["priority"], data["compute_units"], data["memory_mib"])
+                        for gpu in preview["placed"]
+                    ),
+                    Decimal(0),
+                )
+            )
     return render(request, "pools/_fit.html", context)
 
 

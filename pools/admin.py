@@ -8,8 +8,16 @@ class PoolAdmin(admin.ModelAdmin):
     list_display = ["name", "region", "status", "last_seen_at"]
     # The token is never shown or edited here; register pools from the console.
     exclude = ["token_ciphertext"]
-    readonly_fields = ["token_prefix", "status", "status_detail", "last_seen_at", "last_sync_at", "backend",
-                       "agent_version", "inventory_generation"]
+    readonly_fields = [
+        "token_prefix",
+        "status",
+        "status_detail",
+        "last_seen_at",
+        "last_sync_at",
+        "backend",
+        "agent_version",
+        "inventory_generation",
+    ]
 
 
 @admin.register(Accelerator)

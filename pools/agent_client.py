@@ -58,7 +58,7 @@ class AgentClient:
         self._headers = {"Authorization": f"Bearer {token}"}
 
     @classmethod
-    def for_pool(cls, pool) -> "AgentClient":
+    def for_pool(cls, pool) -> AgentClient:
         return cls(pool.agent_url, pool.agent_token)
 
     def _call(self, method: str, path: str, **kwargs) -> tuple[int, dict]:
@@ -94,6 +94,15 @@ class AgentClient:
         body = {"gpu_uuid": gpu_uuid, "compute_units": compute_units, "memory_mib": memory_mib, "labels": labels or {}}
         return self._call("PUT", f"/v1/allocations/{allocation_id}", json=body)[1]
 
+    def claimed(self, allocation_id) -> dict | None:
+        """The claim the agent holds under this id, or None: how a claim whose answer was lost is settled."""
+        try:
+            return self._call("GET", f"/v1/allocations/{allocation_id}")[1]
+        except AgentError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def release(self, allocation_id) -> bool:
         return self._call("DELETE", f"/v1/allocations/{allocation_id}")[1].get("released", False)
 
@@ -105,11 +114,14 @@ class AgentClient:
 AGENT_BACKOFF = (0.1, 0.4, 1.2)
 
 
-def with_retries(call):
-    """``call()``, tried again with backoff when it times out or the agent fails (5xx); a 409 or another 4xx is an answer."""
+def with_retries(call, *args, **kwargs):
+    """``call(*args, **kwargs)``, tried again with backoff when it times out or the agent fails (5xx).
+
+    A 409 or another 4xx is an answer, and is raised at once.
+    """
     for delay in (*AGENT_BACKOFF, None):
         try:
-            return call()
+            return call(*args, **kwargs)
         except AgentConflict:
             raise
         except AgentError as exc:

@@ -58,15 +58,17 @@ class FleetView:
             return []
         cheapest = None
         if ask.policy == "cheapest" and limit:  # the best few: of the lowest cost among the pools it may use, packed
-            costs = [cost for (pool, region), cost in self.pool_costs.items()
-                     if (not ask.pool or pool == ask.pool) and (not ask.region or region == ask.region)]
+            costs = [
+                cost
+                for (pool, region), cost in self.pool_costs.items()
+                if (not ask.pool or pool == ask.pool) and (not ask.region or region == ask.region)
+            ]
             cheapest = min(costs) if costs else None
         spread = ask.policy == "spread"
         found = []
-        for units in (range(0, top + 1) if spread else range(top, -1, -1)):
-            for gpu in (self._emptiest_first(self.buckets[units]) if spread else self.buckets[units]):
-                if (fits(ask, gpu) and allows(ask, gpu) and gpu.id not in exclude
-                        and (cheapest is None or gpu.cost == cheapest)):
+        for units in range(0, top + 1) if spread else range(top, -1, -1):
+            for gpu in self._emptiest_first(self.buckets[units]) if spread else self.buckets[units]:
+                if fits(ask, gpu) and allows(ask, gpu) and gpu.id not in exclude and (cheapest is None or gpu.cost == cheapest):
                     found.append(gpu)
                     if len(found) == limit:
                         return found
@@ -87,8 +89,11 @@ class FleetView:
         if gpu is None:
             return
         self.buckets[gpu.allocated_units].remove(gpu)
-        moved = replace(gpu, allocated_units=min(UNITS, max(0, gpu.allocated_units + units)),
-                        allocated_mib=min(gpu.memory_mib, max(0, gpu.allocated_mib + mib)))
+        moved = replace(
+            gpu,
+            allocated_units=min(UNITS, max(0, gpu.allocated_units + units)),
+            allocated_mib=min(gpu.memory_mib, max(0, gpu.allocated_mib + mib)),
+        )
         self.gpus[gpu_id] = moved
         bisect.insort(self.buckets[moved.allocated_units], moved, key=self._order)
 

@@ -45,15 +45,25 @@ class AllocationRequestForm(forms.Form):
 
     project = forms.ModelChoiceField(queryset=None, empty_label=None, label=_("Project"))
     count = forms.IntegerField(min_value=1, max_value=64, initial=1, label=_("Count"), help_text=_("Slices, each on its own GPU."))
-    compute_units = forms.IntegerField(min_value=1, max_value=100, initial=25, label=_("Compute units"),
-                                       help_text=_("Per slice; 100 = a whole GPU."))
+    compute_units = forms.IntegerField(
+        min_value=1, max_value=100, initial=25, label=_("Compute units"), help_text=_("Per slice; 100 = a whole GPU.")
+    )
     memory_mib = forms.IntegerField(min_value=1, initial=16384, label=_("Memory (MiB)"), help_text=_("GPU memory per slice."))
-    priority = forms.ChoiceField(choices=Allocation.Priority.choices, initial=Allocation.Priority.OFFLINE, label=_("Priority"),
-                                 help_text=_("realtime must fit your guarantee; interruptible and offline may borrow and can be reclaimed."))
+    priority = forms.ChoiceField(
+        choices=Allocation.Priority.choices,
+        initial=Allocation.Priority.OFFLINE,
+        label=_("Priority"),
+        help_text=_("realtime must fit your guarantee; interruptible and offline may borrow and can be reclaimed."),
+    )
     accelerator_model = forms.ChoiceField(required=False, label=_("Model"))
     pool_name = forms.ChoiceField(required=False, label=_("Pool"))
-    lease_seconds = forms.IntegerField(required=False, min_value=60, max_value=90 * 86400, label=_("Lease (seconds)"),
-                                       help_text=_("Released when it ends; empty: until you release it."))
+    lease_seconds = forms.IntegerField(
+        required=False,
+        min_value=60,
+        max_value=90 * 86400,
+        label=_("Lease (seconds)"),
+        help_text=_("Released when it ends; empty: until you release it."),
+    )
     requeue_on_preempt = forms.BooleanField(required=False, label=_("Requeue if preempted"))
 
     def __init__(self, *args, tenant, **kwargs):

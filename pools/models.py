@@ -59,9 +59,7 @@ class Pool(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.CheckConstraint(
-                condition=Q(status__in=["new", "healthy", "degraded", "unreachable"]), name="pool_status_valid"
-            ),
+            models.CheckConstraint(condition=Q(status__in=["new", "healthy", "degraded", "unreachable"]), name="pool_status_valid"),
         ]
 
     def __str__(self):
@@ -110,9 +108,8 @@ class AcceleratorQuerySet(models.QuerySet):
 
     def placeable(self):
         """Serviceable GPUs that take new placements now: neither their pool nor their node is draining."""
-        return (
-            self.filter(gone_at=None, health=Accelerator.Health.HEALTHY, pool_id__in=Pool.objects.placeable().values("id"))
-            .exclude(node_id__in=Node.objects.filter(draining=True).values("id"))
+        return self.filter(gone_at=None, health=Accelerator.Health.HEALTHY, pool_id__in=Pool.objects.placeable().values("id")).exclude(
+            node_id__in=Node.objects.filter(draining=True).values("id")
         )
 
     def with_room(self, *, compute_units: int, memory_mib: int):
@@ -215,7 +212,7 @@ class Allocation(models.Model):
     lease_seconds = models.PositiveIntegerField(null=True, blank=True)
     labels = models.JSONField(default=dict, blank=True)
     requeue_on_preempt = models.BooleanField(default=False)
-    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001 (NULL: no key; UNIQUE holds per key)
     # Why it waits, failed or was preempted, in words for its owner.
     reason = models.CharField(max_length=500, blank=True)
     preempted_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="preempted")
@@ -235,7 +232,9 @@ class Allocation(models.Model):
         ordering = ["-created_at", "id"]
         indexes = [models.Index(fields=["tenant", "state"], name="allocation_tenant_state")]
         constraints = [
-            models.CheckConstraint(condition=Q(compute_units__gte=1, compute_units__lte=COMPUTE_UNITS_PER_GPU), name="allocation_units_1_100"),
+            models.CheckConstraint(
+                condition=Q(compute_units__gte=1, compute_units__lte=COMPUTE_UNITS_PER_GPU), name="allocation_units_1_100"
+            ),
             models.CheckConstraint(condition=Q(memory_mib__gte=1), name="allocation_memory_positive"),
             models.CheckConstraint(condition=Q(count__gte=1, count__lte=64), name="allocation_count_1_64"),
             models.CheckConstraint(

@@ -76,11 +76,7 @@ def allows(ask: Ask, gpu: GpuState) -> bool:
         return False
     if ask.region and gpu.region != ask.region:
         return False
-    if ask.allowed is not None and not any(
-        (p in ("", gpu.pool)) and (m in ("", gpu.model)) for p, m in ask.allowed
-    ):
-        return False
-    return True
+    return ask.allowed is None or any((p in ("", gpu.pool)) and (m in ("", gpu.model)) for p, m in ask.allowed)
 
 
 def fits(ask: Ask, gpu: GpuState) -> bool:

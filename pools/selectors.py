@@ -129,8 +129,12 @@ def capacity(group: str) -> list[dict]:
         .order_by(group)
     )
     return [
-        {"name": r[group], "gpus": r["gpus"], "units_percent": 100 * r["used"] / (COMPUTE_UNITS_PER_GPU * r["gpus"]),
-         "memory_percent": 100 * r["used_mib"] / r["mib"] if r["mib"] else 0}
+        {
+            "name": r[group],
+            "gpus": r["gpus"],
+            "units_percent": 100 * r["used"] / (COMPUTE_UNITS_PER_GPU * r["gpus"]),
+            "memory_percent": 100 * r["used_mib"] / r["mib"] if r["mib"] else 0,
+        }
         for r in rows
     ]
 
@@ -140,11 +144,18 @@ def fragmentation() -> dict:
     gpus = Accelerator.objects.filter(gone_at=None, health=Accelerator.Health.HEALTHY)
     free_units = Sum(COMPUTE_UNITS_PER_GPU - F("allocated_compute_units"))
     free = gpus.aggregate(units=free_units)["units"] or 0
-    stranded = gpus.exclude(
-        id__in=gpus.with_room(compute_units=TYPICAL_SLICE_UNITS, memory_mib=TYPICAL_SLICE_MIB).values("id")
-    ).aggregate(units=free_units)["units"] or 0
-    return {"free_units": free, "stranded_units": stranded, "percent": 100 * stranded / free if free else 0,
-            "typical": f"{TYPICAL_SLICE_UNITS} units, {TYPICAL_SLICE_MIB // 1024} GiB"}
+    stranded = (
+        gpus.exclude(id__in=gpus.with_room(compute_units=TYPICAL_SLICE_UNITS, memory_mib=TYPICAL_SLICE_MIB).values("id")).aggregate(
+            units=free_units
+        )["units"]
+        or 0
+    )
+    return {
+        "free_units": free,
+        "stranded_units": stranded,
+        "percent": 100 * stranded / free if free else 0,
+        "typical": f"{TYPICAL_SLICE_UNITS} units, {TYPICAL_SLICE_MIB // 1024} GiB",
+    }
 
 
 def queue_summary() -> dict:
@@ -203,7 +214,14 @@ def tenant_usage(tenant_ids) -> dict:
     usage: dict = {}
     for r in rows:
         usage.setdefault(r["allocation__tenant_id"], []).append(
-            UsageRow(r["allocation__project_id"], r["pool__name"], r["accelerator__model"], r["allocation__priority"],
-                     r["units"], r["mib"], r["slices"])
+            UsageRow(
+                r["allocation__project_id"],
+                r["pool__name"],
+                r["accelerator__model"],
+                r["allocation__priority"],
+                r["units"],
+                r["mib"],
+                r["slices"],
+            )
         )
     return usage

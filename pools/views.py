@@ -1,29 +1,29 @@
 """Pages for pools (console, staff only) and allocations (console and portal)."""
 
+from collections import defaultdict
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
-from django.utils.translation import gettext as _
-
-from collections import defaultdict
 
 from ocenter.access import staff_required
 from ocenter.errors import DomainError
+from pools.agent_client import AgentClient, AgentError
 from pools.filters import AllocationFilter
 from pools.forms import AllocationRequestForm, PoolRegisterForm
-from pools.agent_client import AgentClient, AgentError
 from pools.models import Allocation, Pool, Slice
 from pools.selectors import allocations_for, pool_nodes, pools_with_summary, queue_positions
 from pools.services.allocations import allocation_preempt, allocation_release, allocation_request
 from pools.services.pools import pool_register, pool_set_draining
 from pools.services.sync import pool_sync
 from tenants.access import Access, get_tenant_for, require_role
-from tenants.selectors import month_spend
 from tenants.models import Role
+from tenants.selectors import month_spend
 
 
 def _get_pool_for_staff(pool_id) -> Pool:
@@ -80,10 +80,21 @@ def _allocation_page(request, allocations, *, tenant=None, form=None):
     positions = queue_positions()
     for allocation in page:
         allocation.position = positions.get(allocation.id)
-    return render(request, "pools/allocation_list.html", {"page": page, "tenant": tenant, "form": form, "show_tenant": tenant is None,
-                                                          "tenant_spend": tenant_spend,
-                                                          "states": Allocation.State.choices, "state": request.GET.get("state", ""),
-                                                          "priorities": Allocation.Priority.choices, "pools": Pool.objects.values_list("name", flat=True)})
+    return render(
+        request,
+        "pools/allocation_list.html",
+        {
+            "page": page,
+            "tenant": tenant,
+            "form": form,
+            "show_tenant": tenant is None,
+            "tenant_spend": tenant_spend,
+            "states": Allocation.State.choices,
+            "state": request.GET.get("state", ""),
+            "priorities": Allocation.Priority.choices,
+            "pools": Pool.objects.values_list("name", flat=True),
+        },
+    )
 
 
 @staff_required
@@ -130,7 +141,9 @@ def allocation_release_view(request, allocation_id):
     allocation = allocation_release(actor=request.user, allocation=allocation)
     if request.htmx:
         return render(request, "pools/_allocation_row.html", {"a": allocation, "show_tenant": access.is_staff})
-    messages.success(request, _("Allocation %(id)s is %(state)s.") % {"id": str(allocation.id)[:8], "state": allocation.get_state_display()})
+    messages.success(
+        request, _("Allocation %(id)s is %(state)s.") % {"id": str(allocation.id)[:8], "state": allocation.get_state_display()}
+    )
     back = request.POST.get("next", "")
     if url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
         return redirect(back)
@@ -146,7 +159,9 @@ def pool_drain(request, pool_id):
     draining = request.POST.get("draining") == "1"
     pool_set_draining(actor=request.user, pool=pool, node=node, draining=draining)
     what = f"{pool.name}/{node.name}" if node else pool.name
-    messages.success(request, (_("%(what)s is draining: no new placements.") if draining else _("%(what)s takes new placements again.")) % {"what": what})
+    messages.success(
+        request, (_("%(what)s is draining: no new placements.") if draining else _("%(what)s takes new placements again.")) % {"what": what}
+    )
     return redirect("pools:detail", pool_id=pool.id)
 
 

@@ -49,7 +49,9 @@ class Access:
                 if hasattr(self.token, "creator_role"):
                     member = self.token.creator_role
                 else:
-                    member = Membership.objects.filter(user=self.user, tenant_id=self.token.tenant_id).values_list("role", flat=True).first()
+                    member = (
+                        Membership.objects.filter(user=self.user, tenant_id=self.token.tenant_id).values_list("role", flat=True).first()
+                    )
                 base = Role.OWNER if self.user.is_staff else member
                 cap = self.token.role or base
                 self._roles = {self.token.tenant_id: min(base, cap, key=Role.rank)} if base else {}
@@ -88,8 +90,7 @@ def require_role(access: Access, tenant: Tenant, minimum: str, doing: str):
     if not access.has_role(tenant.id, minimum):
         role = access.role(tenant.id)
         raise PermissionDenied(
-            f"{doing} needs the {minimum} role in {tenant.slug}; you are {role}." if role
-            else f"{doing} is for platform staff."
+            f"{doing} needs the {minimum} role in {tenant.slug}; you are {role}." if role else f"{doing} is for platform staff."
         )
     if not access.is_staff and not tenant.is_active:
         raise PermissionDenied(f"{tenant.slug} is suspended: its data can be read, not changed. Ask the platform team.")

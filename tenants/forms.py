@@ -7,11 +7,13 @@ from django.utils.translation import gettext_lazy as _
 from tenants.models import Project, Role, Tenant
 from tenants.quotas import DIMENSIONS
 
-
 AMOUNT_LABELS = {
-    ("guarantee", "compute_units"): _("Guarantee (compute units)"), ("limit", "compute_units"): _("Limit (compute units)"),
-    ("guarantee", "memory_mib"): _("Guarantee (memory MiB)"), ("limit", "memory_mib"): _("Limit (memory MiB)"),
-    ("guarantee", "slices"): _("Guarantee (slices)"), ("limit", "slices"): _("Limit (slices)"),
+    ("guarantee", "compute_units"): _("Guarantee (compute units)"),
+    ("limit", "compute_units"): _("Limit (compute units)"),
+    ("guarantee", "memory_mib"): _("Guarantee (memory MiB)"),
+    ("limit", "memory_mib"): _("Limit (memory MiB)"),
+    ("guarantee", "slices"): _("Guarantee (slices)"),
+    ("limit", "slices"): _("Limit (slices)"),
 }
 
 
@@ -46,8 +48,12 @@ class MemberForm(forms.Form):
     username = forms.CharField(max_length=150, label=_("Username"))
     email = forms.EmailField(required=False, label=_("Email"))
     role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER, label=_("Role"))
-    password = forms.CharField(required=False, widget=forms.PasswordInput, label=_("Password"),
-                               help_text=_("For a new user. Leave empty to get a generated one, shown once."))
+    password = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput,
+        label=_("Password"),
+        help_text=_("For a new user. Leave empty to get a generated one, shown once."),
+    )
 
     def clean_password(self):
         password = self.cleaned_data["password"]
@@ -77,12 +83,19 @@ class QuotaForm(forms.Form):
         for d in DIMENSIONS:
             g, lim = data.get(f"guarantee_{d}"), data.get(f"limit_{d}")
             if g is not None and lim is not None and lim < g:
-                self.add_error(f"limit_{d}", _("The limit (%(limit)s) must be at least the guarantee (%(guarantee)s).") % {"limit": lim, "guarantee": g})
+                self.add_error(
+                    f"limit_{d}",
+                    _("The limit (%(limit)s) must be at least the guarantee (%(guarantee)s).") % {"limit": lim, "guarantee": g},
+                )
         return data
 
 
 class TokenForm(forms.Form):
     name = forms.CharField(max_length=100, label=_("Name"), help_text=_("What it is for: ci, notebook, scheduler."))
-    role = forms.ChoiceField(choices=[("", _("my role")), *Role.choices], required=False, label=_("Role"),
-                             help_text=_("Cap the token below your role, e.g. viewer for a dashboard."))
+    role = forms.ChoiceField(
+        choices=[("", _("my role")), *Role.choices],
+        required=False,
+        label=_("Role"),
+        help_text=_("Cap the token below your role, e.g. viewer for a dashboard."),
+    )
     expires_at = forms.DateTimeField(required=False, label=_("Expires"), help_text=_("Optional, e.g. 2027-01-31 00:00."))

@@ -6,7 +6,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
-from django.utils.translation import gettext, gettext_lazy as _
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 
 class Tenant(models.Model):
@@ -126,7 +127,9 @@ class Quota(models.Model):
                 condition=Q(project__isnull=False),
                 name="quota_unique_scope_per_project",
             ),
-            models.CheckConstraint(condition=Q(limit_compute_units__gte=F("guarantee_compute_units")), name="quota_compute_limit_gte_guarantee"),
+            models.CheckConstraint(
+                condition=Q(limit_compute_units__gte=F("guarantee_compute_units")), name="quota_compute_limit_gte_guarantee"
+            ),
             models.CheckConstraint(condition=Q(limit_memory_mib__gte=F("guarantee_memory_mib")), name="quota_memory_limit_gte_guarantee"),
             models.CheckConstraint(condition=Q(limit_slices__gte=F("guarantee_slices")), name="quota_slices_limit_gte_guarantee"),
         ]

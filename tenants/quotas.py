@@ -126,7 +126,11 @@ def check_request(quotas: list, request: AdmissionRequest):
                     f"the {'project' if quota.project_id else 'tenant'}'s quota for {quota.scope_label}: "
                     f"its {kind} is {bound} {UNITS[d]}; {held} are held"
                     f"{' by realtime work' if realtime else ''} and the request asks {asked[d]}"
-                    + ("; realtime work must fit the guarantee, interruptible or offline work may borrow up to the limit" if realtime else ""),
+                    + (
+                        "; realtime work must fit the guarantee, interruptible or offline work may borrow up to the limit"
+                        if realtime
+                        else ""
+                    ),
                     code="quota_exceeded",
                     quota=str(quota.id),
                     dimension=d,

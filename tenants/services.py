@@ -57,8 +57,13 @@ def tenant_update(*, actor, tenant: Tenant, **fields) -> Tenant:
 def project_create(*, actor, tenant: Tenant, slug: str, name: str, description: str = "") -> Project:
     """Create a project in a tenant."""
     project = Project.objects.create(tenant=tenant, slug=slug, name=name, description=description)
-    audit_record(actor=actor, action="project.create", obj=project, tenant_id=tenant.id,
-                 changes={"slug": slug, "name": name, "description": description})
+    audit_record(
+        actor=actor,
+        action="project.create",
+        obj=project,
+        tenant_id=tenant.id,
+        changes={"slug": slug, "name": name, "description": description},
+    )
     return project
 
 
@@ -72,8 +77,7 @@ def project_update(*, actor, project: Project, **fields) -> Project:
 @transaction.atomic
 def project_delete(*, actor, project: Project):
     """Delete a project and its quotas (refused while anything still refers to it)."""
-    audit_record(actor=actor, action="project.delete", obj=project, tenant_id=project.tenant_id,
-                 changes={"slug": project.slug})
+    audit_record(actor=actor, action="project.delete", obj=project, tenant_id=project.tenant_id, changes={"slug": project.slug})
     project.delete()
 
 
@@ -94,8 +98,7 @@ def membership_add(*, actor, tenant: Tenant, username: str, email: str = "", rol
     if Membership.objects.filter(tenant=tenant, user=user).exists():
         raise Conflict(f"{username} is already a member of {tenant.slug}; change the role instead", field="username")
     membership = Membership.objects.create(tenant=tenant, user=user, role=role)
-    audit_record(actor=actor, action="membership.create", obj=membership, tenant_id=tenant.id,
-                 changes={"username": username, "role": role})
+    audit_record(actor=actor, action="membership.create", obj=membership, tenant_id=tenant.id, changes={"username": username, "role": role})
     return membership, generated
 
 
@@ -114,8 +117,13 @@ def membership_set_role(*, actor, membership: Membership, role: str) -> Membersh
     if role != Role.OWNER:
         _check_owner_remains(membership)
     if membership.role != role:
-        audit_record(actor=actor, action="membership.update", obj=membership, tenant_id=membership.tenant_id,
-                     changes={"role": [membership.role, role]})
+        audit_record(
+            actor=actor,
+            action="membership.update",
+            obj=membership,
+            tenant_id=membership.tenant_id,
+            changes={"role": [membership.role, role]},
+        )
         membership.role = role
         membership.save(update_fields=["role"])
     return membership
@@ -128,8 +136,13 @@ def membership_remove(*, actor, membership: Membership):
     membership = Membership.objects.select_related("user", "tenant").get(id=membership.id)
     _check_owner_remains(membership)
     revoked = ApiToken.objects.filter(user=membership.user, tenant=membership.tenant, revoked_at=None).update(revoked_at=timezone.now())
-    audit_record(actor=actor, action="membership.delete", obj=membership, tenant_id=membership.tenant_id,
-                 changes={"username": membership.user.get_username(), "role": membership.role, "tokens_revoked": revoked})
+    audit_record(
+        actor=actor,
+        action="membership.delete",
+        obj=membership,
+        tenant_id=membership.tenant_id,
+        changes={"username": membership.user.get_username(), "role": membership.role, "tokens_revoked": revoked},
+    )
     membership.delete()
 
 
@@ -198,16 +211,21 @@ def quota_set(*, actor, tenant: Tenant, project: Project | None, pool_name: str 
 @transaction.atomic
 def quota_delete(*, actor, quota: Quota):
     """Remove a quota (a tenant-wide one only when no project quota divides it)."""
-    if quota.project_id is None and Quota.objects.filter(
-        tenant_id=quota.tenant_id, project__isnull=False, pool_name=quota.pool_name, accelerator_model=quota.accelerator_model
-    ).exists():
+    if (
+        quota.project_id is None
+        and Quota.objects.filter(
+            tenant_id=quota.tenant_id, project__isnull=False, pool_name=quota.pool_name, accelerator_model=quota.accelerator_model
+        ).exists()
+    ):
         raise Conflict("projects' quotas divide this one: remove those first")
     audit_record(actor=actor, action="quota.delete", obj=quota, tenant_id=quota.tenant_id, changes=_values(quota, QUOTA_AMOUNTS))
     quota.delete()
 
 
 @transaction.atomic
-def token_create(*, actor, user, tenant: Tenant | None, name: str, role: str = "", expires_at: datetime | None = None) -> tuple[ApiToken, str]:
+def token_create(
+    *, actor, user, tenant: Tenant | None, name: str, role: str = "", expires_at: datetime | None = None
+) -> tuple[ApiToken, str]:
     """Make an API token for ``user``; return it with its secret, the only time the secret is seen."""
     while True:
         secret = f"{ApiToken.PREFIX}_{secrets.token_urlsafe(32)}"
@@ -215,11 +233,21 @@ def token_create(*, actor, user, tenant: Tenant | None, name: str, role: str = "
         if not ApiToken.objects.filter(prefix=prefix).exists():
             break
     token = ApiToken.objects.create(
-        user=user, tenant=tenant, name=name, role=role, prefix=prefix,
-        secret_hash=ApiToken.hash_secret(secret), expires_at=expires_at,
+        user=user,
+        tenant=tenant,
+        name=name,
+        role=role,
+        prefix=prefix,
+        secret_hash=ApiToken.hash_secret(secret),
+        expires_at=expires_at,
     )
-    audit_record(actor=actor, action="token.create", obj=token, tenant_id=tenant.id if tenant else None,
-                 changes={"name": name, "prefix": prefix, "role": role, "expires_at": expires_at.isoformat() if expires_at else None})
+    audit_record(
+        actor=actor,
+        action="token.create",
+        obj=token,
+        tenant_id=tenant.id if tenant else None,
+        changes={"name": name, "prefix": prefix, "role": role, "expires_at": expires_at.isoformat() if expires_at else None},
+    )
     return token, secret
 
 

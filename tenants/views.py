@@ -7,9 +7,9 @@ viewer's role allows; every action goes through the services the API uses.
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
-from django.utils.translation import gettext as _
 
 from ocenter.access import staff_required
 from ocenter.errors import DomainError
@@ -148,7 +148,9 @@ def member_role(request, slug, membership_id):
         require_role(access, tenant, Role.OWNER, "Granting or changing an owner")
     try:
         services.membership_set_role(actor=request.user, membership=membership, role=form.cleaned_data["role"])
-        messages.success(request, _("%(user)s is now %(role)s.") % {"user": membership.user.username, "role": Role(form.cleaned_data["role"]).label})
+        messages.success(
+            request, _("%(user)s is now %(role)s.") % {"user": membership.user.username, "role": Role(form.cleaned_data["role"]).label}
+        )
     except DomainError as exc:
         messages.error(request, exc.detail)
     return _back(tenant)
@@ -163,7 +165,10 @@ def member_remove(request, slug, membership_id):
         require_role(access, tenant, Role.OWNER, "Removing an owner")
     try:
         services.membership_remove(actor=request.user, membership=membership)
-        messages.success(request, _("%(user)s removed; their tokens for %(tenant)s are revoked.") % {"user": membership.user.username, "tenant": tenant.slug})
+        messages.success(
+            request,
+            _("%(user)s removed; their tokens for %(tenant)s are revoked.") % {"user": membership.user.username, "tenant": tenant.slug},
+        )
     except DomainError as exc:
         messages.error(request, exc.detail)
     return _back(tenant)

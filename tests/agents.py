@@ -54,10 +54,21 @@ class AgentProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 15) -> "AgentProcess":
+    def start(self, timeout: float = 15) -> AgentProcess:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pools.agent", "--config", str(self.config), "--state", str(self.state),
-             "--listen", f"127.0.0.1:{self.port}", "--log-level", "WARNING"],
+            [
+                sys.executable,
+                "-m",
+                "pools.agent",
+                "--config",
+                str(self.config),
+                "--state",
+                str(self.state),
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                "--log-level",
+                "WARNING",
+            ],
             cwd=ROOT,
             env={**os.environ, "OCENTER_AGENT_TOKEN": self.token, "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.PIPE,
@@ -85,7 +96,7 @@ class AgentProcess:
     def kill(self):
         self.stop(signal.SIGKILL)
 
-    def restart(self) -> "AgentProcess":
+    def restart(self) -> AgentProcess:
         self.stop()
         return self.start()
 

@@ -49,4 +49,3 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "redis" in item.keywords:
             item.add_marker(skip)
-

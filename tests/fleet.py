@@ -8,8 +8,14 @@ from tenants.services import quota_set
 from tests.agents import a100_nodes
 from tests.factories import PoolFactory, TenantFactory
 
-BIG = dict(guarantee_compute_units=10_000, limit_compute_units=10_000, guarantee_memory_mib=10**9, limit_memory_mib=10**9,
-           guarantee_slices=1000, limit_slices=1000)
+BIG = dict(
+    guarantee_compute_units=10_000,
+    limit_compute_units=10_000,
+    guarantee_memory_mib=10**9,
+    limit_memory_mib=10**9,
+    guarantee_slices=1000,
+    limit_slices=1000,
+)
 
 
 class Fleet:

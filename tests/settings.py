@@ -10,8 +10,8 @@ os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-production-01
 # Tests start the embedded jobs themselves when they test them.
 os.environ.setdefault("OCENTER_EMBEDDED_JOBS", "0")
 
-from ocenter.settings import *  # noqa: E402,F403
-from ocenter.settings import DATABASES, VAR_DIR  # noqa: E402
+from ocenter.settings import *  # noqa: F403
+from ocenter.settings import DATABASES, VAR_DIR
 
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 # Fast in tests; PBKDF2 listed too, for users a real server (the browser tests) must log in.

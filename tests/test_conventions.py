@@ -69,7 +69,7 @@ def _import_edges(path: Path, modules) -> set[str]:
 
 @pytest.mark.parametrize("app", LAYERS)
 def test_apps_import_only_the_layers_beneath_them(app):
-    forbidden = set(LAYERS[LAYERS.index(app) + 1:])
+    forbidden = set(LAYERS[LAYERS.index(app) + 1 :])
     offenders = {str(p.relative_to(ROOT)): _imports(p) & forbidden for p in _python_files(app)}
     assert {k: v for k, v in offenders.items() if v} == {}
 
@@ -86,8 +86,10 @@ def test_ocenter_foundation_imports_no_app():
 
 
 def test_the_agent_runs_without_django():
-    offenders = {str(p.relative_to(ROOT)): _imports(p) & {"django", "rest_framework", "channels", "celery", "ocenter", "tenants", "billing"}
-                 for p in _python_files("pools/agent")}
+    offenders = {
+        str(p.relative_to(ROOT)): _imports(p) & {"django", "rest_framework", "channels", "celery", "ocenter", "tenants", "billing"}
+        for p in _python_files("pools/agent")
+    }
     assert {k: v for k, v in offenders.items() if v} == {}
     # and nothing outside pools.agent from the pools package either
     for path in _python_files("pools/agent"):
@@ -103,7 +105,7 @@ def test_no_module_takes_part_in_an_import_cycle():
 
     def visit(name, trail):
         if name in trail:
-            cycles.append(" → ".join([*trail[trail.index(name):], name]))
+            cycles.append(" → ".join([*trail[trail.index(name) :], name]))
             return
         if name in done:
             return

@@ -38,8 +38,18 @@ def test_allocation_create_and_release_stay_within_their_query_budget(fleet):
 
 @pytest.mark.parametrize(
     "path",
-    ["/api/v1/allocations", "/api/v1/pools", "/api/v1/accelerators", "/api/v1/quotas", "/api/v1/tenants",
-     "/api/v1/memberships", "/api/v1/tokens", "/api/v1/audit", "/api/v1/budgets", "/api/v1/usage"],
+    [
+        "/api/v1/allocations",
+        "/api/v1/pools",
+        "/api/v1/accelerators",
+        "/api/v1/quotas",
+        "/api/v1/tenants",
+        "/api/v1/memberships",
+        "/api/v1/tokens",
+        "/api/v1/audit",
+        "/api/v1/budgets",
+        "/api/v1/usage",
+    ],
 )
 def test_lists_cost_the_same_for_two_rows_as_for_ten(fleet, staff, path):
     from rest_framework.test import APIClient

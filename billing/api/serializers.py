@@ -32,8 +32,20 @@ class BudgetSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Budget
-        fields = ["id", "tenant", "project", "period", "amount", "thresholds", "action", "grace_seconds", "starts_at",
-                  "spent", "forecast", "created_at"]
+        fields = [
+            "id",
+            "tenant",
+            "project",
+            "period",
+            "amount",
+            "thresholds",
+            "action",
+            "grace_seconds",
+            "starts_at",
+            "spent",
+            "forecast",
+            "created_at",
+        ]
         read_only_fields = ["id", "created_at"]
         validators = []
         extra_kwargs = {"amount": {"min_value": Decimal("0.01")}}

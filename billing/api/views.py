@@ -61,8 +61,9 @@ class UsageViewSet(viewsets.GenericViewSet):
         _members_only(access)
         return access.scope(UsageRecord.objects.all())
 
-    @extend_schema(parameters=[OpenApiParameter("group_by", str, description="comma-separated: " + ", ".join(USAGE_GROUPS))],
-                   responses={200: dict})
+    @extend_schema(
+        parameters=[OpenApiParameter("group_by", str, description="comma-separated: " + ", ".join(USAGE_GROUPS))], responses={200: dict}
+    )
     def list(self, request):
         groups = [g.strip() for g in request.query_params.get("group_by", "tenant,project,pool,model,priority,day").split(",") if g.strip()]
         unknown = [g for g in groups if g not in USAGE_GROUPS]
@@ -137,8 +138,19 @@ def statement_csv(statement: Statement) -> HttpResponse:
     writer = csv.writer(out)
     writer.writerow(["tenant", "month", "description", "project", "pool", "model", "class", "gpu_hours", f"amount_{statement.currency}"])
     for line in statement.lines.all():
-        writer.writerow([statement.tenant.slug, f"{statement.month:%Y-%m}", line.description, line.project_id or "", line.pool_name,
-                         line.accelerator_model, line.priority, line.gpu_hours, line.amount])
+        writer.writerow(
+            [
+                statement.tenant.slug,
+                f"{statement.month:%Y-%m}",
+                line.description,
+                line.project_id or "",
+                line.pool_name,
+                line.accelerator_model,
+                line.priority,
+                line.gpu_hours,
+                line.amount,
+            ]
+        )
     writer.writerow([statement.tenant.slug, f"{statement.month:%Y-%m}", "total", "", "", "", "", "", statement.total])
     response = HttpResponse(out.getvalue(), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="{statement.tenant.slug}-{statement.month:%Y-%m}.csv"'

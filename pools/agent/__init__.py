@@ -9,3 +9,5 @@ alone on a pool's controller host: never import Django here.
 
 PROTOCOL_VERSION = "v1"
 AGENT_VERSION = "0.1.0"
+# Protocol v1 counts a slice's compute in units: this many are one whole GPU (as oCenter does).
+COMPUTE_UNITS_PER_GPU = 100

@@ -37,10 +37,7 @@ def _parse_args(argv):
 
 
 def _read_token(args) -> str:
-    if args.token_file:
-        token = Path(args.token_file).read_text().strip()
-    else:
-        token = os.environ.get("OCENTER_AGENT_TOKEN", "").strip()
+    token = Path(args.token_file).read_text().strip() if args.token_file else os.environ.get("OCENTER_AGENT_TOKEN", "").strip()
     if len(token) < 16:
         raise ConfigError("the pool token must be at least 16 characters: set OCENTER_AGENT_TOKEN or --token-file")
     return token
@@ -80,7 +77,11 @@ def main(argv=None) -> int:
     threading.Thread(target=watch_refusals, daemon=True).start()
     log.info(
         "pool %s: %s backend, %d GPUs, %d claims held, listening on %s",
-        config.pool, backend.name, len(agent.gpus), len(store.all()), config.listen,
+        config.pool,
+        backend.name,
+        len(agent.gpus),
+        len(store.all()),
+        config.listen,
     )
     try:
         while not stopping.is_set():

@@ -34,6 +34,8 @@ class Faults:
     latency_ms: int = 0
     error_rate: float = 0.0
     unhealthy_gpus: list[str] = field(default_factory=list)
+    # This share of claims is carried out, then the connection is closed without an answer.
+    lost_claim_answer_rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -59,19 +61,22 @@ def _require(table, key, kind, where):
 
 def parse_faults(table: dict, where: str = "[faults]") -> Faults:
     """Check a faults table (from the file, or from ``PUT /v1/faults``)."""
-    unknown = set(table) - {"latency_ms", "error_rate", "unhealthy_gpus", "refuse_connections_seconds"}
+    unknown = set(table) - {"latency_ms", "error_rate", "unhealthy_gpus", "refuse_connections_seconds", "lost_claim_answer_rate"}
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
     latency = table.get("latency_ms", 0)
     if isinstance(latency, bool) or not isinstance(latency, int) or not 0 <= latency <= 60_000:
         raise ConfigError(f"{where}: 'latency_ms' must be a whole number from 0 to 60000")
-    rate = table.get("error_rate", 0.0)
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-        raise ConfigError(f"{where}: 'error_rate' must be a number from 0 to 1")
+    rates = {}
+    for name in ("error_rate", "lost_claim_answer_rate"):
+        rate = table.get(name, 0.0)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise ConfigError(f"{where}: '{name}' must be a number from 0 to 1")
+        rates[name] = float(rate)
     unhealthy = table.get("unhealthy_gpus", [])
     if not isinstance(unhealthy, list) or not all(isinstance(u, str) for u in unhealthy):
         raise ConfigError(f"{where}: 'unhealthy_gpus' must be a list of GPU uuids")
-    return Faults(latency_ms=latency, error_rate=float(rate), unhealthy_gpus=list(unhealthy))
+    return Faults(latency_ms=latency, unhealthy_gpus=list(unhealthy), **rates)
 
 
 def load_config(path: str | Path, *, listen: str | None = None, state: str | None = None) -> AgentConfig:

@@ -121,7 +121,10 @@ OPENAPI = {
                 "summary": "Every claim the agent holds",
                 "responses": {
                     "200": _json(
-                        {"type": "object", "properties": {"allocations": {"type": "array", "items": {"$ref": "#/components/schemas/Claim"}}}},
+                        {
+                            "type": "object",
+                            "properties": {"allocations": {"type": "array", "items": {"$ref": "#/components/schemas/Claim"}}},
+                        },
                         "The claims",
                     ),
                     **_errors,
@@ -130,9 +133,20 @@ OPENAPI = {
         },
         "/v1/allocations/{id}": {
             "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}],
+            "get": {
+                "summary": "One claim the agent holds",
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/Claim"}, "The claim"),
+                    "404": _json(_error, "The agent holds no such claim"),
+                    **_errors,
+                },
+            },
             "put": {
                 "summary": "Claim a slice of a named GPU (idempotent by id)",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ClaimRequest"}}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ClaimRequest"}}},
+                },
                 "responses": {
                     "201": _json({"$ref": "#/components/schemas/Claim"}, "Claimed"),
                     "200": _json({"$ref": "#/components/schemas/Claim"}, "Already held: the same slice was asked before"),
@@ -171,6 +185,7 @@ OPENAPI = {
                                     "latency_ms": {"type": "integer", "minimum": 0, "maximum": 60000},
                                     "error_rate": {"type": "number", "minimum": 0, "maximum": 1},
                                     "unhealthy_gpus": {"type": "array", "items": {"type": "string"}},
+                                    "lost_claim_answer_rate": {"type": "number", "minimum": 0, "maximum": 1},
                                     "refuse_connections_seconds": {"type": "number", "minimum": 0, "maximum": 3600},
                                 },
                             }

@@ -19,7 +19,7 @@ import uuid
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from pools.agent import AGENT_VERSION, PROTOCOL_VERSION
+from pools.agent import AGENT_VERSION, COMPUTE_UNITS_PER_GPU, PROTOCOL_VERSION
 from pools.agent.config import AgentConfig, ConfigError, parse_faults
 from pools.agent.openapi import OPENAPI
 from pools.agent.store import Claim, ClaimStore, DoesNotFit, IdInUse
@@ -41,6 +41,10 @@ class ApiError(Exception):
         self.extra = extra
 
 
+class AnswerLost(Exception):
+    """A fault: the call was carried out, and its answer is dropped."""
+
+
 class Agent:
     """Everything a request handler needs: config, backend, claims, faults."""
 
@@ -60,7 +64,7 @@ class Agent:
     def authorized(self, header: str | None) -> bool:
         if not header or not header.startswith("Bearer "):
             return False
-        digest = hashlib.sha256(header[len("Bearer "):].strip().encode()).digest()
+        digest = hashlib.sha256(header[len("Bearer ") :].strip().encode()).digest()
         return hmac.compare_digest(digest, self._token_digest)
 
     def _refresh_inventory(self):
@@ -101,6 +105,13 @@ class Agent:
     def allocations(self) -> dict:
         return {"allocations": [self._claim_body(c) for c in self.store.all()]}
 
+    def allocation(self, claim_id: str) -> dict:
+        """One claim, or 404: how oCenter settles a claim whose answer it never got."""
+        claim = self.store.get(_check_id(claim_id))
+        if claim is None:
+            raise ApiError(404, f"this agent holds no claim {claim_id}")
+        return self._claim_body(claim)
+
     def claim(self, claim_id: str, body) -> tuple[int, dict]:
         claim_id = _check_id(claim_id)
         spec = _check_claim_body(body)
@@ -114,7 +125,7 @@ class Agent:
                 409,
                 f"memory_mib {spec['memory_mib']} exceeds GPU {gpu.uuid}'s {gpu.memory_mib} MiB",
                 code="does_not_fit",
-                free_compute_units=100 - self.store.used(gpu.uuid)[0],
+                free_compute_units=COMPUTE_UNITS_PER_GPU - self.store.used(gpu.uuid)[0],
                 free_memory_mib=gpu.memory_mib - self.store.used(gpu.uuid)[1],
             )
         try:
@@ -167,6 +178,7 @@ class Agent:
         self.faults.latency_ms = faults.latency_ms
         self.faults.error_rate = faults.error_rate
         self.faults.unhealthy_gpus = faults.unhealthy_gpus
+        self.faults.lost_claim_answer_rate = faults.lost_claim_answer_rate
         self._refresh_inventory()
         if refuse:
             self.refuse_connections_seconds = float(refuse)
@@ -175,6 +187,7 @@ class Agent:
             "latency_ms": self.faults.latency_ms,
             "error_rate": self.faults.error_rate,
             "unhealthy_gpus": self.faults.unhealthy_gpus,
+            "lost_claim_answer_rate": self.faults.lost_claim_answer_rate,
             "refuse_connections_seconds": refuse,
         }
 
@@ -211,14 +224,16 @@ def _check_claim_body(body) -> dict:
     if not isinstance(gpu_uuid, str) or not gpu_uuid:
         errors["gpu_uuid"] = "required: the uuid of a GPU from GET /v1/inventory"
     units = body.get("compute_units")
-    if not _is_int(units) or not 1 <= units <= 100:
-        errors["compute_units"] = "required: a whole number from 1 to 100 (100 = one whole GPU)"
+    if not _is_int(units) or not 1 <= units <= COMPUTE_UNITS_PER_GPU:
+        errors["compute_units"] = f"required: a whole number from 1 to {COMPUTE_UNITS_PER_GPU} ({COMPUTE_UNITS_PER_GPU} = one whole GPU)"
     memory = body.get("memory_mib")
     if not _is_int(memory) or memory < 1:
         errors["memory_mib"] = "required: a whole number of MiB, at least 1"
     labels = body.get("labels", {})
-    if not isinstance(labels, dict) or len(labels) > MAX_LABELS or not all(
-        isinstance(k, str) and isinstance(v, str) and len(k) <= 63 and len(v) <= 255 for k, v in labels.items()
+    if (
+        not isinstance(labels, dict)
+        or len(labels) > MAX_LABELS
+        or not all(isinstance(k, str) and isinstance(v, str) and len(k) <= 63 and len(v) <= 255 for k, v in labels.items())
     ):
         errors["labels"] = f"an object of at most {MAX_LABELS} string keys (≤63 chars) to string values (≤255 chars)"
     if errors:
@@ -251,6 +266,9 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str):
         try:
             status, body = self._route(method)
+        except AnswerLost:
+            self.close_connection = True  # the work was done; the client never hears of it
+            return
         except ApiError as exc:
             status, body = exc.status, {"status": exc.status, "detail": exc.detail, **exc.extra}
         except Exception:  # a bug must not take the agent down
@@ -278,8 +296,13 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/v1/metrics" and method == "GET":
             return 200, agent.metrics()
         match = ALLOCATION_PATH.match(path)
+        if match and method == "GET":
+            return 200, agent.allocation(match["id"])
         if match and method == "PUT":
-            return agent.claim(match["id"], body)
+            answer = agent.claim(match["id"], body)
+            if agent.faults.lost_claim_answer_rate and random.random() < agent.faults.lost_claim_answer_rate:
+                raise AnswerLost
+            return answer
         if match and method == "DELETE":
             return 200, agent.release(match["id"])
         if match or path in ("/v1/health", "/v1/inventory", "/v1/allocations", "/v1/metrics", "/v1/faults"):

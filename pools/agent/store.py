@@ -15,6 +15,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pools.agent import COMPUTE_UNITS_PER_GPU
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS claims (
     id TEXT PRIMARY KEY,
@@ -40,7 +42,7 @@ class Claim:
     labels: dict = field(default_factory=dict)
     claimed_at: float = 0.0
 
-    def same_slice(self, other: "Claim") -> bool:
+    def same_slice(self, other: Claim) -> bool:
         return (self.gpu_uuid, self.compute_units, self.memory_mib) == (
             other.gpu_uuid,
             other.compute_units,
@@ -102,6 +104,10 @@ class ClaimStore:
         with self._lock:
             return sorted(self._claims.values(), key=lambda c: c.claimed_at)
 
+    def get(self, claim_id: str) -> Claim | None:
+        with self._lock:
+            return self._claims.get(claim_id)
+
     def count(self) -> int:
         with self._lock:
             return len(self._claims)
@@ -123,7 +129,7 @@ class ClaimStore:
                     return existing, False
                 raise IdInUse(existing)
             units, mib = self._used.get(claim.gpu_uuid, (0, 0))
-            free_units, free_mib = 100 - units, memory_mib_total - mib
+            free_units, free_mib = COMPUTE_UNITS_PER_GPU - units, memory_mib_total - mib
             if claim.compute_units > free_units or claim.memory_mib > free_mib:
                 raise DoesNotFit(
                     f"GPU {claim.gpu_uuid} has {free_units} compute units and {free_mib} MiB free; "

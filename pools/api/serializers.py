@@ -14,8 +14,20 @@ class PoolSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Pool
-        fields = ["id", "name", "region", "status", "status_detail", "last_seen_at", "backend", "agent_version",
-                  "inventory_generation", "gpu_count", "memory_mib", "gpu_models"]
+        fields = [
+            "id",
+            "name",
+            "region",
+            "status",
+            "status_detail",
+            "last_seen_at",
+            "backend",
+            "agent_version",
+            "inventory_generation",
+            "gpu_count",
+            "memory_mib",
+            "gpu_models",
+        ]
 
     def get_gpu_models(self, pool) -> list[dict]:
         return [{"model": model, "count": count} for model, count in pool.gpu_models]
@@ -63,10 +75,36 @@ class AllocationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Allocation
-        fields = ["id", "tenant", "project", "state", "reason", "priority", "policy", "count", "compute_units", "memory_mib",
-                  "vendor", "accelerator_model", "pool", "region", "lease_seconds", "labels", "requeue_on_preempt",
-                  "borrowed", "preempted_by", "requeued_from", "queue_position", "estimated_start", "unreachable_pools", "slices",
-                  "created_at", "started_at", "expires_at", "ended_at"]
+        fields = [
+            "id",
+            "tenant",
+            "project",
+            "state",
+            "reason",
+            "priority",
+            "policy",
+            "count",
+            "compute_units",
+            "memory_mib",
+            "vendor",
+            "accelerator_model",
+            "pool",
+            "region",
+            "lease_seconds",
+            "labels",
+            "requeue_on_preempt",
+            "borrowed",
+            "preempted_by",
+            "requeued_from",
+            "queue_position",
+            "estimated_start",
+            "unreachable_pools",
+            "slices",
+            "created_at",
+            "started_at",
+            "expires_at",
+            "ended_at",
+        ]
 
     def get_queue_position(self, allocation) -> int | None:
         if allocation.state != Allocation.State.QUEUED:

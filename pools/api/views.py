@@ -75,8 +75,11 @@ class AllocationViewSet(viewsets.ReadOnlyModelViewSet):
             .order_by("-created_at", "id")
         )
 
-    @extend_schema(request=AllocationRequestSerializer, responses={201: AllocationSerializer, 200: AllocationSerializer},
-                   parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)])
+    @extend_schema(
+        request=AllocationRequestSerializer,
+        responses={201: AllocationSerializer, 200: AllocationSerializer},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+    )
     def create(self, request):
         serializer = AllocationRequestSerializer(data=request.data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)

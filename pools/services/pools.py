@@ -40,7 +40,11 @@ def pool_set_draining(*, actor, pool: Pool, draining: bool, node=None) -> Pool:
     if target.draining != draining:
         target.draining = draining
         target.save(update_fields=["draining"])
-        audit_record(actor=actor, action=f"{'node' if node else 'pool'}.{'drain' if draining else 'undrain'}", obj=target,
-                     changes={"draining": [not draining, draining]})
+        audit_record(
+            actor=actor,
+            action=f"{'node' if node else 'pool'}.{'drain' if draining else 'undrain'}",
+            obj=target,
+            changes={"draining": [not draining, draining]},
+        )
         publish_on_commit([STAFF_GROUP], {"kind": "pool.updated", "pool": str(pool.id), "status": pool.status})
     return pool

@@ -1,7 +1,7 @@
 from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
-from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from tenants.models import ApiToken, Membership, Project, Quota, Role, Tenant
@@ -56,8 +56,13 @@ class MembershipSerializer(serializers.ModelSerializer):
     tenant = TenantField()
     username = serializers.CharField(source="user.username", max_length=150)
     email = serializers.EmailField(write_only=True, required=False, allow_blank=True)
-    password = serializers.CharField(write_only=True, required=False, allow_blank=True, style={"input_type": "password"},
-                                     help_text="for a new user; leave out to get a generated one back, once")
+    password = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        style={"input_type": "password"},
+        help_text="for a new user; leave out to get a generated one back, once",
+    )
 
     class Meta:
         model = Membership
@@ -154,8 +159,9 @@ class QuotaUpdateSerializer(QuotaSerializer):
 class ApiTokenSerializer(serializers.ModelSerializer):
     tenant = TenantField(allow_null=True, required=False, help_text="the tenant the token acts in; null: a platform token (staff only)")
     user = serializers.CharField(source="user.username", read_only=True)
-    role = serializers.ChoiceField(choices=Role.choices, required=False, allow_blank=True,
-                                   help_text="cap on the token's role; it never acts above its creator's role")
+    role = serializers.ChoiceField(
+        choices=Role.choices, required=False, allow_blank=True, help_text="cap on the token's role; it never acts above its creator's role"
+    )
 
     class Meta:
         model = ApiToken

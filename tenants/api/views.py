@@ -133,8 +133,12 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
         data = serializer.validated_data
         _check_can_grant(self.access, data["tenant"], data["role"])
         membership, generated = services.membership_add(
-            actor=request.user, tenant=data["tenant"], username=data["user"]["username"],
-            email=data.get("email", ""), role=data["role"], password=data.get("password", ""),
+            actor=request.user,
+            tenant=data["tenant"],
+            username=data["user"]["username"],
+            email=data.get("email", ""),
+            role=data["role"],
+            password=data.get("password", ""),
         )
         body = MembershipRoleSerializer(membership).data
         if generated:
@@ -160,7 +164,9 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
 class QuotaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     """Quotas with what is held under them. Staff set a tenant's; its admins divide it among projects."""
 
-    queryset = Quota.objects.select_related("tenant", "project").order_by("tenant__slug", "project__slug", "pool_name", "accelerator_model", "id")
+    queryset = Quota.objects.select_related("tenant", "project").order_by(
+        "tenant__slug", "project__slug", "pool_name", "accelerator_model", "id"
+    )
     serializer_class = QuotaSerializer
     filterset_class = QuotaFilter
 
@@ -202,8 +208,12 @@ class QuotaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
         serializer = self.get_serializer(quota, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         quota = services.quota_set(
-            actor=request.user, tenant=quota.tenant, project=quota.project, pool_name=quota.pool_name,
-            accelerator_model=quota.accelerator_model, **serializer.validated_data,
+            actor=request.user,
+            tenant=quota.tenant,
+            project=quota.project,
+            pool_name=quota.pool_name,
+            accelerator_model=quota.accelerator_model,
+            **serializer.validated_data,
         )
         context = {**self.get_serializer_context(), "usage": self._with_usage([quota])}
         return Response(QuotaSerializer(quota, context=context).data)
@@ -248,7 +258,12 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
             if role and current != "staff" and Role.rank(role) > Role.rank(current):
                 raise serializers.ValidationError({"role": [f"a token cannot act above your own role ({current})."]})
         token, secret = services.token_create(
-            actor=request.user, user=request.user, tenant=tenant, name=data["name"], role=role, expires_at=data.get("expires_at"),
+            actor=request.user,
+            user=request.user,
+            tenant=tenant,
+            name=data["name"],
+            role=role,
+            expires_at=data.get("expires_at"),
         )
         body = NewApiTokenSerializer(token, context=self.get_serializer_context()).data
         body["token"] = secret

@@ -36,7 +36,10 @@ def test_command_line_overrides_listen_and_state(tmp_path):
         ('[agent]\npool = "p"\n', "at least one node group"),
         ('[agent]\npool = "p"\n[[simulated.nodes]]\nname="n"\ngpus=0\nvendor="v"\nmodel="m"\nmemory_mib=1\n', "'gpus' must be"),
         ('[agent]\npool = "p"\n[[simulated.nodes]]\nname="n"\ngpus=2\nvendor="v"\nmodel="m"\nmemory_mib="lots"\n', "whole number"),
-        ('[agent]\npool = "p"\n[[simulated.nodes]]\nname="n"\ngpus=2\nvendor="v"\nmodel="m"\nmemory_mib=1\n[faults]\nerror_rate=3\n', "error_rate"),
+        (
+            '[agent]\npool = "p"\n[[simulated.nodes]]\nname="n"\ngpus=2\nvendor="v"\nmodel="m"\nmemory_mib=1\n[faults]\nerror_rate=3\n',
+            "error_rate",
+        ),
         ("not toml = = =", "not valid TOML"),
     ],
 )

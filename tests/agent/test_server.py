@@ -15,8 +15,7 @@ def _first_gpu(client) -> dict:
 
 
 def _claim(client, gpu_uuid, units=25, mib=10240, claim_id=None):
-    return client.put(f"/v1/allocations/{claim_id or uuid.uuid4()}",
-                      json={"gpu_uuid": gpu_uuid, "compute_units": units, "memory_mib": mib})
+    return client.put(f"/v1/allocations/{claim_id or uuid.uuid4()}", json={"gpu_uuid": gpu_uuid, "compute_units": units, "memory_mib": mib})
 
 
 @pytest.fixture

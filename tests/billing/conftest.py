@@ -1,6 +1,6 @@
 """A controlled clock for billing: allocations whose running time is written by the test, not by a real agent."""
 
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -13,18 +13,21 @@ from tests.factories import TenantFactory
 
 def at(text: str) -> datetime:
     """'2026-11-03 12:00:30' in UTC (the test settings' time zone)."""
-    return datetime.fromisoformat(text).replace(tzinfo=dt_timezone.utc)
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 class Ledger:
     """Builds pools, tenants and allocations with hand-written histories."""
 
     def __init__(self):
-        self.pool = Pool.objects.create(name="bj", region="r", agent_url="http://127.0.0.1:9", token_ciphertext="-",
-                                        status=Pool.Status.HEALTHY)
+        self.pool = Pool.objects.create(
+            name="bj", region="r", agent_url="http://127.0.0.1:9", token_ciphertext="-", status=Pool.Status.HEALTHY
+        )
         node = Node.objects.create(pool=self.pool, name="n1")
-        self.gpus = [Accelerator.objects.create(pool=self.pool, node=node, uuid=f"GPU-{i}", index=i, vendor="NVIDIA",
-                                                model="A100", memory_mib=81920) for i in range(8)]
+        self.gpus = [
+            Accelerator.objects.create(pool=self.pool, node=node, uuid=f"GPU-{i}", index=i, vendor="NVIDIA", model="A100", memory_mib=81920)
+            for i in range(8)
+        ]
         self.projects = {}
 
     def project(self, tenant_slug: str, project_slug: str = "main") -> Project:
@@ -38,10 +41,24 @@ class Ledger:
 
     def run(self, project: Project, *stretches, units=100, mib=0, priority="offline", ended="released", gpu=0) -> Allocation:
         """An allocation that ran over ``stretches`` [(start, end or None)], then ended as ``ended``."""
-        allocation = Allocation.objects.create(tenant=project.tenant, project=project, compute_units=units,
-                                               memory_mib=max(mib, 1), priority=priority, state=Allocation.State.RUNNING)
-        Slice.objects.create(allocation=allocation, accelerator=self.gpus[gpu], pool=self.pool, index=0, compute_units=units,
-                             memory_mib=max(mib, 1), started_at=at(stretches[0][0]), active=ended is None)
+        allocation = Allocation.objects.create(
+            tenant=project.tenant,
+            project=project,
+            compute_units=units,
+            memory_mib=max(mib, 1),
+            priority=priority,
+            state=Allocation.State.RUNNING,
+        )
+        Slice.objects.create(
+            allocation=allocation,
+            accelerator=self.gpus[gpu],
+            pool=self.pool,
+            index=0,
+            compute_units=units,
+            memory_mib=max(mib, 1),
+            started_at=at(stretches[0][0]),
+            active=ended is None,
+        )
         history = [("", "queued", stretches[0][0]), ("queued", "claiming", stretches[0][0])]
         state = "claiming"
         for start, end in stretches:
@@ -57,7 +74,8 @@ class Ledger:
             event = AllocationEvent.objects.create(allocation=allocation, from_state=from_state, to_state=to_state, actor_label="test")
             AllocationEvent.objects.filter(id=event.id).update(at=at(moment))
         Allocation.objects.filter(id=allocation.id).update(
-            state=state, ended_at=at(stretches[-1][1]) if ended and stretches[-1][1] else None)
+            state=state, ended_at=at(stretches[-1][1]) if ended and stretches[-1][1] else None
+        )
         allocation.refresh_from_db()
         return allocation
 

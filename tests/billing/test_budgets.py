@@ -30,7 +30,9 @@ def test_each_threshold_fires_once_per_period(ledger, django_user_model, django_
     project = ledger.project("acme")
     owner = django_user_model.objects.create_user("olive", email="olive@example.com")
     Membership.objects.create(tenant=project.tenant, user=owner, role=Role.OWNER)
-    budget = budget_set(actor=None, tenant=project.tenant, period="monthly", amount=Decimal("100.00"), thresholds=[50, 80, 100], action="notify")
+    budget = budget_set(
+        actor=None, tenant=project.tenant, period="monthly", amount=Decimal("100.00"), thresholds=[50, 80, 100], action="notify"
+    )
     now = at("2026-11-20 00:00:00")
 
     _spend(ledger, project, 5.5, "2026-11-02 00:00:00")  # 55.00
@@ -69,8 +71,15 @@ def test_each_threshold_fires_once_per_period(ledger, django_user_model, django_
 def test_forecast_adds_the_burn_rate_until_the_period_ends(ledger):
     price("10.00")
     project = ledger.project("acme")
-    budget = budget_set(actor=None, tenant=project.tenant, period="total", amount=Decimal("1000"), thresholds=[100],
-                        action="notify", starts_at=at("2026-01-01 00:00:00"))
+    budget = budget_set(
+        actor=None,
+        tenant=project.tenant,
+        period="total",
+        amount=Decimal("1000"),
+        thresholds=[100],
+        action="notify",
+        starts_at=at("2026-01-01 00:00:00"),
+    )
     _spend(ledger, project, 2, "2026-11-02 00:00:00")
     usage_meter(now=at("2026-11-03 00:00:00"))
     assert budget_forecast(budget, now=at("2026-11-03 00:00:00")) == Decimal("20.00")
@@ -90,8 +99,16 @@ def hard(fleet):
 
 
 def _overspend(tenant, project, budget_amount, action, grace=3600):
-    budget = budget_set(actor=None, tenant=tenant, project=project, period="monthly", amount=Decimal(budget_amount),
-                        thresholds=[100], action=action, grace_seconds=grace)
+    budget = budget_set(
+        actor=None,
+        tenant=tenant,
+        project=project,
+        period="monthly",
+        amount=Decimal(budget_amount),
+        thresholds=[100],
+        action=action,
+        grace_seconds=grace,
+    )
     usage_meter(now=timezone.now())
     UsageRecord.objects.filter(tenant=tenant).update(amount=Decimal(budget_amount))  # as if it had run long
     return budget

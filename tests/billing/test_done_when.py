@@ -35,8 +35,9 @@ def test_a_simulated_month_bills_to_the_cent_and_alerts_once(ledger):
     price(str(AFTER), memory=str(MEMORY), since="2026-11-15 00:00:00")
     rng = random.Random(7)
     projects = [ledger.project("acme", "vision"), ledger.project("acme", "speech"), ledger.project("globex", "llm")]
-    budget = budget_set(actor=None, tenant=projects[0].tenant, period="monthly", amount=Decimal("600.00"),
-                        thresholds=[50, 80, 100], action="notify")
+    budget = budget_set(
+        actor=None, tenant=projects[0].tenant, period="monthly", amount=Decimal("600.00"), thresholds=[50, 80, 100], action="notify"
+    )
     expected_lines = {}
     for i in range(60):
         project = rng.choice(projects)
@@ -44,8 +45,9 @@ def test_a_simulated_month_bills_to_the_cent_and_alerts_once(ledger):
         start = at("2026-11-01 00:00:00") + timedelta(seconds=rng.randrange(0, 29 * 86400))
         end = start + timedelta(seconds=rng.randrange(60, 20 * 3600))
         priority = rng.choice(["offline", "interruptible", "realtime"])
-        ledger.run(project, (start.isoformat(sep=" ")[:19], end.isoformat(sep=" ")[:19]), units=units, mib=mib,
-                   priority=priority, gpu=i % 8)
+        ledger.run(
+            project, (start.isoformat(sep=" ")[:19], end.isoformat(sep=" ")[:19]), units=units, mib=mib, priority=priority, gpu=i % 8
+        )
         key = (project.tenant.slug, f"{project.slug} · bj · A100 · {priority}")
         expected_lines[key] = expected_lines.get(key, Decimal(0)) + _expected_cost(units, mib, start, end)
 
@@ -78,8 +80,16 @@ def test_a_project_whose_hard_budget_ran_out_is_refused_and_its_interruptible_wo
         p: allocation_request(actor=user, tenant=tenant, project=llm, count=1, compute_units=50, memory_mib=100, priority=p)[0]
         for p in ("interruptible", "realtime")
     }
-    budget_set(actor=None, tenant=tenant, project=llm, period="total", amount=Decimal("20.00"), thresholds=[50, 80, 100],
-               action="stop_borrowed", starts_at=at("2026-01-01 00:00:00"))
+    budget_set(
+        actor=None,
+        tenant=tenant,
+        project=llm,
+        period="total",
+        amount=Decimal("20.00"),
+        thresholds=[50, 80, 100],
+        action="stop_borrowed",
+        starts_at=at("2026-01-01 00:00:00"),
+    )
     # Earlier this month the project ran a whole GPU for 2 h 30 min: 25.00 of its 20.00.
     from tests.billing.conftest import Ledger
 

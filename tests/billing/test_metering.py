@@ -54,7 +54,9 @@ def test_a_month_boundary_splits_the_record(ledger):
     usage_meter(now=at("2026-11-01 02:00:00"))
     records = list(UsageRecord.objects.order_by("start"))
     assert [(r.day.isoformat(), r.seconds, r.amount) for r in records] == [
-        ("2026-10-31", Decimal("3600"), Decimal("6.000000")), ("2026-11-01", Decimal("3600"), Decimal("6.000000"))]
+        ("2026-10-31", Decimal("3600"), Decimal("6.000000")),
+        ("2026-11-01", Decimal("3600"), Decimal("6.000000")),
+    ]
 
 
 def test_running_work_is_metered_up_to_now_and_continued_later(ledger):
@@ -123,7 +125,11 @@ def test_the_most_specific_price_wins(ledger):
     realtime = ledger.run(project, ("2026-11-03 10:00:00", "2026-11-03 11:00:00"), priority="realtime", gpu=1)
     interruptible = ledger.run(project, ("2026-11-03 10:00:00", "2026-11-03 11:00:00"), priority="interruptible", gpu=2)
     usage_meter(now=at("2026-11-03 12:00:00"))
-    assert [_records(a)[0][1] for a in (offline, realtime, interruptible)] == [Decimal("4.000000"), Decimal("30.000000"), Decimal("10.000000")]
+    assert [_records(a)[0][1] for a in (offline, realtime, interruptible)] == [
+        Decimal("4.000000"),
+        Decimal("30.000000"),
+        Decimal("10.000000"),
+    ]
 
 
 def _meter_both_ways(ledger, monkeypatch, runs):
@@ -140,8 +146,12 @@ def _meter_both_ways(ledger, monkeypatch, runs):
             monkeypatch.setattr(services, "_meter_steady", lambda book, now, tz: [])
         for now in runs:
             usage_meter(now=at(now))
-        results.append([(r.slice_id, r.start, r.end, r.day, r.seconds, r.amount, r.price_id)
-                        for r in UsageRecord.objects.order_by("slice_id", "start")])
+        results.append(
+            [
+                (r.slice_id, r.start, r.end, r.day, r.seconds, r.amount, r.price_id)
+                for r in UsageRecord.objects.order_by("slice_id", "start")
+            ]
+        )
     return results
 
 
@@ -154,8 +164,14 @@ def test_the_bulk_path_writes_exactly_what_the_slice_by_slice_path_writes(ledger
     for i, (units, mib) in enumerate([(7, 3001), (33, 12345), (100, 81920), (1, 1)]):
         ledger.run(project, ("2026-11-03 10:00:00.123457", None), units=units, mib=mib, ended=None, gpu=i)
     ledger.run(project, ("2026-11-03 10:00:00", "2026-11-03 10:31:00.5"), units=13, mib=999, gpu=5)
-    runs = ["2026-11-03 10:07:13.000001", "2026-11-03 10:14:59", "2026-11-03 10:29:00", "2026-11-03 10:44:00.777777",
-            "2026-11-03 23:59:59.5", "2026-11-04 00:03:00"]
+    runs = [
+        "2026-11-03 10:07:13.000001",
+        "2026-11-03 10:14:59",
+        "2026-11-03 10:29:00",
+        "2026-11-03 10:44:00.777777",
+        "2026-11-03 23:59:59.5",
+        "2026-11-04 00:03:00",
+    ]
     bulk, exact = _meter_both_ways(ledger, monkeypatch, runs)
     assert bulk == exact
     # 6 runs × 4 running slices, +4 at the price change, +4 at midnight; the ended one: 3 runs, a cut, its end.

@@ -17,8 +17,9 @@ def test_staff_add_a_price_and_see_every_tenant(client, staff, ledger):
     ledger.project("acme")
     ledger.project("globex")
     client.force_login(staff)
-    response = client.post(reverse("billing:console"), {"compute_gpu_hour": "12.5", "memory_gib_hour": "0",
-                                                        "effective_from": "2026-12-01 00:00"})
+    response = client.post(
+        reverse("billing:console"), {"compute_gpu_hour": "12.5", "memory_gib_hour": "0", "effective_from": "2026-12-01 00:00"}
+    )
     assert response.status_code == 302 and Price.objects.get().compute_gpu_hour == Decimal("12.5")
     page = client.get(reverse("billing:console")).content.decode()
     assert "acme" in page and "globex" in page and "12.5" in page
@@ -33,8 +34,10 @@ def test_a_tenant_sees_its_spend_budget_and_nothing_of_others(client, ledger, dj
     ledger.run(project, ("2026-11-20 10:00:00", "2026-11-20 12:00:00"))
     usage_meter(now=at("2026-11-21 00:00:00"))
     client.force_login(user)
-    response = client.post(reverse("billing:tenant", args=["acme"]), {"period": "monthly", "amount": "100", "thresholds": "50, 100",
-                                                                     "action": "refuse", "grace_seconds": 0})
+    response = client.post(
+        reverse("billing:tenant", args=["acme"]),
+        {"period": "monthly", "amount": "100", "thresholds": "50, 100", "action": "refuse", "grace_seconds": 0},
+    )
     assert response.status_code == 302 and Budget.objects.get().thresholds == [50, 100]
     page = client.get(reverse("billing:tenant", args=["acme"])).content.decode()
     assert "20.00" in page and "refuse new allocations" in page and "<rect" in page
@@ -47,8 +50,10 @@ def test_bad_thresholds_are_explained(client, ledger, django_user_model):
     user = django_user_model.objects.create_user("adam", password="pw-0123456789")
     Membership.objects.create(tenant=project.tenant, user=user, role=Role.ADMIN)
     client.force_login(user)
-    page = client.post(reverse("billing:tenant", args=["acme"]), {"period": "monthly", "amount": "100", "thresholds": "half",
-                                                                 "action": "refuse", "grace_seconds": 0}).content.decode()
+    page = client.post(
+        reverse("billing:tenant", args=["acme"]),
+        {"period": "monthly", "amount": "100", "thresholds": "half", "action": "refuse", "grace_seconds": 0},
+    ).content.decode()
     assert "Write whole percentages" in page and not Budget.objects.exists()
 
 

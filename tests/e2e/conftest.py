@@ -14,8 +14,14 @@ from django.db import connection, connections
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def _database_url() -> str:
@@ -36,16 +42,41 @@ def server(transactional_db):
     """oCenter on a free port, reading and writing the test database, with 1-second pool syncs."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "ocenter.settings", "DEBUG": "1", "SECRET_KEY": settings.SECRET_KEY,
-        "DATABASE_URL": _database_url(), "OCENTER_EMBEDDED_JOBS": "1", "CELERY_TASK_ALWAYS_EAGER": "1",
-        "OCENTER_POOL_SYNC_SECONDS": "1", "OCENTER_METER_SECONDS": "1", "OCENTER_AGENT_TIMEOUT": "1", "OCENTER_AGENT_CONNECT_TIMEOUT": "0.5",
-        "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "WARNING",
-    })
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "ocenter.settings",
+            "DEBUG": "1",
+            "SECRET_KEY": settings.SECRET_KEY,
+            "DATABASE_URL": _database_url(),
+            "OCENTER_EMBEDDED_JOBS": "1",
+            "CELERY_TASK_ALWAYS_EAGER": "1",
+            "OCENTER_POOL_SYNC_SECONDS": "1",
+            "OCENTER_METER_SECONDS": "1",
+            "OCENTER_AGENT_TIMEOUT": "1",
+            "OCENTER_AGENT_CONNECT_TIMEOUT": "0.5",
+            "PYTHONUNBUFFERED": "1",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "ocenter.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--lifespan", "on", "--no-access-log"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "ocenter.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "on",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20

@@ -1,4 +1,7 @@
-"""End to end in real headless Chromium: ask for a slice and watch it run and cost money, live; other tenants see nothing; the console follows an agent going down."""
+"""End to end in real headless Chromium.
+
+Ask for a slice and watch it run and cost money, live; other tenants see nothing; the console follows an agent going down.
+"""
 
 from pathlib import Path
 
@@ -17,8 +20,6 @@ PASSWORD = "pw-browser-0123456789"
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
-
-
 def _user(username, **fields):
     """A user whose password the server (Django's default hashers) can check."""
     from django.contrib.auth.hashers import make_password
@@ -29,8 +30,17 @@ def _user(username, **fields):
 def _member(slug, role=Role.MEMBER):
     tenant = tenant_create(actor=None, slug=slug, name=slug.title())
     Project.objects.create(tenant=tenant, slug="main", name="Main")
-    quota_set(actor=None, tenant=tenant, project=None, guarantee_compute_units=400, limit_compute_units=800,
-              guarantee_memory_mib=10**6, limit_memory_mib=10**6, guarantee_slices=16, limit_slices=16)
+    quota_set(
+        actor=None,
+        tenant=tenant,
+        project=None,
+        guarantee_compute_units=400,
+        limit_compute_units=800,
+        guarantee_memory_mib=10**6,
+        limit_memory_mib=10**6,
+        guarantee_slices=16,
+        limit_slices=16,
+    )
     user = _user(f"{slug}-user")
     Membership.objects.create(tenant=tenant, user=user, role=role)
     return user
@@ -58,8 +68,9 @@ def test_request_run_release_isolated_and_live(server, browser, agents):
     pool_sync(pool_id=pool.id)
     from decimal import Decimal
 
-    from billing.services import price_set
     from django.utils import timezone
+
+    from billing.services import price_set
 
     price_set(actor=None, compute_gpu_hour=Decimal("36000.00"), effective_from=timezone.now() - timezone.timedelta(days=1))
     _member("acme")
@@ -85,7 +96,9 @@ def test_request_run_release_isolated_and_live(server, browser, agents):
 
     # It costs money, and both views show it without a reload (metering runs every second here).
     tenant_id = allocation.tenant_id
-    acme.wait_for_function(f"() => parseFloat(document.querySelector('#tenant-spend-{tenant_id} strong').dataset.amount) > 0", timeout=15_000)
+    acme.wait_for_function(
+        f"() => parseFloat(document.querySelector('#tenant-spend-{tenant_id} strong').dataset.amount) > 0", timeout=15_000
+    )
     console.wait_for_function("() => parseFloat(document.querySelector('#spend-today').textContent) > 0", timeout=15_000)
     assert acme.evaluate("window.__notReloaded") is True and console.evaluate("window.__notReloaded") is True
 

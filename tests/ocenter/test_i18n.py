@@ -10,7 +10,7 @@ CATALOGUE = Path(__file__).resolve().parents[2] / "locale" / "zh_Hans" / "LC_MES
 
 def test_every_message_in_the_chinese_catalogue_is_translated():
     entries, msgid, msgstr, current = [], [], [], None
-    for line in CATALOGUE.read_text().splitlines() + [""]:
+    for line in [*CATALOGUE.read_text().splitlines(), ""]:
         if line.startswith("msgid "):
             current, msgid, msgstr = "id", [line[7:-1]], []
         elif line.startswith("msgstr "):

@@ -1,7 +1,8 @@
 """Live events over websockets: each tenant receives only its own; API clients get JSON and catch up after a drop."""
 
 import json
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 import pytest
 import pytest_asyncio
@@ -18,8 +19,14 @@ from tenants.models import Membership, Project, Role
 from tenants.services import quota_set, tenant_create, token_create
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
-BIG = dict(guarantee_compute_units=1000, limit_compute_units=1000, guarantee_memory_mib=10**7, limit_memory_mib=10**7,
-           guarantee_slices=100, limit_slices=100)
+BIG = dict(
+    guarantee_compute_units=1000,
+    limit_compute_units=1000,
+    guarantee_memory_mib=10**7,
+    limit_memory_mib=10**7,
+    guarantee_slices=100,
+    limit_slices=100,
+)
 
 
 @pytest_asyncio.fixture(autouse=True)
@@ -33,8 +40,17 @@ def _world():
     """Two tenants, a member each, and a full pool: every request waits, so no agent is needed."""
     pool = Pool.objects.create(name="full", region="r", agent_url="http://127.0.0.1:9", token_ciphertext="-", status=Pool.Status.HEALTHY)
     node = Node.objects.create(pool=pool, name="n1")
-    Accelerator.objects.create(pool=pool, node=node, uuid="GPU-full", index=0, vendor="NVIDIA", model="A100", memory_mib=81920,
-                               allocated_compute_units=100, allocated_memory_mib=81920)
+    Accelerator.objects.create(
+        pool=pool,
+        node=node,
+        uuid="GPU-full",
+        index=0,
+        vendor="NVIDIA",
+        model="A100",
+        memory_mib=81920,
+        allocated_compute_units=100,
+        allocated_memory_mib=81920,
+    )
     world = {}
     for slug in ("acme", "globex"):
         tenant = tenant_create(actor=None, slug=slug, name=slug)
@@ -45,8 +61,13 @@ def _world():
         client = Client()
         client.force_login(user)
         _, secret = token_create(actor=None, user=user, tenant=tenant, name="ws")
-        world[slug] = {"tenant": tenant, "project": project, "user": user, "secret": secret,
-                       "cookie": f"sessionid={client.cookies['sessionid'].value}".encode()}
+        world[slug] = {
+            "tenant": tenant,
+            "project": project,
+            "user": user,
+            "secret": secret,
+            "cookie": f"sessionid={client.cookies['sessionid'].value}".encode(),
+        }
     return world
 
 
@@ -56,8 +77,9 @@ def _request(who):
 
 
 def _page_socket(who):
-    return WebsocketCommunicator(application, "/ws/live/", headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1"),
-                                                                    (b"cookie", who["cookie"])])
+    return WebsocketCommunicator(
+        application, "/ws/live/", headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1"), (b"cookie", who["cookie"])]
+    )
 
 
 def _api_socket(secret, query=""):

@@ -26,23 +26,27 @@ def test_seed_demo_registers_three_pools_with_64_gpus(tmp_path):
             shutil.copy(EXAMPLES / f"{name}.toml", agent.config)
             agents.append(agent.start())
         spec = tmp_path / "spec.json"
-        spec.write_text(json.dumps({
-            "admin_password": "demo-password-1",
-            "pools": [{"name": a.pool, "region": "r", "agent_url": a.url, "token": a.token} for a in agents],
-        }))
+        spec.write_text(
+            json.dumps(
+                {
+                    "admin_password": "demo-password-1",
+                    "pools": [{"name": a.pool, "region": "r", "agent_url": a.url, "token": a.token} for a in agents],
+                }
+            )
+        )
         call_command("seed_demo", str(spec))
         call_command("seed_demo", str(spec))  # idempotent
         pools_sync_all()
     finally:
         for agent in agents:
             agent.stop()
-    assert sorted(Pool.objects.values_list("name", "status")) == [
-        ("bj-a100", "healthy"), ("edge-910b", "healthy"), ("sh-h100", "healthy")
-    ]
+    assert sorted(Pool.objects.values_list("name", "status")) == [("bj-a100", "healthy"), ("edge-910b", "healthy"), ("sh-h100", "healthy")]
     assert Accelerator.objects.filter(gone_at=None).count() == 64
     assert Tenant.objects.count() == 2
     assert sorted(Membership.objects.values_list("user__username", "tenant__slug", "role")) == [
-        ("alice", "acme", "owner"), ("bob", "globex", "owner")]
+        ("alice", "acme", "owner"),
+        ("bob", "globex", "owner"),
+    ]
     assert Quota.objects.filter(project=None).count() == 2
     assert Price.objects.count() == 9 and Budget.objects.count() == 2
     admin = get_user_model().objects.get(username="admin")

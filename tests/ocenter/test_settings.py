@@ -9,7 +9,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _settings(**env) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS", "OCENTER_EMBEDDED_JOBS")}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SECRET_KEY", "DEBUG", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS", "OCENTER_EMBEDDED_JOBS")
+    }
     code = (
         "import ocenter.settings as s; "
         "print(s.DEBUG, s.DATABASES['default']['ENGINE'], s.CHANNEL_LAYERS['default']['BACKEND'], "
@@ -27,7 +31,13 @@ def test_production_defaults_are_safe():
     result = _settings(SECRET_KEY="x" * 50, DATABASE_URL="postgres://u:p@127.0.0.1/db", REDIS_URL="redis://127.0.0.1:6379/0")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split(" ", 6) == [
-        "False", "django.db.backends.postgresql", "channels_redis.core.RedisChannelLayer", "False", "False", "True", "[]\n"
+        "False",
+        "django.db.backends.postgresql",
+        "channels_redis.core.RedisChannelLayer",
+        "False",
+        "False",
+        "True",
+        "[]\n",
     ]
 
 
@@ -35,6 +45,11 @@ def test_embedded_default_needs_nothing(tmp_path):
     result = _settings(DEBUG="1", OCENTER_VAR_DIR=str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split(" ", 6) == [
-        "True", "django.db.backends.sqlite3", "channels.layers.InMemoryChannelLayer", "True", "True", "False",
+        "True",
+        "django.db.backends.sqlite3",
+        "channels.layers.InMemoryChannelLayer",
+        "True",
+        "True",
+        "False",
         "['127.0.0.1', 'localhost']\n",
     ]

@@ -12,7 +12,9 @@ def test_a_member_requests_and_releases_from_the_portal(client, fleet):
     tenant, project, user, _ = fleet.tenant("acme")
     client.force_login(user)
     url = reverse("pools:tenant_allocations", args=["acme"])
-    response = client.post(url, {"project": project.id, "count": 1, "compute_units": 50, "memory_mib": 2048, "priority": "offline"}, follow=True)
+    response = client.post(
+        url, {"project": project.id, "count": 1, "compute_units": 50, "memory_mib": 2048, "priority": "offline"}, follow=True
+    )
     allocation = Allocation.objects.get()
     assert allocation.state == Allocation.State.RUNNING
     page = response.content.decode()
@@ -25,8 +27,10 @@ def test_a_member_requests_and_releases_from_the_portal(client, fleet):
 def test_bad_form_input_is_shown_and_nothing_is_stored(client, fleet):
     tenant, project, user, _ = fleet.tenant("acme")
     client.force_login(user)
-    response = client.post(reverse("pools:tenant_allocations", args=["acme"]),
-                           {"project": project.id, "count": 1, "compute_units": 50, "memory_mib": 999999, "priority": "offline"})
+    response = client.post(
+        reverse("pools:tenant_allocations", args=["acme"]),
+        {"project": project.id, "count": 1, "compute_units": 50, "memory_mib": 999999, "priority": "offline"},
+    )
     assert "more than any matching GPU has" in response.content.decode()
     assert not Allocation.objects.exists()
 
@@ -54,12 +58,19 @@ def test_staff_see_every_allocation(client, fleet, staff):
 def test_the_form_says_while_typing_whether_it_fits_what_it_costs_and_where_it_lands(client, fleet):
     from decimal import Decimal
 
-    from billing.services import price_set
     from django.utils import timezone
 
+    from billing.services import price_set
+
     price_set(actor=None, compute_gpu_hour=Decimal("16.00"), effective_from=timezone.now() - timezone.timedelta(days=1))
-    small = dict(guarantee_compute_units=0, limit_compute_units=40, guarantee_memory_mib=0, limit_memory_mib=10**6,
-                 guarantee_slices=0, limit_slices=10)
+    small = dict(
+        guarantee_compute_units=0,
+        limit_compute_units=40,
+        guarantee_memory_mib=0,
+        limit_memory_mib=10**6,
+        guarantee_slices=0,
+        limit_slices=10,
+    )
     tenant, project, user, _ = fleet.tenant("acme", quota=small)
     client.force_login(user)
     url = reverse("request-preview", args=["acme"])
@@ -84,8 +95,11 @@ def test_the_pool_page_shows_who_holds_which_slice_of_which_gpu(client, fleet, s
 def test_the_console_list_filters_like_the_api(client, fleet, staff):
     for slug in ("acme", "globex"):
         _, project, _, api = fleet.tenant(slug)
-        api.post("/api/v1/allocations", {"project": str(project.id), "compute_units": 10, "memory_mib": 10,
-                                         "priority": "offline" if slug == "acme" else "realtime"}, format="json")
+        api.post(
+            "/api/v1/allocations",
+            {"project": str(project.id), "compute_units": 10, "memory_mib": 10, "priority": "offline" if slug == "acme" else "realtime"},
+            format="json",
+        )
     client.force_login(staff)
     url = reverse("pools:allocations")
     assert client.get(url, {"tenant": "acme"}).content.decode().count('<tr id="allocation-') == 1

@@ -34,8 +34,14 @@ def _agree(fleet):
 
 def test_realtime_within_guarantee_preempts_the_fewest_youngest_offline_and_requeues(fleet, django_capture_on_commit_callbacks):
     filler, f_project, f_user, _ = fleet.tenant("filler")
-    guarantee = dict(guarantee_compute_units=100, limit_compute_units=200, guarantee_memory_mib=10**6,
-                     limit_memory_mib=10**6, guarantee_slices=4, limit_slices=4)
+    guarantee = dict(
+        guarantee_compute_units=100,
+        limit_compute_units=200,
+        guarantee_memory_mib=10**6,
+        limit_memory_mib=10**6,
+        guarantee_slices=4,
+        limit_slices=4,
+    )
     urgent, u_project, u_user, _ = fleet.tenant("urgent", quota=guarantee)
     old = _request(filler, f_project, f_user, compute_units=50, requeue_on_preempt=True)
     young = _request(filler, f_project, f_user, compute_units=50, requeue_on_preempt=True)
@@ -57,8 +63,14 @@ def test_realtime_within_guarantee_preempts_the_fewest_youngest_offline_and_requ
 
 def test_realtime_beyond_its_guarantee_waits_instead(fleet):
     filler, f_project, f_user, _ = fleet.tenant("filler")
-    small = dict(guarantee_compute_units=50, limit_compute_units=200, guarantee_memory_mib=10**6,
-                 limit_memory_mib=10**6, guarantee_slices=4, limit_slices=4)
+    small = dict(
+        guarantee_compute_units=50,
+        limit_compute_units=200,
+        guarantee_memory_mib=10**6,
+        limit_memory_mib=10**6,
+        guarantee_slices=4,
+        limit_slices=4,
+    )
     urgent, u_project, u_user, _ = fleet.tenant("urgent", quota=small)
     for _ in range(2):
         _request(filler, f_project, f_user)
@@ -200,8 +212,11 @@ def test_a_drained_pool_or_node_takes_nothing_new_and_keeps_what_runs(fleet, sta
     assert _request(tenant, project, user, compute_units=10).state == State.RUNNING
     from ocenter.models import AuditEntry
 
-    assert list(AuditEntry.objects.filter(action__in=["pool.drain", "pool.undrain", "node.drain", "node.undrain"])
-                .order_by("at").values_list("action", flat=True)) == ["pool.drain", "pool.undrain", "node.drain", "node.undrain"]
+    assert list(
+        AuditEntry.objects.filter(action__in=["pool.drain", "pool.undrain", "node.drain", "node.undrain"])
+        .order_by("at")
+        .values_list("action", flat=True)
+    ) == ["pool.drain", "pool.undrain", "node.drain", "node.undrain"]
 
 
 def test_staff_preempt_a_running_allocation_and_it_is_requeued_if_it_asked(fleet, staff, client):

@@ -9,8 +9,12 @@ pytestmark = pytest.mark.django_db
 
 
 def _ask(client, project, **body):
-    return client.post("/api/v1/allocations", {"project": str(project.id), "compute_units": 25, "memory_mib": 10240, **body},
-                       format="json", **body.pop("headers", {}))
+    return client.post(
+        "/api/v1/allocations",
+        {"project": str(project.id), "compute_units": 25, "memory_mib": 10240, **body},
+        format="json",
+        **body.pop("headers", {}),
+    )
 
 
 def test_request_runs_on_the_agent_and_release_frees_it(fleet):
@@ -34,7 +38,11 @@ def test_request_runs_on_the_agent_and_release_frees_it(fleet):
     assert again.status_code == 200 and again.json()["state"] == "released"
     history = client.get(f"/api/v1/allocations/{body['id']}/events").json()
     assert [(e["from_state"], e["to_state"]) for e in history] == [
-        ("", "queued"), ("queued", "claiming"), ("claiming", "running"), ("running", "releasing"), ("releasing", "released")
+        ("", "queued"),
+        ("queued", "claiming"),
+        ("claiming", "running"),
+        ("running", "releasing"),
+        ("releasing", "released"),
     ]
     assert AuditEntry.objects.filter(action="allocation.request", actor=user).exists()
 
@@ -97,8 +105,14 @@ def test_viewers_cannot_request(fleet):
 
 
 def test_over_quota_is_refused_naming_the_limit(fleet):
-    quota = dict(guarantee_compute_units=0, limit_compute_units=30, guarantee_memory_mib=0, limit_memory_mib=10**6,
-                 guarantee_slices=0, limit_slices=10)
+    quota = dict(
+        guarantee_compute_units=0,
+        limit_compute_units=30,
+        guarantee_memory_mib=0,
+        limit_memory_mib=10**6,
+        guarantee_slices=0,
+        limit_slices=10,
+    )
     _, project, _, client = fleet.tenant("acme", quota=quota)
     assert _ask(client, project, compute_units=20).status_code == 201
     assert _ask(client, project, compute_units=10).status_code == 201  # 20 + 10 == 30: integers, exactly

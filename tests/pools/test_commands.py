@@ -17,7 +17,9 @@ def test_register_from_the_command_line_with_the_token_from_the_environment(agen
     monkeypatch.setenv("BJ_TOKEN", agent.token)
     out = io.StringIO()
     with django_capture_on_commit_callbacks(execute=True):
-        call_command("pool_register", "--name", "bj", "--region", "cn-beijing", "--agent-url", agent.url, "--token-env", "BJ_TOKEN", stdout=out)
+        call_command(
+            "pool_register", "--name", "bj", "--region", "cn-beijing", "--agent-url", agent.url, "--token-env", "BJ_TOKEN", stdout=out
+        )
     pool = Pool.objects.get(name="bj")
     assert pool.status == Pool.Status.HEALTHY and pool.accelerators.count() == 4
     assert agent.token not in out.getvalue()

@@ -36,8 +36,17 @@ def demo_pools(tmp_path, db):
 def _tenant(slug, guarantee_units, limit_units):
     tenant = tenant_create(actor=None, slug=slug, name=slug)
     project = Project.objects.create(tenant=tenant, slug="main", name="Main")
-    quota_set(actor=None, tenant=tenant, project=None, guarantee_compute_units=guarantee_units, limit_compute_units=limit_units,
-              guarantee_memory_mib=10**8, limit_memory_mib=10**8, guarantee_slices=1000, limit_slices=1000)
+    quota_set(
+        actor=None,
+        tenant=tenant,
+        project=None,
+        guarantee_compute_units=guarantee_units,
+        limit_compute_units=limit_units,
+        guarantee_memory_mib=10**8,
+        limit_memory_mib=10**8,
+        guarantee_slices=1000,
+        limit_slices=1000,
+    )
     return tenant, project
 
 
@@ -54,8 +63,17 @@ def _in_agreement(agents) -> bool:
 def test_fill_preempt_drain_and_survive_an_agent_restart(demo_pools, staff):
     acme, acme_project = _tenant("acme", 0, 10_000)
     globex, globex_project = _tenant("globex", 400, 800)
-    offline = dict(actor=staff, tenant=acme, project=acme_project, count=1, compute_units=100, memory_mib=40_000,
-                   pool_name="sh-h100", priority="offline", requeue_on_preempt=True)
+    offline = dict(
+        actor=staff,
+        tenant=acme,
+        project=acme_project,
+        count=1,
+        compute_units=100,
+        memory_mib=40_000,
+        pool_name="sh-h100",
+        priority="offline",
+        requeue_on_preempt=True,
+    )
 
     # acme fills sh-h100 (16 GPUs) with offline work, and more waits.
     filled = [allocation_request(**offline)[0] for _ in range(16)]
@@ -65,8 +83,16 @@ def test_fill_preempt_drain_and_survive_an_agent_restart(demo_pools, staff):
 
     # globex asks for one whole H100, realtime, within its guarantee.
     started = time.monotonic()
-    realtime, _ = allocation_request(actor=staff, tenant=globex, project=globex_project, count=1, compute_units=100,
-                                     memory_mib=40_000, pool_name="sh-h100", priority="realtime")
+    realtime, _ = allocation_request(
+        actor=staff,
+        tenant=globex,
+        project=globex_project,
+        count=1,
+        compute_units=100,
+        memory_mib=40_000,
+        pool_name="sh-h100",
+        priority="realtime",
+    )
     assert realtime.state == State.RUNNING and time.monotonic() - started < 5
     preempted = Allocation.objects.filter(state=State.PREEMPTED)
     assert preempted.count() == 1 and preempted.get().preempted_by_id == realtime.id  # the fewest: one slice

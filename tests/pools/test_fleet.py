@@ -16,8 +16,22 @@ from tests.fleet import Fleet
 
 def _random_fleet(rng, n=3000):
     costs = [Decimal("1"), Decimal("0.8"), Decimal("1")]  # a cost is the pool's
-    return [GpuState(i, f"p{i % 3}", "r", i // 8, "NVIDIA", "A100", 81920, rng.choice([0, 10, 25, 50, 75, 90, 100]),
-                     rng.choice([0, 8192, 20480, 40960, 81920]), costs[i % 3], i % 3) for i in range(n)]
+    return [
+        GpuState(
+            i,
+            f"p{i % 3}",
+            "r",
+            i // 8,
+            "NVIDIA",
+            "A100",
+            81920,
+            rng.choice([0, 10, 25, 50, 75, 90, 100]),
+            rng.choice([0, 8192, 20480, 40960, 81920]),
+            costs[i % 3],
+            i % 3,
+        )
+        for i in range(n)
+    ]
 
 
 def test_the_best_few_hold_what_placement_would_choose_from_the_whole_fleet():
@@ -26,8 +40,9 @@ def test_the_best_few_hold_what_placement_would_choose_from_the_whole_fleet():
     view = FleetView(gpus)
     for _ in range(300):
         units, mib = rng.choice([(1, 1), (10, 4096), (25, 16384), (50, 40960), (100, 81920)])
-        ask = Ask(count=1, compute_units=units, memory_mib=mib, policy=rng.choice(["binpack", "spread", "cheapest"]),
-                  pool=rng.choice(["", "p1"]))
+        ask = Ask(
+            count=1, compute_units=units, memory_mib=mib, policy=rng.choice(["binpack", "spread", "cheapest"]), pool=rng.choice(["", "p1"])
+        )
         assert place(ask, view.best(ask, limit=candidate_limit(ask))) == place(ask, gpus), ask
 
 

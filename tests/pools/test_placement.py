@@ -67,7 +67,8 @@ def holder(id, priority, created, *slices):
 def test_victims_are_the_fewest_that_make_room():
     fleet = [gpu(1, used=100), gpu(2, used=100)]
     holders = [
-        holder("a", "offline", 1, (1, 50, 0)), holder("b", "offline", 2, (1, 50, 0)),
+        holder("a", "offline", 1, (1, 50, 0)),
+        holder("b", "offline", 2, (1, 50, 0)),
         holder("c", "offline", 3, (2, 100, 0)),
     ]
     placement, victims = choose_victims(Ask(1, 80, 1000), fleet, holders)
@@ -76,8 +77,11 @@ def test_victims_are_the_fewest_that_make_room():
 
 def test_offline_goes_before_borrowed_interruptible_and_youngest_first():
     fleet = [gpu(1, used=100)]
-    holders = [holder("old-offline", "offline", 1, (1, 40, 0)), holder("young-offline", "offline", 5, (1, 40, 0)),
-               holder("interruptible", "interruptible", 9, (1, 20, 0))]
+    holders = [
+        holder("old-offline", "offline", 1, (1, 40, 0)),
+        holder("young-offline", "offline", 5, (1, 40, 0)),
+        holder("interruptible", "interruptible", 9, (1, 20, 0)),
+    ]
     _, victims = choose_victims(Ask(1, 40, 100), fleet, holders)
     assert [v.allocation_id for v in victims] == ["young-offline"]
     _, victims = choose_victims(Ask(1, 90, 100), fleet, holders)

@@ -54,8 +54,14 @@ def test_racing_for_the_last_gpus_never_oversubscribes(agents, django_user_model
 
 def test_racing_for_the_last_units_of_a_quota_never_overspends(agents, django_user_model):
     fleet = Fleet(agents, django_user_model, nodes=1, gpus=4)
-    quota = dict(guarantee_compute_units=0, limit_compute_units=300, guarantee_memory_mib=0, limit_memory_mib=10**6,
-                 guarantee_slices=0, limit_slices=100)
+    quota = dict(
+        guarantee_compute_units=0,
+        limit_compute_units=300,
+        guarantee_memory_mib=0,
+        limit_memory_mib=10**6,
+        guarantee_slices=0,
+        limit_slices=100,
+    )
     tenant, project, user, _ = fleet.tenant("acme", quota=quota)
 
     def request(i):

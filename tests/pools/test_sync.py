@@ -25,9 +25,7 @@ def test_first_sync_mirrors_nodes_and_gpus(agents):
     assert _present(pool).count() == 32
     assert Node.objects.filter(pool=pool, gone_at=None).count() == 4
     inventory = agent.client().get("/v1/inventory").json()
-    assert set(_present(pool).values_list("uuid", flat=True)) == {
-        g["uuid"] for n in inventory["nodes"] for g in n["accelerators"]
-    }
+    assert set(_present(pool).values_list("uuid", flat=True)) == {g["uuid"] for n in inventory["nodes"] for g in n["accelerators"]}
     assert pool.inventory_generation == inventory["generation"]
     assert AuditEntry.objects.filter(action="pool.inventory", object_id=str(pool.id), changes__added=32).exists()
 

@@ -74,7 +74,8 @@ def test_register_a_pool_with_a_generated_token(client, staff, django_capture_on
     client.force_login(staff)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
-            reverse("pools:new"), {"name": "gz-a800", "region": "cn-guangzhou", "agent_url": "http://127.0.0.1:9/"},
+            reverse("pools:new"),
+            {"name": "gz-a800", "region": "cn-guangzhou", "agent_url": "http://127.0.0.1:9/"},
             REMOTE_ADDR="10.1.2.3",
         )
     assert response.status_code == 200

@@ -1,4 +1,7 @@
-"""The issue's 'done when', through the API alone: staff token → tenant, project, member, quota; the member's own token sees only its tenant."""
+"""The issue's 'done when', through the API alone.
+
+Staff token → tenant, project, member, quota; the member's own token sees only its tenant.
+"""
 
 import base64
 
@@ -27,13 +30,27 @@ def test_staff_token_builds_a_tenant_and_the_members_token_sees_only_it(staff):
     assert tenant.status_code == 201, tenant.json()
     project = api.post("/api/v1/projects", {"tenant": "acme", "slug": "vision", "name": "Vision"}, format="json")
     assert project.status_code == 201, project.json()
-    member = api.post("/api/v1/memberships", {"tenant": "acme", "username": "carol", "email": "carol@example.com",
-                                              "role": "member", "password": "correct-horse-battery"}, format="json")
+    member = api.post(
+        "/api/v1/memberships",
+        {"tenant": "acme", "username": "carol", "email": "carol@example.com", "role": "member", "password": "correct-horse-battery"},
+        format="json",
+    )
     assert member.status_code == 201, member.json()
-    quota = api.post("/api/v1/quotas", {"tenant": "acme", "pool_name": "", "accelerator_model": "",
-                                        "guarantee_compute_units": 400, "limit_compute_units": 800,
-                                        "guarantee_memory_mib": 327680, "limit_memory_mib": 655360,
-                                        "guarantee_slices": 8, "limit_slices": 16}, format="json")
+    quota = api.post(
+        "/api/v1/quotas",
+        {
+            "tenant": "acme",
+            "pool_name": "",
+            "accelerator_model": "",
+            "guarantee_compute_units": 400,
+            "limit_compute_units": 800,
+            "guarantee_memory_mib": 327680,
+            "limit_memory_mib": 655360,
+            "guarantee_slices": 8,
+            "limit_slices": 16,
+        },
+        format="json",
+    )
     assert quota.status_code == 201, quota.json()
     assert quota.json()["usage"]["left"] == {"compute_units": 800, "memory_mib": 655360, "slices": 16}
 
@@ -57,4 +74,6 @@ def test_staff_token_builds_a_tenant_and_the_members_token_sees_only_it(staff):
     acme = Tenant.objects.get(slug="acme")
     actions = list(AuditEntry.objects.filter(tenant_id=acme.id).order_by("at").values_list("action", flat=True))
     assert actions == ["tenant.create", "project.create", "user.create", "membership.create", "quota.create", "token.create"]
-    assert AuditEntry.objects.get(action="tenant.create", tenant_id=acme.id).actor_label == f"{staff.username} via token {staff_secret[:12]}…"
+    assert (
+        AuditEntry.objects.get(action="tenant.create", tenant_id=acme.id).actor_label == f"{staff.username} via token {staff_secret[:12]}…"
+    )

@@ -8,17 +8,15 @@ under test belongs to A (or is staff, or belongs to nothing); "own" aims at A's
 objects, "other" at B's.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
-
-import pytest
-from django.contrib.auth import get_user_model
-from rest_framework.test import APIClient
-
 from datetime import date
 from decimal import Decimal
 
+import pytest
+from django.contrib.auth import get_user_model
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from billing.models import Budget, Statement
 from pools.models import Accelerator, Allocation, Node, Pool
@@ -47,29 +45,54 @@ def _build(name: str, users: dict) -> dict:
         user = User.objects.create_user(f"{role}-{name}", password="pw-0123456789")
         users[f"{role}-{name}"] = user
         Membership.objects.create(tenant=tenant, user=user, role=role)
-    amounts = dict(guarantee_compute_units=100, limit_compute_units=200, guarantee_memory_mib=1000, limit_memory_mib=2000,
-                   guarantee_slices=4, limit_slices=8)
+    amounts = dict(
+        guarantee_compute_units=100,
+        limit_compute_units=200,
+        guarantee_memory_mib=1000,
+        limit_memory_mib=2000,
+        guarantee_slices=4,
+        limit_slices=8,
+    )
     quota = Quota.objects.create(tenant=tenant, **amounts)
-    project_quota = Quota.objects.create(tenant=tenant, project=project, guarantee_compute_units=10, limit_compute_units=20,
-                                         limit_memory_mib=1000, limit_slices=2)
+    project_quota = Quota.objects.create(
+        tenant=tenant, project=project, guarantee_compute_units=10, limit_compute_units=20, limit_memory_mib=1000, limit_slices=2
+    )
     owner_token, _ = token_create(actor=None, user=users[f"owner-{name}"], tenant=tenant, name="owner's")
     allocation = Allocation.objects.create(tenant=tenant, project=project, compute_units=10, memory_mib=100)
     spare = Project.objects.create(tenant=tenant, slug="spare", name="Spare")
     budget = Budget.objects.create(tenant=tenant, amount=Decimal("100.00"), thresholds=[50, 100])
-    statement = Statement.objects.create(tenant=tenant, month=date(2026, 9, 1), currency="CNY", total=Decimal("0.00"),
-                                         closed_at=timezone.now())
-    return {"tenant": tenant, "project": project, "spare_project": spare, "budget": budget, "statement": statement, "quota": quota, "project_quota": project_quota,
-            "membership": Membership.objects.get(tenant=tenant, role="viewer"), "owner_token": owner_token,
-            "allocation": allocation}
+    statement = Statement.objects.create(
+        tenant=tenant, month=date(2026, 9, 1), currency="CNY", total=Decimal("0.00"), closed_at=timezone.now()
+    )
+    return {
+        "tenant": tenant,
+        "project": project,
+        "spare_project": spare,
+        "budget": budget,
+        "statement": statement,
+        "quota": quota,
+        "project_quota": project_quota,
+        "membership": Membership.objects.get(tenant=tenant, role="viewer"),
+        "owner_token": owner_token,
+        "allocation": allocation,
+    }
 
 
 def _full_pool():
     """A live pool whose one GPU is full: a request is admitted and waits, no agent is called."""
-    pool = Pool.objects.create(name="full", region="r", agent_url="http://127.0.0.1:9", token_ciphertext="-",
-                               status=Pool.Status.HEALTHY)
+    pool = Pool.objects.create(name="full", region="r", agent_url="http://127.0.0.1:9", token_ciphertext="-", status=Pool.Status.HEALTHY)
     node = Node.objects.create(pool=pool, name="n1")
-    Accelerator.objects.create(pool=pool, node=node, uuid="GPU-full", index=0, vendor="NVIDIA", model="A100",
-                               memory_mib=81920, allocated_compute_units=100, allocated_memory_mib=81920)
+    Accelerator.objects.create(
+        pool=pool,
+        node=node,
+        uuid="GPU-full",
+        index=0,
+        vendor="NVIDIA",
+        model="A100",
+        memory_mib=81920,
+        allocated_compute_units=100,
+        allocated_memory_mib=81920,
+    )
 
 
 @pytest.fixture
@@ -97,6 +120,7 @@ def _client(users, a, principal, auth):
 
 # --- what each operation expects ------------------------------------------------
 
+
 def read(principal, own):
     """Reading one object: members of its tenant and staff; anyone else cannot tell it exists."""
     return 200 if principal == "staff" or (own and principal in ROLES) else 404
@@ -109,11 +133,13 @@ def write(minimum, ok=200):
         if not own or principal == "outsider":
             return 404
         return ok if Role.rank(principal) >= Role.rank(minimum) else 403
+
     return expect
 
 
 def create_in(minimum, ok=201, staff_only=False):
     """Creating in a tenant named in the body: a tenant one cannot reach reads as 'does not exist' (400)."""
+
     def expect(principal, own):
         if principal == "staff":
             return ok
@@ -122,6 +148,7 @@ def create_in(minimum, ok=201, staff_only=False):
         if staff_only:
             return 403
         return ok if Role.rank(principal) >= Role.rank(minimum) else 403
+
     return expect
 
 
@@ -159,29 +186,59 @@ class Op:
 OPS = [
     Op("list tenants", "get", lambda w: "/api/v1/tenants", None, anyone),
     Op("read tenant", "get", lambda w: f"/api/v1/tenants/{w['tenant'].id}", None, read),
-    Op("create tenant", "post", lambda w: "/api/v1/tenants", lambda w: {"slug": "new", "name": "New"},
-       lambda p, own: 201 if p == "staff" else 403),
+    Op(
+        "create tenant",
+        "post",
+        lambda w: "/api/v1/tenants",
+        lambda w: {"slug": "new", "name": "New"},
+        lambda p, own: 201 if p == "staff" else 403,
+    ),
     Op("rename tenant", "patch", lambda w: f"/api/v1/tenants/{w['tenant'].id}", lambda w: {"name": "Renamed"}, write("owner")),
-    Op("suspend tenant", "patch", lambda w: f"/api/v1/tenants/{w['tenant'].id}", lambda w: {"status": "suspended"},
-       lambda p, own: 200 if p == "staff" else (404 if not own or p == "outsider" else 403)),
+    Op(
+        "suspend tenant",
+        "patch",
+        lambda w: f"/api/v1/tenants/{w['tenant'].id}",
+        lambda w: {"status": "suspended"},
+        lambda p, own: 200 if p == "staff" else (404 if not own or p == "outsider" else 403),
+    ),
     Op("list projects", "get", lambda w: "/api/v1/projects", None, anyone),
     Op("read project", "get", lambda w: f"/api/v1/projects/{w['project'].id}", None, read),
-    Op("create project", "post", lambda w: "/api/v1/projects", lambda w: {"tenant": w["tenant"].slug, "slug": "q", "name": "Q"}, create_in("admin")),
+    Op(
+        "create project",
+        "post",
+        lambda w: "/api/v1/projects",
+        lambda w: {"tenant": w["tenant"].slug, "slug": "q", "name": "Q"},
+        create_in("admin"),
+    ),
     Op("change project", "patch", lambda w: f"/api/v1/projects/{w['project'].id}", lambda w: {"name": "P2"}, write("admin")),
     Op("delete project", "delete", lambda w: f"/api/v1/projects/{w['spare_project'].id}", None, write("admin", ok=204)),
     Op("list members", "get", lambda w: "/api/v1/memberships", None, anyone),
     Op("read member", "get", lambda w: f"/api/v1/memberships/{w['membership'].id}", None, read),
-    Op("add member", "post", lambda w: "/api/v1/memberships",
-       lambda w: {"tenant": w["tenant"].slug, "username": "newbie", "role": "member"}, create_in("admin")),
+    Op(
+        "add member",
+        "post",
+        lambda w: "/api/v1/memberships",
+        lambda w: {"tenant": w["tenant"].slug, "username": "newbie", "role": "member"},
+        create_in("admin"),
+    ),
     Op("change role", "patch", lambda w: f"/api/v1/memberships/{w['membership'].id}", lambda w: {"role": "member"}, write("admin")),
     Op("remove member", "delete", lambda w: f"/api/v1/memberships/{w['membership'].id}", None, write("admin", ok=204)),
     Op("list quotas", "get", lambda w: "/api/v1/quotas", None, anyone),
     Op("read quota", "get", lambda w: f"/api/v1/quotas/{w['quota'].id}", None, read),
-    Op("set tenant quota", "post", lambda w: "/api/v1/quotas",
-       lambda w: {"tenant": w["tenant"].slug, "pool_name": "other-pool", **AMOUNTS}, create_in("owner", staff_only=True)),
-    Op("change tenant quota", "patch", lambda w: f"/api/v1/quotas/{w['quota'].id}",
-       lambda w: {"guarantee_compute_units": 50, "limit_compute_units": 150},
-       lambda p, own: 200 if p == "staff" else (404 if not own or p == "outsider" else 403)),
+    Op(
+        "set tenant quota",
+        "post",
+        lambda w: "/api/v1/quotas",
+        lambda w: {"tenant": w["tenant"].slug, "pool_name": "other-pool", **AMOUNTS},
+        create_in("owner", staff_only=True),
+    ),
+    Op(
+        "change tenant quota",
+        "patch",
+        lambda w: f"/api/v1/quotas/{w['quota'].id}",
+        lambda w: {"guarantee_compute_units": 50, "limit_compute_units": 150},
+        lambda p, own: 200 if p == "staff" else (404 if not own or p == "outsider" else 403),
+    ),
     Op("divide quota to project", "patch", lambda w: f"/api/v1/quotas/{w['project_quota'].id}", lambda w: AMOUNTS, write("admin")),
     Op("list tokens", "get", lambda w: "/api/v1/tokens", None, anyone),
     Op("read owner's token", "get", lambda w: f"/api/v1/tokens/{w['owner_token'].id}", None, own_token),
@@ -189,23 +246,43 @@ OPS = [
     Op("revoke owner's token", "post", lambda w: f"/api/v1/tokens/{w['owner_token'].id}/revoke", None, own_token),
     Op("list allocations", "get", lambda w: "/api/v1/allocations", None, anyone),
     Op("read allocation", "get", lambda w: f"/api/v1/allocations/{w['allocation'].id}", None, read),
-    Op("request allocation", "post", lambda w: "/api/v1/allocations",
-       lambda w: {"project": str(w["project"].id), "compute_units": 10, "memory_mib": 100}, create_in("member")),
+    Op(
+        "request allocation",
+        "post",
+        lambda w: "/api/v1/allocations",
+        lambda w: {"project": str(w["project"].id), "compute_units": 10, "memory_mib": 100},
+        create_in("member"),
+    ),
     Op("release allocation", "delete", lambda w: f"/api/v1/allocations/{w['allocation'].id}", None, write("member")),
     Op("list prices", "get", lambda w: "/api/v1/prices", None, members_only),
-    Op("set a price", "post", lambda w: "/api/v1/prices", lambda w: {"compute_gpu_hour": "9.5", "effective_from": "2026-12-01T00:00:00Z"},
-       lambda p, own: 201 if p == "staff" else 403),
+    Op(
+        "set a price",
+        "post",
+        lambda w: "/api/v1/prices",
+        lambda w: {"compute_gpu_hour": "9.5", "effective_from": "2026-12-01T00:00:00Z"},
+        lambda p, own: 201 if p == "staff" else 403,
+    ),
     Op("read usage", "get", lambda w: "/api/v1/usage", None, members_only),
     Op("list budgets", "get", lambda w: "/api/v1/budgets", None, anyone),
     Op("read budget", "get", lambda w: f"/api/v1/budgets/{w['budget'].id}", None, read),
-    Op("set budget", "post", lambda w: "/api/v1/budgets",
-       lambda w: {"tenant": w["tenant"].slug, "project": str(w["project"].id), "amount": "50.00"}, create_in("admin")),
+    Op(
+        "set budget",
+        "post",
+        lambda w: "/api/v1/budgets",
+        lambda w: {"tenant": w["tenant"].slug, "project": str(w["project"].id), "amount": "50.00"},
+        create_in("admin"),
+    ),
     Op("remove budget", "delete", lambda w: f"/api/v1/budgets/{w['budget'].id}", None, write("admin", ok=204)),
     Op("list statements", "get", lambda w: "/api/v1/statements", None, anyone),
     Op("read statement", "get", lambda w: f"/api/v1/statements/{w['statement'].id}", None, read),
     Op("statement as csv", "get", lambda w: f"/api/v1/statements/{w['statement'].id}/csv", None, read),
-    Op("close a month", "post", lambda w: "/api/v1/statements", lambda w: {"tenant": w["tenant"].slug, "month": "2026-10-01"},
-       lambda p, own: 201 if p == "staff" else 403),
+    Op(
+        "close a month",
+        "post",
+        lambda w: "/api/v1/statements",
+        lambda w: {"tenant": w["tenant"].slug, "month": "2026-10-01"},
+        lambda p, own: 201 if p == "staff" else 403,
+    ),
     Op("read audit log", "get", lambda w: "/api/v1/audit", None, admins_only),
     Op("list pools", "get", lambda w: "/api/v1/pools", None, members_only),
     Op("list accelerators", "get", lambda w: "/api/v1/accelerators", None, members_only),

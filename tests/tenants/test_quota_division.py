@@ -11,8 +11,14 @@ from tenants.models import Membership, Project, Quota, Role
 from tenants.services import quota_set
 from tests.factories import TenantFactory
 
-AMOUNTS = dict(guarantee_compute_units=100, limit_compute_units=200, guarantee_memory_mib=1000, limit_memory_mib=2000,
-               guarantee_slices=4, limit_slices=8)
+AMOUNTS = dict(
+    guarantee_compute_units=100,
+    limit_compute_units=200,
+    guarantee_memory_mib=1000,
+    limit_memory_mib=2000,
+    guarantee_slices=4,
+    limit_slices=8,
+)
 
 
 @pytest.fixture
@@ -40,20 +46,28 @@ def test_project_guarantees_add_up_to_the_tenants_at_most(setup):
     assert response.status_code == 400
     assert "guarantee_compute_units" in response.json()["errors"]
     assert "add up to 120" in response.json()["detail"]
-    assert api.post("/api/v1/quotas", {**body, "project": str(projects[1].id), "guarantee_compute_units": 40}, format="json").status_code == 201
+    assert (
+        api.post("/api/v1/quotas", {**body, "project": str(projects[1].id), "guarantee_compute_units": 40}, format="json").status_code
+        == 201
+    )
 
 
 def test_project_limit_never_exceeds_the_tenants(setup):
     tenant, admin, projects = setup
-    response = _client(admin).post("/api/v1/quotas", {"tenant": "acme", "project": str(projects[0].id), "limit_compute_units": 201}, format="json")
+    response = _client(admin).post(
+        "/api/v1/quotas", {"tenant": "acme", "project": str(projects[0].id), "limit_compute_units": 201}, format="json"
+    )
     assert response.status_code == 400 and "limit_compute_units" in response.json()["errors"]
     assert not Quota.objects.filter(project__isnull=False).exists()
 
 
 def test_a_project_quota_needs_a_tenant_quota_for_its_scope(setup):
     tenant, admin, projects = setup
-    response = _client(admin).post("/api/v1/quotas", {"tenant": "acme", "project": str(projects[0].id), "pool_name": "sh-h100",
-                                                      "limit_compute_units": 10}, format="json")
+    response = _client(admin).post(
+        "/api/v1/quotas",
+        {"tenant": "acme", "project": str(projects[0].id), "pool_name": "sh-h100", "limit_compute_units": 10},
+        format="json",
+    )
     assert response.status_code == 400 and "pool_name" in response.json()["errors"]
 
 
@@ -68,7 +82,9 @@ def test_staff_cannot_shrink_the_tenant_quota_below_its_projects(setup, staff):
 
 
 def test_limit_below_guarantee_is_refused_naming_the_field(setup, staff):
-    response = _client(staff).post("/api/v1/quotas", {"tenant": "acme", "pool_name": "bj", "guarantee_slices": 5, "limit_slices": 4}, format="json")
+    response = _client(staff).post(
+        "/api/v1/quotas", {"tenant": "acme", "pool_name": "bj", "guarantee_slices": 5, "limit_slices": 4}, format="json"
+    )
     assert response.status_code == 400
     assert response["Content-Type"] == "application/problem+json"
     assert response.json()["errors"] == {"limit_slices": ["the limit (4) must be at least the guarantee (5)."]}

@@ -15,9 +15,19 @@ OTHER_PROJECT = uuid.uuid4()
 
 
 def _quota(project=None, pool="", model="", g=(0, 0, 0), lim=(0, 0, 0)):
-    return Quota(id=uuid.uuid4(), tenant_id=TENANT, project_id=project, pool_name=pool, accelerator_model=model,
-                 guarantee_compute_units=g[0], guarantee_memory_mib=g[1], guarantee_slices=g[2],
-                 limit_compute_units=lim[0], limit_memory_mib=lim[1], limit_slices=lim[2])
+    return Quota(
+        id=uuid.uuid4(),
+        tenant_id=TENANT,
+        project_id=project,
+        pool_name=pool,
+        accelerator_model=model,
+        guarantee_compute_units=g[0],
+        guarantee_memory_mib=g[1],
+        guarantee_slices=g[2],
+        limit_compute_units=lim[0],
+        limit_memory_mib=lim[1],
+        limit_slices=lim[2],
+    )
 
 
 def _row(units, mib=0, slices=1, priority="offline", project=PROJECT, pool="bj", model="A100"):
@@ -52,8 +62,13 @@ def test_integers_add_exactly_up_to_the_limit():
     with pytest.raises(Refused) as refused:
         check_request([quota], _ask("offline", ("bj", "A100", 21, 1), usage=[_row(10)]))
     assert refused.value.extra == {
-        "code": "quota_exceeded", "quota": str(quota.id), "dimension": "compute_units", "bound": "limit",
-        "limit": 30, "used": 10, "asked": 21,
+        "code": "quota_exceeded",
+        "quota": str(quota.id),
+        "dimension": "compute_units",
+        "bound": "limit",
+        "limit": 30,
+        "used": 10,
+        "asked": 21,
     }
     assert "the tenant's quota for all pools: its limit is 30 compute units; 10 are held and the request asks 21" in refused.value.detail
 

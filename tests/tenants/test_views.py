@@ -78,17 +78,32 @@ def test_a_member_makes_a_token_shown_once_with_a_curl_example(client, acme, mem
 def test_an_admin_cannot_set_the_whole_tenants_quota(client, acme, django_user_model):
     admin = _member(django_user_model, acme, "adam", Role.ADMIN)
     client.force_login(admin)
-    response = client.post(reverse("tenants:quota_set", args=["acme"]), {"guarantee_compute_units": 0, "limit_compute_units": 100,
-                                                                         "guarantee_memory_mib": 0, "limit_memory_mib": 0,
-                                                                         "guarantee_slices": 0, "limit_slices": 0}, follow=True)
+    response = client.post(
+        reverse("tenants:quota_set", args=["acme"]),
+        {
+            "guarantee_compute_units": 0,
+            "limit_compute_units": 100,
+            "guarantee_memory_mib": 0,
+            "limit_memory_mib": 0,
+            "guarantee_slices": 0,
+            "limit_slices": 0,
+        },
+        follow=True,
+    )
     assert "Only platform staff" in response.content.decode()
     assert not Quota.objects.exists()
 
 
 def test_bad_form_input_says_what_to_change(client, acme, staff):
     client.force_login(staff)
-    amounts = {"guarantee_compute_units": 10, "limit_compute_units": 5, "guarantee_memory_mib": 0, "limit_memory_mib": 0,
-               "guarantee_slices": 0, "limit_slices": 0}
+    amounts = {
+        "guarantee_compute_units": 10,
+        "limit_compute_units": 5,
+        "guarantee_memory_mib": 0,
+        "limit_memory_mib": 0,
+        "guarantee_slices": 0,
+        "limit_slices": 0,
+    }
     page = client.post(reverse("tenants:quota_set", args=["acme"]), amounts, follow=True).content.decode()
     assert "limit_compute_units: The limit (5) must be at least the guarantee (10)." in page
     assert not Quota.objects.exists()
@@ -100,9 +115,17 @@ def test_the_issues_flow_in_the_browser(client, staff, django_user_model):
     client.post(reverse("tenants:project_new", args=["acme"]), {"slug": "vision", "name": "Vision"})
     added = client.post(reverse("tenants:member_new", args=["acme"]), {"username": "carol", "role": "member"})
     password = re.search(r'id="initial-password">([^<]+)<', added.content.decode())[1]
-    client.post(reverse("tenants:quota_set", args=["acme"]), {
-        "guarantee_compute_units": 400, "limit_compute_units": 800, "guarantee_memory_mib": 0, "limit_memory_mib": 655360,
-        "guarantee_slices": 0, "limit_slices": 16})
+    client.post(
+        reverse("tenants:quota_set", args=["acme"]),
+        {
+            "guarantee_compute_units": 400,
+            "limit_compute_units": 800,
+            "guarantee_memory_mib": 0,
+            "limit_memory_mib": 655360,
+            "guarantee_slices": 0,
+            "limit_slices": 16,
+        },
+    )
     TenantFactory(slug="globex")
 
     client.logout()

@@ -7,20 +7,19 @@ come from a JSON file written by ``dev.py``, so the agents and oCenter agree.
 """
 
 import json
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from billing.models import Price
+from billing.services import budget_set, price_set
 from ocenter.audit import audit_record
 from pools.models import Pool
 from pools.services.pools import pool_register
-from datetime import datetime, timezone as dt_timezone
-from decimal import Decimal
-
-from billing.models import Price
-from billing.services import budget_set, price_set
 from tenants.models import Role, Tenant
 from tenants.services import membership_add, project_create, quota_set, tenant_create
 
@@ -61,12 +60,18 @@ class Command(BaseCommand):
                 if not Pool.objects.filter(name=item["name"]).exists():
                     pool_register(actor=None, **item)
             if not Price.objects.exists():
-                since = datetime(2026, 1, 1, tzinfo=dt_timezone.utc)
+                since = datetime(2026, 1, 1, tzinfo=UTC)
                 for model, by_class in DEMO_PRICES.items():
                     for priority, gpu_hour in by_class.items():
-                        price_set(actor=None, accelerator_model=model, priority=priority, compute_gpu_hour=Decimal(gpu_hour),
-                                  memory_gib_hour=Decimal(DEMO_MEMORY_GIB_HOUR), effective_from=since)
-        self.stdout.write("demo seeded: admin, %d tenants, %d pools" % (Tenant.objects.count(), Pool.objects.count()))
+                        price_set(
+                            actor=None,
+                            accelerator_model=model,
+                            priority=priority,
+                            compute_gpu_hour=Decimal(gpu_hour),
+                            memory_gib_hour=Decimal(DEMO_MEMORY_GIB_HOUR),
+                            effective_from=since,
+                        )
+        self.stdout.write(f"demo seeded: admin, {Tenant.objects.count()} tenants, {Pool.objects.count()} pools")
 
     def _tenant(self, slug, name, owner, project, amounts, password):
         tenant = tenant_create(actor=None, slug=slug, name=name)
@@ -75,10 +80,17 @@ class Command(BaseCommand):
         period, budget, action = DEMO_BUDGETS[slug]
         budget_set(actor=None, tenant=tenant, period=period, amount=Decimal(budget), thresholds=[50, 80, 100], action=action)
         g_units, l_units, g_mib, l_mib, g_slices, l_slices = amounts
-        quota_set(actor=None, tenant=tenant, project=None,
-                  guarantee_compute_units=g_units, limit_compute_units=l_units,
-                  guarantee_memory_mib=g_mib, limit_memory_mib=l_mib,
-                  guarantee_slices=g_slices, limit_slices=l_slices)
+        quota_set(
+            actor=None,
+            tenant=tenant,
+            project=None,
+            guarantee_compute_units=g_units,
+            limit_compute_units=l_units,
+            guarantee_memory_mib=g_mib,
+            limit_memory_mib=l_mib,
+            guarantee_slices=g_slices,
+            limit_slices=l_slices,
+        )
 
     def _admin(self, password):
         User = get_user_model()

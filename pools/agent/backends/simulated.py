@@ -78,9 +78,7 @@ class SimulatedBackend(Backend):
             mib = int(claim.memory_mib * (0.6 + 0.35 * activity))
             busy_units += units
             memory_used += mib
-            per_claim.append(
-                {"id": claim.id, "gpu_uuid": gpu.uuid, "compute_units_used": round(units, 1), "memory_used_mib": mib}
-            )
+            per_claim.append({"id": claim.id, "gpu_uuid": gpu.uuid, "compute_units_used": round(units, 1), "memory_used_mib": mib})
         if claims:
             memory_used = min(gpu.memory_mib, memory_used + 420)  # the driver's context
         utilization = min(100.0, busy_units)

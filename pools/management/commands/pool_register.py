@@ -28,9 +28,7 @@ class Command(BaseCommand):
                 raise CommandError(f"${options['token_env']} is empty or unset")
         elif options["token_stdin"]:
             token = sys.stdin.readline().strip()
-        form = PoolRegisterForm(
-            {"name": options["name"], "region": options["region"], "agent_url": options["agent_url"], "token": token}
-        )
+        form = PoolRegisterForm({"name": options["name"], "region": options["region"], "agent_url": options["agent_url"], "token": token})
         if not form.is_valid():
             problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
             raise CommandError(f"cannot register the pool: {problems}")

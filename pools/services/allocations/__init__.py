@@ -23,6 +23,13 @@ from pools.services.allocations.release import (
 from pools.services.allocations.request import allocation_preview, allocation_request
 
 __all__ = [
-    "allocation_claim", "allocation_preempt", "allocation_preview", "allocation_release", "allocation_request",
-    "leases_expire", "queue_drain", "release_finish", "tenant_allocations_release",
+    "allocation_claim",
+    "allocation_preempt",
+    "allocation_preview",
+    "allocation_release",
+    "allocation_request",
+    "leases_expire",
+    "queue_drain",
+    "release_finish",
+    "tenant_allocations_release",
 ]

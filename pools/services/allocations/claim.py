@@ -1,6 +1,15 @@
 """
 Claiming: a ``claiming`` allocation's slices are claimed on their agents,
 outside any transaction and lock, and it runs once every one is held.
+
+Nothing is left on an agent that oCenter does not hold active:
+
+- a claim that times out or fails is settled by asking the agent whether it
+  holds it (the answer may have been lost on the way back);
+- when the allocation fails, every claim it may have made is deleted;
+- a release that comes while claims are in flight leaves the deleting to
+  the claimer, which does it after its last claim: no claim reaches an
+  agent after its release (release.py).
 """
 
 from __future__ import annotations
@@ -13,10 +22,11 @@ from django.utils import timezone
 from django.utils.translation import gettext_noop as N_
 
 from ocenter.errors import Refused
-from pools.agent_client import AgentConflict, AgentError, PoolClients, with_retries
+from pools.agent_client import AgentClient, AgentConflict, AgentError, AgentUnreachable, PoolClients, with_retries
 from pools.models import Allocation, Slice
 from pools.selectors import tenant_quotas, tenant_usage
 from pools.services.allocations.history import transition
+from pools.services.allocations.release import release_finish
 from pools.services.allocations.room import free, hold, try_place
 from tenants.models import Tenant
 
@@ -36,64 +46,119 @@ def allocation_claim(*, allocation_id, actor=None) -> Allocation:
     if allocation.state != State.CLAIMING:
         return allocation
     slices = list(allocation.slices.select_related("accelerator", "pool").filter(active=True))
-    clients, envs, claimed, problem = PoolClients(), {}, [], None
+    clients, envs, problem = PoolClients(), {}, None
     for s in slices:
         try:
-            client = clients(s.pool)
+            envs[s.id] = _claim(clients(s.pool), s, allocation).get("env", {})
         except ValueError as exc:  # the pool token cannot be read back (encryption keys changed)
             problem = AgentError(f"cannot use the pool token of {s.pool.name}: {exc}")
-            break
-        try:
-            body = with_retries(lambda: client.claim(
-                s.id, gpu_uuid=s.accelerator.uuid, compute_units=s.compute_units, memory_mib=s.memory_mib,
-                labels={"allocation": str(allocation.id), "tenant": allocation.tenant.slug},
-            ))
         except AgentError as exc:
             problem = exc
+        if problem is not None:
+            failed = s
             break
-        claimed.append(s)
-        envs[s.id] = body.get("env", {})
     if problem is None:
-        with transaction.atomic():
-            allocation = Allocation.objects.select_for_update(of=("self",)).get(id=allocation_id)
-            if allocation.state == State.CLAIMING:
-                now = timezone.now()
-                for s in slices:
-                    s.env = envs[s.id]
-                    s.started_at = s.started_at or now
-                Slice.objects.bulk_update(slices, ["env", "started_at"])
-                expires = now + timedelta(seconds=allocation.lease_seconds) if allocation.lease_seconds else None
-                transition(allocation, State.RUNNING, actor=actor, reason=N_("all slices claimed"), started_at=now, expires_at=expires)
-        return allocation
+        return _run(allocation_id, slices, envs, clients, actor=actor)
 
-    for s in claimed:  # undo, so nothing is left held on an agent
-        try:
-            with_retries(lambda: clients(s.pool).release(s.id))
-        except AgentError:
-            log.warning("could not undo claim %s on %s; the reconciler will release it", s.id, s.pool.name)
-    failed_gpu = slices[len(claimed)].accelerator_id
+    # Undo, so nothing is left held on an agent: what was claimed, and the slice that failed
+    # when no answer came (the claim may have been made) and the agent could not be asked.
+    maybe_held = [s for s in slices if s.id in envs]
+    if isinstance(problem, AgentUnreachable):
+        maybe_held.append(failed)
+    kept = _undo(maybe_held, clients)
     with transaction.atomic():
         Tenant.objects.select_for_update(of=("self",)).get(id=allocation.tenant_id)
         allocation = Allocation.objects.select_for_update(of=("self",)).get(id=allocation_id)
-        if allocation.state != State.CLAIMING:
-            return allocation
-        free(slices)
-        if isinstance(problem, AgentConflict) and allocation.claim_attempts < MAX_PLACEMENTS:
-            allocation.claim_attempts += 1
-            usage = tenant_usage([allocation.tenant_id]).get(allocation.tenant_id, [])
-            try:
-                placed = try_place(allocation, usage=usage, quotas=tenant_quotas(allocation.tenant_id), exclude=[failed_gpu])
-            except Refused as exc:
-                placed = None
-                problem = exc
-            if placed:
-                transition(allocation, State.CLAIMING, actor=actor, reason=f"agent refused a GPU ({problem}); placed again")
-                hold(allocation, placed)
-            else:
-                transition(allocation, State.QUEUED, actor=actor, reason=f"waiting for room after the agent refused: {problem}")
-        else:
-            transition(allocation, State.FAILED, actor=actor, audit=True, ended_at=timezone.now(),
-                       reason=f"could not claim on {slices[len(claimed)].pool.name}: {problem}")
+        if allocation.state == State.CLAIMING:
+            # A claim that could not be undone keeps its slice and room until the reconciler has released it.
+            free([s for s in slices if s not in kept])
+            _after_failure(allocation, problem, failed, actor=actor, place_again=not kept)
+    if allocation.state == State.RELEASING:
+        return release_finish(allocation=allocation, final_state=State.RELEASED, actor=actor)
     if allocation.state == State.CLAIMING:
         return allocation_claim(allocation_id=allocation.id, actor=actor)
     return allocation
+
+
+def _after_failure(allocation: Allocation, problem: Exception, failed: Slice, *, actor, place_again: bool):
+    """A claim failed and its room is given back: place again after a 409, else queue or fail."""
+    if place_again and isinstance(problem, AgentConflict) and allocation.claim_attempts < MAX_PLACEMENTS:
+        allocation.claim_attempts += 1
+        usage = tenant_usage([allocation.tenant_id]).get(allocation.tenant_id, [])
+        try:
+            placed = try_place(allocation, usage=usage, quotas=tenant_quotas(allocation.tenant_id), exclude=[failed.accelerator_id])
+        except Refused as exc:
+            placed, problem = None, exc
+        if placed:
+            transition(allocation, State.CLAIMING, actor=actor, reason=f"agent refused a GPU ({problem}); placed again")
+            hold(allocation, placed)
+        else:
+            transition(allocation, State.QUEUED, actor=actor, reason=f"waiting for room after the agent refused: {problem}")
+    else:
+        transition(
+            allocation,
+            State.FAILED,
+            actor=actor,
+            audit=True,
+            ended_at=timezone.now(),
+            reason=f"could not claim on {failed.pool.name}: {problem}",
+        )
+
+
+def _claim(client: AgentClient, s: Slice, allocation: Allocation) -> dict:
+    """Claim one slice (idempotent by its id); a claim whose answer never came is settled by asking the agent."""
+    try:
+        return with_retries(
+            client.claim,
+            s.id,
+            gpu_uuid=s.accelerator.uuid,
+            compute_units=s.compute_units,
+            memory_mib=s.memory_mib,
+            labels={"allocation": str(allocation.id), "tenant": allocation.tenant.slug},
+        )
+    except AgentUnreachable as exc:  # no answer: the claim may have been made, and its answer lost
+        try:
+            held = with_retries(client.claimed, s.id)
+        except AgentError:
+            raise exc from None  # cannot tell: the caller undoes it, in case it is held
+        if held is None:
+            raise
+        log.info("claim %s on %s was made, though its answer was lost (%s)", s.id, s.pool.name, exc)
+        return held
+
+
+def _run(allocation_id, slices: list[Slice], envs: dict, clients: PoolClients, *, actor) -> Allocation:
+    """Every slice is claimed: the allocation runs, unless it was moved on meanwhile."""
+    with transaction.atomic():
+        allocation = Allocation.objects.select_for_update(of=("self",)).get(id=allocation_id)
+        # The slices that still stand for this allocation's claims: a racing claimer of the same
+        # allocation (the reconciler, after a crash) claims the same ids, unless a 409 made it place again.
+        live = set()
+        if allocation.state in (State.CLAIMING, State.RUNNING):
+            live = set(allocation.slices.filter(active=True).values_list("id", flat=True))
+        if allocation.state == State.CLAIMING and live == {s.id for s in slices}:
+            now = timezone.now()
+            for s in slices:
+                s.env = envs[s.id]
+                s.started_at = s.started_at or now
+            Slice.objects.bulk_update(slices, ["env", "started_at"])
+            expires = now + timedelta(seconds=allocation.lease_seconds) if allocation.lease_seconds else None
+            transition(allocation, State.RUNNING, actor=actor, reason=N_("all slices claimed"), started_at=now, expires_at=expires)
+            return allocation
+    if allocation.state == State.RELEASING:
+        # Released while its claims were in flight: the release left them to us (release.py).
+        return release_finish(allocation=allocation, final_state=State.RELEASED, actor=actor)
+    _undo([s for s in slices if s.id not in live], clients)
+    return allocation
+
+
+def _undo(slices: list[Slice], clients: PoolClients) -> list[Slice]:
+    """Delete these claims on their agents (deleting one never made is not an error); returns those it could not."""
+    kept = []
+    for s in slices:
+        try:
+            with_retries(clients(s.pool).release, s.id)
+        except (AgentError, ValueError):
+            log.warning("could not undo claim %s on %s; the reconciler will release it", s.id, s.pool.name)
+            kept.append(s)
+    return kept

@@ -23,18 +23,30 @@ def transition(allocation: Allocation, to_state: str, *, actor, reason: str = ""
         setattr(allocation, name, value)
     allocation.save()
     label = actor_label(actor)
-    AllocationEvent.objects.bulk_create([
-        AllocationEvent(allocation=allocation, from_state=a, to_state=b, actor_label=label, reason=why[:500]) for a, b, why in steps
-    ])
+    AllocationEvent.objects.bulk_create(
+        [AllocationEvent(allocation=allocation, from_state=a, to_state=b, actor_label=label, reason=why[:500]) for a, b, why in steps]
+    )
     if audit:
-        audit_record(actor=actor, action=f"allocation.{to_state}", obj=allocation, tenant_id=allocation.tenant_id,
-                     changes={"state": [from_state, to_state], "reason": reason})
+        audit_record(
+            actor=actor,
+            action=f"allocation.{to_state}",
+            obj=allocation,
+            tenant_id=allocation.tenant_id,
+            changes={"state": [from_state, to_state], "reason": reason},
+        )
     at = timezone.now().isoformat()
     for a, b, why in steps:
         publish_on_commit(
             [STAFF_GROUP, tenant_group(allocation.tenant_id)],
-            {"kind": "allocation.updated", "allocation": str(allocation.id), "tenant": str(allocation.tenant_id),
-             "from": a, "state": b, "reason": why[:500], "at": at},
+            {
+                "kind": "allocation.updated",
+                "allocation": str(allocation.id),
+                "tenant": str(allocation.tenant_id),
+                "from": a,
+                "state": b,
+                "reason": why[:500],
+                "at": at,
+            },
         )
 
 

@@ -22,7 +22,9 @@ def queue_drain(*, limit: int = 500) -> int:
     for waiting in queue_order(limit=limit):
         with transaction.atomic():
             Tenant.objects.select_for_update(of=("self",)).get(id=waiting.tenant_id)
-            allocation = Allocation.objects.select_for_update(of=("self",), skip_locked=True).filter(id=waiting.id, state=State.QUEUED).first()
+            allocation = (
+                Allocation.objects.select_for_update(of=("self",), skip_locked=True).filter(id=waiting.id, state=State.QUEUED).first()
+            )
             if allocation is None:
                 continue
             usage = tenant_usage([allocation.tenant_id]).get(allocation.tenant_id, [])

@@ -33,7 +33,12 @@ def allocation_release(*, actor, allocation: Allocation, reason: str = N_("relea
         if allocation.state == State.QUEUED:
             transition(allocation, State.RELEASED, actor=actor, audit=True, reason=reason, ended_at=timezone.now())
             return allocation
+        claiming = allocation.state == State.CLAIMING
         transition(allocation, State.RELEASING, actor=actor, audit=True, reason=reason)
+    if claiming:
+        # Its claimer is still calling the agents: it finishes this release once its last claim is
+        # made (see claim.py), so no claim can reach an agent after the release has deleted them.
+        return allocation
     return release_finish(allocation=allocation, final_state=State.RELEASED, actor=actor)
 
 
@@ -47,7 +52,7 @@ def release_finish(*, allocation: Allocation, final_state: str, actor) -> Alloca
     clients = PoolClients()
     for s in slices:
         try:
-            with_retries(lambda: clients(s.pool).release(s.id))
+            with_retries(clients(s.pool).release, s.id)
         except AgentError as exc:
             log.warning("release of %s on %s failed (%s); the reconciler will retry", s.id, s.pool.name, exc)
             return allocation
@@ -66,8 +71,23 @@ def release_finish(*, allocation: Allocation, final_state: str, actor) -> Alloca
 
 def _requeue(allocation: Allocation, *, actor) -> Allocation:
     """Put a preempted allocation's request back in the queue, as a new allocation that remembers where it came from."""
-    fields = ("tenant_id", "project_id", "created_by_id", "priority", "policy", "count", "compute_units", "memory_mib",
-              "vendor", "accelerator_model", "pool_name", "region", "lease_seconds", "labels", "requeue_on_preempt")
+    fields = (
+        "tenant_id",
+        "project_id",
+        "created_by_id",
+        "priority",
+        "policy",
+        "count",
+        "compute_units",
+        "memory_mib",
+        "vendor",
+        "accelerator_model",
+        "pool_name",
+        "region",
+        "lease_seconds",
+        "labels",
+        "requeue_on_preempt",
+    )
     again = Allocation(**{f: getattr(allocation, f) for f in fields}, requeued_from=allocation)
     transition(again, State.QUEUED, actor=actor, reason=f"requeued after preemption of {allocation.id}")
     return again
@@ -79,8 +99,9 @@ def allocation_preempt(*, actor, allocation: Allocation, reason: str = "") -> Al
         allocation = Allocation.objects.select_for_update(of=("self",)).get(id=allocation.id)
         if allocation.state != State.RUNNING:
             raise DomainError(f"only running work can be preempted; this allocation is {allocation.state}")
-        transition(allocation, State.RELEASING, actor=actor, audit=True,
-                   reason=reason or f"preempted by platform staff ({actor_label(actor)})")
+        transition(
+            allocation, State.RELEASING, actor=actor, audit=True, reason=reason or f"preempted by platform staff ({actor_label(actor)})"
+        )
     return release_finish(allocation=allocation, final_state=State.PREEMPTED, actor=actor)
 
 

@@ -31,17 +31,42 @@ from tenants.models import Tenant
 State = Allocation.State
 
 
-def _new_allocation(*, actor, tenant: Tenant, project, count: int, compute_units: int, memory_mib: int,
-                    priority: str = Allocation.Priority.OFFLINE, policy: str = Allocation.Policy.BINPACK,
-                    vendor: str = "", accelerator_model: str = "", pool_name: str = "", region: str = "",
-                    lease_seconds: int | None = None, labels: dict | None = None, requeue_on_preempt: bool = False,
-                    idempotency_key: str | None = None) -> Allocation:
+def _new_allocation(
+    *,
+    actor,
+    tenant: Tenant,
+    project,
+    count: int,
+    compute_units: int,
+    memory_mib: int,
+    priority: str = Allocation.Priority.OFFLINE,
+    policy: str = Allocation.Policy.BINPACK,
+    vendor: str = "",
+    accelerator_model: str = "",
+    pool_name: str = "",
+    region: str = "",
+    lease_seconds: int | None = None,
+    labels: dict | None = None,
+    requeue_on_preempt: bool = False,
+    idempotency_key: str | None = None,
+) -> Allocation:
     """The (unsaved) allocation a request asks for: the real request and its preview build it alike."""
     return Allocation(
-        tenant=tenant, project=project, created_by=actor if getattr(actor, "pk", None) else None,
-        count=count, compute_units=compute_units, memory_mib=memory_mib, priority=priority, policy=policy,
-        vendor=vendor, accelerator_model=accelerator_model, pool_name=pool_name, region=region,
-        lease_seconds=lease_seconds, labels=labels or {}, requeue_on_preempt=requeue_on_preempt,
+        tenant=tenant,
+        project=project,
+        created_by=actor if getattr(actor, "pk", None) else None,
+        count=count,
+        compute_units=compute_units,
+        memory_mib=memory_mib,
+        priority=priority,
+        policy=policy,
+        vendor=vendor,
+        accelerator_model=accelerator_model,
+        pool_name=pool_name,
+        region=region,
+        lease_seconds=lease_seconds,
+        labels=labels or {},
+        requeue_on_preempt=requeue_on_preempt,
         idempotency_key=idempotency_key or None,
     )
 
@@ -79,11 +104,24 @@ def allocation_request(*, actor, tenant: Tenant, project, idempotency_key: str |
             transition(allocation, State.QUEUED, actor=actor, reason=N_("requested"))
             victims = _preempt_for(allocation, actor=actor, quotas=quotas) if allocation.priority == REALTIME else []
             # Still queued, as recorded: only the reason it waits is new (and is read when the event is shown).
-            note_reason(allocation, f"making room: reclaiming {len(victims)} offline or borrowed allocation(s)" if victims
-                        else N_("waiting for room: no GPU that matches has the compute and memory free"))
-        audit_record(actor=actor, action="allocation.request", obj=allocation, tenant_id=tenant.id,
-                     changes={"count": allocation.count, "compute_units": allocation.compute_units,
-                              "memory_mib": allocation.memory_mib, "priority": allocation.priority})
+            note_reason(
+                allocation,
+                f"making room: reclaiming {len(victims)} offline or borrowed allocation(s)"
+                if victims
+                else N_("waiting for room: no GPU that matches has the compute and memory free"),
+            )
+        audit_record(
+            actor=actor,
+            action="allocation.request",
+            obj=allocation,
+            tenant_id=tenant.id,
+            changes={
+                "count": allocation.count,
+                "compute_units": allocation.compute_units,
+                "memory_mib": allocation.memory_mib,
+                "priority": allocation.priority,
+            },
+        )
     for victim in victims:
         release_finish(allocation=victim, final_state=State.PREEMPTED, actor=actor)
     if victims:
@@ -108,6 +146,7 @@ def allocation_preview(*, actor, tenant: Tenant, project, **spec) -> dict:
 
 
 # --- a request with no room ------------------------------------------------------
+
 
 def _check_request_shape(allocation: Allocation):
     """Input errors (raised before anything is stored): name the field and what would be valid.
@@ -136,8 +175,9 @@ def _check_request_shape(allocation: Allocation):
     fleet_figures = matching.aggregate(largest=Max("memory_mib"), gpus=Count("id"))
     largest = fleet_figures["largest"] or 0
     if allocation.memory_mib > largest:
-        raise DomainError(f"memory_mib {allocation.memory_mib} is more than any matching GPU has (largest: {largest} MiB)",
-                          field="memory_mib")
+        raise DomainError(
+            f"memory_mib {allocation.memory_mib} is more than any matching GPU has (largest: {largest} MiB)", field="memory_mib"
+        )
     if allocation.count > fleet_figures["gpus"]:
         raise DomainError(f"count {allocation.count} is more than the {fleet_figures['gpus']} matching GPUs", field="count")
 
@@ -166,7 +206,10 @@ def _holders(ask: Ask) -> list[Holder]:
     """Allocations realtime work may reclaim: offline ones, and interruptible ones running on borrowed capacity."""
     slices = (
         Slice.objects.filter(active=True, allocation__state=State.RUNNING)
-        .filter(Q(allocation__priority=Allocation.Priority.OFFLINE) | Q(allocation__priority=Allocation.Priority.INTERRUPTIBLE, allocation__borrowed=True))
+        .filter(
+            Q(allocation__priority=Allocation.Priority.OFFLINE)
+            | Q(allocation__priority=Allocation.Priority.INTERRUPTIBLE, allocation__borrowed=True)
+        )
         .values_list("allocation_id", "allocation__priority", "allocation__created_at", "accelerator_id", "compute_units", "memory_mib")
     )
     by_allocation: dict = {}
@@ -183,8 +226,16 @@ def _preempt_for(allocation: Allocation, *, actor, quotas) -> list[Allocation]:
     if chosen is None:
         return []
     _, holders = chosen
-    victims = list(Allocation.objects.select_for_update(of=("self",)).filter(id__in=[h.allocation_id for h in holders], state=State.RUNNING))
+    victims = list(
+        Allocation.objects.select_for_update(of=("self",)).filter(id__in=[h.allocation_id for h in holders], state=State.RUNNING)
+    )
     for victim in victims:
-        transition(victim, State.RELEASING, actor=actor, audit=True, preempted_by=allocation,
-                   reason=f"preempted by realtime allocation {allocation.id} of {allocation.tenant.slug}")
+        transition(
+            victim,
+            State.RELEASING,
+            actor=actor,
+            audit=True,
+            preempted_by=allocation,
+            reason=f"preempted by realtime allocation {allocation.id} of {allocation.tenant.slug}",
+        )
     return victims

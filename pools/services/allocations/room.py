@@ -35,9 +35,15 @@ MAX_RESERVATIONS = 8
 def ask_of(allocation: Allocation, quotas) -> Ask:
     """What placement needs to know of ``allocation``; ``quotas`` (None: anywhere) say where the tenant may place."""
     return Ask(
-        count=allocation.count, compute_units=allocation.compute_units, memory_mib=allocation.memory_mib,
-        policy=allocation.policy, vendor=allocation.vendor, model=allocation.accelerator_model,
-        pool=allocation.pool_name, region=allocation.region, allowed=None if quotas is None else allowed_scopes(quotas),
+        count=allocation.count,
+        compute_units=allocation.compute_units,
+        memory_mib=allocation.memory_mib,
+        policy=allocation.policy,
+        vendor=allocation.vendor,
+        model=allocation.accelerator_model,
+        pool=allocation.pool_name,
+        region=allocation.region,
+        allowed=None if quotas is None else allowed_scopes(quotas),
     )
 
 
@@ -48,10 +54,16 @@ def slice_asks(allocation: Allocation, gpus) -> list[SliceAsk]:
 
 def admit(allocation: Allocation, asks: list[SliceAsk], usage: list):
     """Run every admission check in settings on these slices; raises Refused."""
-    run_admission_checks(AdmissionRequest(
-        tenant_id=allocation.tenant_id, project_id=allocation.project_id, priority=allocation.priority,
-        slices=asks, usage=usage, lease_seconds=allocation.lease_seconds,
-    ))
+    run_admission_checks(
+        AdmissionRequest(
+            tenant_id=allocation.tenant_id,
+            project_id=allocation.project_id,
+            priority=allocation.priority,
+            slices=asks,
+            usage=usage,
+            lease_seconds=allocation.lease_seconds,
+        )
+    )
 
 
 @dataclass
@@ -135,6 +147,7 @@ def _is_borrowed(allocation: Allocation, asks: list[SliceAsk], usage: list, quot
 
 # --- taking and giving back room --------------------------------------------------
 
+
 def _room_sql(allocation: Allocation, ids: list) -> tuple[str, list]:
     """The GPUs of ``ids`` that are placeable and have room for one slice of ``allocation``, as SQL."""
     room = Accelerator.objects.placeable().with_room(compute_units=allocation.compute_units, memory_mib=allocation.memory_mib)
@@ -170,8 +183,10 @@ def _take_all(allocation: Allocation, chosen: list[GpuState]) -> set:
     ids = [gpu.id for gpu in chosen]
     if connection.vendor == "postgresql":
         room, params = _room_sql(allocation, ids)
-        taken = _execute(f"{_ADD_ROOM} WHERE id IN ({room} FOR UPDATE SKIP LOCKED) RETURNING id",
-                         [allocation.compute_units, allocation.memory_mib, *params])
+        taken = _execute(
+            f"{_ADD_ROOM} WHERE id IN ({room} FOR UPDATE SKIP LOCKED) RETURNING id",
+            [allocation.compute_units, allocation.memory_mib, *params],
+        )
     else:
         taken = {gpu_id for gpu_id in ids if _add_room_one(allocation, gpu_id)}
     return set(ids) - taken
@@ -186,21 +201,31 @@ def _execute(sql: str, params: list) -> set:
 def _add_room_one(allocation: Allocation, gpu_id) -> bool:
     """SQLite (one writer at a time, nothing locked to skip): add to one GPU's counters if it has the room."""
     room = Accelerator.objects.placeable().with_room(compute_units=allocation.compute_units, memory_mib=allocation.memory_mib)
-    return bool(room.filter(id=gpu_id).update(
-        allocated_compute_units=F("allocated_compute_units") + allocation.compute_units,
-        allocated_memory_mib=F("allocated_memory_mib") + allocation.memory_mib,
-    ))
+    return bool(
+        room.filter(id=gpu_id).update(
+            allocated_compute_units=F("allocated_compute_units") + allocation.compute_units,
+            allocated_memory_mib=F("allocated_memory_mib") + allocation.memory_mib,
+        )
+    )
 
 
 def hold(allocation: Allocation, chosen: list[GpuState]):
     """Record the slices of a saved allocation on the GPUs whose room it took (and, once committed, in this process's view)."""
     for gpu in chosen:
         _on_commit_add(gpu.id, allocation.compute_units, allocation.memory_mib)
-    Slice.objects.bulk_create([
-        Slice(allocation=allocation, accelerator_id=gpu.id, pool_id=gpu.pool_id, index=i,
-              compute_units=allocation.compute_units, memory_mib=allocation.memory_mib)
-        for i, gpu in enumerate(chosen)
-    ])
+    Slice.objects.bulk_create(
+        [
+            Slice(
+                allocation=allocation,
+                accelerator_id=gpu.id,
+                pool_id=gpu.pool_id,
+                index=i,
+                compute_units=allocation.compute_units,
+                memory_mib=allocation.memory_mib,
+            )
+            for i, gpu in enumerate(chosen)
+        ]
+    )
 
 
 def free(slices):
