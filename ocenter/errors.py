@@ -27,6 +27,14 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class Unprocessable(DomainError):
+    """Well formed, but it contradicts what was asked before (a used idempotency key with another request)."""
+
+    status = 422
+    title = "Unprocessable request"
+    code = "unprocessable"
+
+
 class Refused(DomainError):
     """Valid, but not allowed now: over a limit, a suspended tenant."""
 

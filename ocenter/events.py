@@ -78,6 +78,8 @@ class _Sender:
 
 
 _sender = _Sender()
+# Sends scheduled on a running loop, kept until done (a loop holds only weak references to its tasks).
+_in_flight: set = set()
 
 
 def publish(groups: list[str], event: dict):
@@ -89,10 +91,19 @@ def publish(groups: list[str], event: dict):
     layer = get_channel_layer()
     if layer is None:
         return
-    if isinstance(layer, InMemoryChannelLayer):
+    if not isinstance(layer, InMemoryChannelLayer):
+        _sender.submit(layer, groups, event)
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
         async_to_sync(_send)(layer, groups, event)
     else:
-        _sender.submit(layer, groups, event)
+        # Sync code called from inside a running loop (a sync ORM write under Playwright's loop, say):
+        # async_to_sync cannot run here, so the send becomes a task of that loop.
+        task = loop.create_task(_send(layer, groups, event))
+        _in_flight.add(task)
+        task.add_done_callback(_in_flight.discard)
 
 
 def publish_on_commit(groups: list[str], event: dict):

@@ -213,6 +213,8 @@ class Allocation(models.Model):
     labels = models.JSONField(default=dict, blank=True)
     requeue_on_preempt = models.BooleanField(default=False)
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001 (NULL: no key; UNIQUE holds per key)
+    # SHA-256 of the request made under that key: a different request under a used key is refused, not replayed.
+    request_digest = models.CharField(max_length=64, blank=True)
     # Why it waits, failed or was preempted, in words for its owner.
     reason = models.CharField(max_length=500, blank=True)
     preempted_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="preempted")

@@ -93,8 +93,40 @@ def quota_usage(quota, rows: list[UsageRow]) -> QuotaUsage:
     return QuotaUsage(quota, used, used_realtime)
 
 
+class OverLimit(Refused):
+    """Realtime work that fits its guarantee but not its tenant's limit: it is admitted only once this much is reclaimed.
+
+    ``needs``: ``[(quota, {dimension: amount to free})]``, for every quota whose limit it would cross.
+    """
+
+    def __init__(self, detail: str, *, needs: list, **extra):
+        super().__init__(detail, **extra)
+        self.needs = needs
+
+
+def _refusal(quota, d: str, *, kind: str, bound: int, held: int, asked: int, realtime: bool = False, extra: str = "") -> dict:
+    who = "project" if quota.project_id else "tenant"
+    return {
+        "detail": f"the {who}'s quota for {quota.scope_label}: its {kind} is {bound} {UNITS[d]}; {held} are held"
+        f"{' by realtime work' if realtime else ''} and the request asks {asked}{extra}",
+        "code": "quota_exceeded",
+        "quota": str(quota.id),
+        "dimension": d,
+        "bound": kind,
+        "limit": bound,
+        "used": held,
+        "asked": asked,
+    }
+
+
 def check_request(quotas: list, request: AdmissionRequest):
-    """Raise ``Refused`` naming the quota, the limit, what is used and what was asked, if the request does not fit."""
+    """Raise ``Refused`` naming the quota, the limit, what is used and what was asked, if the request does not fit.
+
+    Realtime work must fit what is left of the guarantee, and everything a
+    tenant holds stays within its limit: realtime work that fits the
+    guarantee but not the limit raises ``OverLimit``, saying how much must
+    be reclaimed (from the tenant's own offline and borrowed work) first.
+    """
     tenant_wide = [q for q in quotas if q.project_id is None]
     for ask in request.slices:
         scope = {"project_id": request.project_id, "pool_name": ask.pool_name, "accelerator_model": ask.accelerator_model}
@@ -105,6 +137,8 @@ def check_request(quotas: list, request: AdmissionRequest):
                 pool=ask.pool_name,
                 accelerator_model=ask.accelerator_model,
             )
+    realtime = request.priority == REALTIME
+    over_limit = []
     for quota in quotas:
         asked = _zero()
         for ask in request.slices:
@@ -115,27 +149,28 @@ def check_request(quotas: list, request: AdmissionRequest):
         if not any(asked.values()):
             continue
         usage = quota_usage(quota, request.usage)
-        realtime = request.priority == REALTIME
-        room = usage.left_guaranteed if realtime else usage.left
         for d in DIMENSIONS:
-            if asked[d] > room[d]:
-                kind = "guarantee" if realtime else "limit"
-                bound = (usage.guarantee if realtime else usage.limit)[d]
-                held = (usage.used_realtime if realtime else usage.used)[d]
+            if realtime and asked[d] > usage.left_guaranteed[d]:
                 raise Refused(
-                    f"the {'project' if quota.project_id else 'tenant'}'s quota for {quota.scope_label}: "
-                    f"its {kind} is {bound} {UNITS[d]}; {held} are held"
-                    f"{' by realtime work' if realtime else ''} and the request asks {asked[d]}"
-                    + (
-                        "; realtime work must fit the guarantee, interruptible or offline work may borrow up to the limit"
-                        if realtime
-                        else ""
-                    ),
-                    code="quota_exceeded",
-                    quota=str(quota.id),
-                    dimension=d,
-                    bound=kind,
-                    limit=bound,
-                    used=held,
-                    asked=asked[d],
+                    **_refusal(
+                        quota,
+                        d,
+                        kind="guarantee",
+                        bound=usage.guarantee[d],
+                        held=usage.used_realtime[d],
+                        asked=asked[d],
+                        realtime=True,
+                        extra="; realtime work must fit the guarantee, interruptible or offline work may borrow up to the limit",
+                    )
                 )
+            if asked[d] > usage.left[d]:
+                refusal = _refusal(quota, d, kind="limit", bound=usage.limit[d], held=usage.used[d], asked=asked[d])
+                if not realtime:
+                    raise Refused(**refusal)
+                over_limit.append((quota, refusal))
+    if over_limit:
+        needs = {}
+        for quota, refusal in over_limit:
+            needs.setdefault(quota.id, (quota, _zero()))[1][refusal["dimension"]] = refusal["used"] + refusal["asked"] - refusal["limit"]
+        first = over_limit[0][1]
+        raise OverLimit(**first, needs=list(needs.values()))

@@ -3,6 +3,7 @@
 from django.db import transaction
 
 from ocenter.audit import audit_record
+from ocenter.enqueue import enqueue_on_commit
 from ocenter.events import STAFF_GROUP, publish_on_commit
 from ocenter.lib.secretbox import new_token
 from pools.models import Pool
@@ -29,7 +30,7 @@ def pool_register(*, actor, name: str, region: str, agent_url: str, token: str =
         changes={"name": name, "region": region, "agent_url": agent_url, "token_prefix": pool.token_prefix},
     )
 
-    transaction.on_commit(lambda: sync_pool.delay(str(pool.id)))
+    enqueue_on_commit(sync_pool, str(pool.id))
     return pool, token
 
 

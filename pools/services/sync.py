@@ -15,6 +15,7 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from ocenter.audit import audit_record
+from ocenter.enqueue import enqueue_on_commit
 from ocenter.events import STAFF_GROUP, publish_on_commit
 from pools.agent_client import AgentClient, AgentError, AgentUnreachable
 from pools.models import Accelerator, Node, Pool
@@ -66,7 +67,7 @@ def pool_sync(*, pool_id) -> Pool:
             log.info("pool %s: %s -> %s %s", pool.name, old_status, status, detail)
             if old_status == Pool.Status.UNREACHABLE and status != Pool.Status.UNREACHABLE:
                 # Back from an outage: agree on who holds what before anything else.
-                transaction.on_commit(lambda: reconcile_pool.delay(str(pool_id)))
+                enqueue_on_commit(reconcile_pool, str(pool_id))
             audit_record(actor=None, action="pool.status", obj=pool, changes={"status": [old_status, status], "detail": detail})
         if any(counts.values()):
             audit_record(actor=None, action="pool.inventory", obj=pool, changes={**counts, "generation": pool.inventory_generation})

@@ -33,3 +33,19 @@ def test_events_from_a_plain_thread_reach_redis_in_the_order_published(monkeypat
 
     assert asyncio.run(scenario()) == list(range(50))
     assert publishers and events._sender._pid == os.getpid()
+
+
+def test_an_event_published_from_inside_a_running_event_loop_reaches_the_in_memory_layer(monkeypatch):
+    """What the browser tests do without Redis: ORM writes inside Playwright's loop publish their events."""
+    from channels.layers import InMemoryChannelLayer
+
+    layer = InMemoryChannelLayer()
+    monkeypatch.setattr(events, "get_channel_layer", lambda: layer)
+
+    async def scenario():
+        channel = await layer.new_channel()
+        await layer.group_add("watchers", channel)
+        events.publish(["watchers"], {"kind": "test", "n": 1})  # plain sync code, with this thread's loop running
+        return (await asyncio.wait_for(layer.receive(channel), 5))["event"]
+
+    assert asyncio.run(scenario()) == {"kind": "test", "n": 1}

@@ -8,13 +8,9 @@ from pools.models import Accelerator, Allocation
 pytestmark = pytest.mark.django_db
 
 
-def _ask(client, project, **body):
-    return client.post(
-        "/api/v1/allocations",
-        {"project": str(project.id), "compute_units": 25, "memory_mib": 10240, **body},
-        format="json",
-        **body.pop("headers", {}),
-    )
+def _ask(client, project, headers=None, **body):
+    body = {"project": str(project.id), "compute_units": 25, "memory_mib": 10240, **body}
+    return client.post("/api/v1/allocations", body, format="json", **(headers or {}))
 
 
 def test_request_runs_on_the_agent_and_release_frees_it(fleet):

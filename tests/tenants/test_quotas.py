@@ -113,3 +113,14 @@ def test_zero_limit_refuses_everything_under_it():
     quota = _quota()
     with pytest.raises(Refused):
         check_request([quota], _ask("offline", ("bj", "A100", 1, 1)))
+
+
+def test_realtime_within_its_guarantee_must_still_fit_the_limit():
+    from tenants.quotas import OverLimit
+
+    quota = _quota(g=(1000, 10**6, 100), lim=(1000, 10**6, 100))
+    held = [_row(100, 10, 1) for _ in range(10)]  # ten offline slices: the limit is reached
+    with pytest.raises(OverLimit) as refused:
+        check_request([quota], _ask("realtime", ("bj", "A100", 100, 10), usage=held))
+    assert refused.value.needs == [(quota, {"compute_units": 100, "memory_mib": 0, "slices": 0})]
+    assert "limit is 1000 compute units; 1000 are held" in refused.value.detail

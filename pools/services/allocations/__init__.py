@@ -5,6 +5,7 @@ Allocations, by what happens to them. The console, the portal, the API and Celer
 - ``claim``: claim a placed allocation's slices on their agents; a 409 places again.
 - ``release``: release, preempt, end leases, release a suspended tenant's work.
 - ``queue``: place waiting requests as room frees.
+- ``reclaim``: the running work realtime work makes give way, within its tenant's limit and on the GPUs.
 - ``room``: where a request would go, admission, and the statements that take and give back room.
 - ``history``: every transition recorded, audited and told.
 

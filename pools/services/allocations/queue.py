@@ -10,26 +10,44 @@ from pools.models import Allocation
 from pools.selectors import queue_order, tenant_quotas, tenant_usage
 from pools.services.allocations.claim import allocation_claim
 from pools.services.allocations.history import note_reason, transition
+from pools.services.allocations.reclaim import reclaim, victims_for
+from pools.services.allocations.release import release_finish
 from pools.services.allocations.room import hold, try_place
 from tenants.models import Tenant
+from tenants.quotas import OverLimit
 
 State = Allocation.State
 
 
 def queue_drain(*, limit: int = 500) -> int:
-    """Place queued requests, in queue order, while there is room; claim those placed. Returns how many started."""
-    placed = []
+    """Place queued requests, in queue order, while there is room; claim those placed. Returns how many started.
+
+    Realtime work waiting on its tenant's limit reclaims the tenant's own
+    offline and borrowed work again (something may have taken the room its
+    first victims gave back); their release wakes the queue once more.
+    """
+    placed, victims = [], []
     for waiting in queue_order(limit=limit):
         with transaction.atomic():
             Tenant.objects.select_for_update(of=("self",)).get(id=waiting.tenant_id)
             allocation = (
-                Allocation.objects.select_for_update(of=("self",), skip_locked=True).filter(id=waiting.id, state=State.QUEUED).first()
+                Allocation.objects.select_for_update(of=("self",), skip_locked=True)
+                .select_related("tenant")
+                .filter(id=waiting.id, state=State.QUEUED)
+                .first()
             )
             if allocation is None:
                 continue
             usage = tenant_usage([allocation.tenant_id]).get(allocation.tenant_id, [])
+            quotas = tenant_quotas(allocation.tenant_id)
             try:
-                chosen = try_place(allocation, usage=usage, quotas=tenant_quotas(allocation.tenant_id))
+                chosen = try_place(allocation, usage=usage, quotas=quotas)
+            except OverLimit as over:
+                try:
+                    victims += reclaim(allocation, victims_for(allocation, quotas=quotas, over=over, room_found=True), actor=None)
+                except Refused as exc:
+                    note_reason(allocation, f"waiting for quota: {exc.detail}")
+                continue
             except Refused as exc:
                 note_reason(allocation, f"waiting for quota: {exc.detail}")
                 continue
@@ -39,4 +57,6 @@ def queue_drain(*, limit: int = 500) -> int:
                 placed.append(allocation.id)
     for allocation_id in placed:
         allocation_claim(allocation_id=allocation_id)
+    for victim in victims:
+        release_finish(allocation=victim, final_state=State.PREEMPTED, actor=None)
     return len(placed)

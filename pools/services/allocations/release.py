@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_noop as N_
 
 from ocenter.audit import actor_label
+from ocenter.enqueue import enqueue_on_commit
 from ocenter.errors import DomainError
 from pools.agent_client import AgentError, PoolClients, with_retries
 from pools.models import Allocation
@@ -65,7 +66,7 @@ def release_finish(*, allocation: Allocation, final_state: str, actor) -> Alloca
         if final_state == State.PREEMPTED and allocation.requeue_on_preempt:
             _requeue(allocation, actor=actor)
         if Allocation.objects.filter(state=State.QUEUED).exists():  # room was freed for someone waiting
-            transaction.on_commit(drain_queue.delay)
+            enqueue_on_commit(drain_queue)
     return allocation
 
 

@@ -11,22 +11,26 @@ record the reconciler can finish or undo.
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from django.db import transaction
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max
 from django.utils.translation import gettext_noop as N_
 
 from ocenter.admission import REALTIME, SliceAsk
 from ocenter.audit import audit_record
-from ocenter.errors import DomainError, Refused
-from pools.models import Accelerator, Allocation, Pool, Slice
-from pools.placement import Ask, Holder, choose_victims
+from ocenter.errors import DomainError, Refused, Unprocessable
+from pools.models import Accelerator, Allocation, Pool
 from pools.selectors import candidate_gpus, tenant_quotas, tenant_usage
 from pools.services.allocations.claim import allocation_claim
 from pools.services.allocations.history import note_reason, transition
 from pools.services.allocations.queue import queue_drain
+from pools.services.allocations.reclaim import reclaim, victims_for
 from pools.services.allocations.release import release_finish
 from pools.services.allocations.room import admit, ask_of, hold, plan, try_place
 from tenants.models import Tenant
+from tenants.quotas import OverLimit
 
 State = Allocation.State
 
@@ -71,6 +75,29 @@ def _new_allocation(
     )
 
 
+_REQUEST_FIELDS = (
+    "project_id",
+    "count",
+    "compute_units",
+    "memory_mib",
+    "priority",
+    "policy",
+    "vendor",
+    "accelerator_model",
+    "pool_name",
+    "region",
+    "lease_seconds",
+    "labels",
+    "requeue_on_preempt",
+)
+
+
+def _digest(allocation: Allocation) -> str:
+    """What was asked, as one value: two requests under one idempotency key are the same request when these match."""
+    asked = {name: getattr(allocation, name) for name in _REQUEST_FIELDS}
+    return hashlib.sha256(json.dumps(asked, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def allocation_request(*, actor, tenant: Tenant, project, idempotency_key: str | None = None, **spec) -> tuple[Allocation, bool]:
     """Admit, place and claim a request; return (allocation, created).
 
@@ -84,25 +111,44 @@ def allocation_request(*, actor, tenant: Tenant, project, idempotency_key: str |
     with transaction.atomic():
         # One tenant's admissions at a time: the quota's last unit goes to one request only.
         tenant = Tenant.objects.select_for_update(of=("self",)).get(id=tenant.id)
+        allocation = _new_allocation(actor=actor, tenant=tenant, project=project, idempotency_key=idempotency_key, **spec)
         if idempotency_key:
+            allocation.request_digest = _digest(allocation)
             existing = Allocation.objects.filter(tenant=tenant, idempotency_key=idempotency_key).first()
             if existing is not None:
+                if existing.request_digest not in ("", allocation.request_digest):
+                    raise Unprocessable(
+                        f"Idempotency-Key '{idempotency_key}' was used for a different request (allocation {existing.id}); "
+                        "send that request again to see its answer, or use a new key for this one",
+                        field="Idempotency-Key",
+                        code="idempotency_key_reused",
+                        allocation=str(existing.id),
+                    )
                 return existing, False
         if not tenant.is_active:
             raise Refused(f"{tenant.slug} is suspended: it cannot start new work")
-        allocation = _new_allocation(actor=actor, tenant=tenant, project=project, idempotency_key=idempotency_key, **spec)
         usage = tenant_usage([tenant.id]).get(tenant.id, [])
         quotas = tenant_quotas(tenant.id)
-        chosen = try_place(allocation, usage=usage, quotas=quotas)
+        try:
+            chosen, over = try_place(allocation, usage=usage, quotas=quotas), None
+        except OverLimit as exc:  # realtime within its guarantee, over its limit: its own work makes way
+            chosen, over = None, exc
+        room_found = over is not None
         if chosen:
             transition(allocation, State.CLAIMING, actor=actor, via=State.QUEUED, reason=N_("placed"))
             hold(allocation, chosen)
         else:
-            # Nothing is stored yet: a request no GPU could ever take is an input error, not a wait.
-            _check_request_shape(allocation)
-            _check_admissible_somewhere(allocation, usage)
+            if over is None:
+                # Nothing is stored yet: a request no GPU could ever take is an input error, not a wait.
+                _check_request_shape(allocation)
+                try:
+                    _check_admissible_somewhere(allocation, usage)
+                except OverLimit as exc:
+                    over = exc
+            realtime = allocation.priority == REALTIME
+            reclaiming = victims_for(allocation, quotas=quotas, over=over, room_found=room_found) if realtime else []
             transition(allocation, State.QUEUED, actor=actor, reason=N_("requested"))
-            victims = _preempt_for(allocation, actor=actor, quotas=quotas) if allocation.priority == REALTIME else []
+            victims = reclaim(allocation, reclaiming, actor=actor)
             # Still queued, as recorded: only the reason it waits is new (and is read when the event is shown).
             note_reason(
                 allocation,
@@ -192,50 +238,12 @@ def _check_admissible_somewhere(allocation: Allocation, usage: list):
             "no healthy GPU in a live pool matches this request (model, vendor, pool, region and memory per slice); change the constraints",
             code="no_matching_gpu",
         )
-    refusal = None
+    refusals = []
     for pool, model in scopes:
         try:
             admit(allocation, [SliceAsk(pool, model, allocation.compute_units, allocation.memory_mib)] * allocation.count, usage)
             return
         except Refused as exc:
-            refusal = refusal or exc
-    raise refusal
-
-
-def _holders(ask: Ask) -> list[Holder]:
-    """Allocations realtime work may reclaim: offline ones, and interruptible ones running on borrowed capacity."""
-    slices = (
-        Slice.objects.filter(active=True, allocation__state=State.RUNNING)
-        .filter(
-            Q(allocation__priority=Allocation.Priority.OFFLINE)
-            | Q(allocation__priority=Allocation.Priority.INTERRUPTIBLE, allocation__borrowed=True)
-        )
-        .values_list("allocation_id", "allocation__priority", "allocation__created_at", "accelerator_id", "compute_units", "memory_mib")
-    )
-    by_allocation: dict = {}
-    for allocation_id, priority, created_at, gpu_id, units, mib in slices:
-        entry = by_allocation.setdefault(allocation_id, [priority, created_at.timestamp(), []])
-        entry[2].append((gpu_id, units, mib))
-    return [Holder(a, p, c, tuple(s)) for a, (p, c, s) in by_allocation.items()]
-
-
-def _preempt_for(allocation: Allocation, *, actor, quotas) -> list[Allocation]:
-    """Mark the fewest, youngest reclaimable allocations that make room for a realtime request as releasing."""
-    ask = ask_of(allocation, quotas)
-    chosen = choose_victims(ask, candidate_gpus(ask, with_room=False), _holders(ask))
-    if chosen is None:
-        return []
-    _, holders = chosen
-    victims = list(
-        Allocation.objects.select_for_update(of=("self",)).filter(id__in=[h.allocation_id for h in holders], state=State.RUNNING)
-    )
-    for victim in victims:
-        transition(
-            victim,
-            State.RELEASING,
-            actor=actor,
-            audit=True,
-            preempted_by=allocation,
-            reason=f"preempted by realtime allocation {allocation.id} of {allocation.tenant.slug}",
-        )
-    return victims
+            refusals.append(exc)
+    # Over the limit somewhere is the answer to act on: the tenant's own work can make way there.
+    raise next((r for r in refusals if isinstance(r, OverLimit)), refusals[0])
