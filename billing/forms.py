@@ -5,7 +5,7 @@ from decimal import Decimal
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from billing.models import PRIORITIES, Budget
+from billing.models import MAX_GRACE_SECONDS, PRIORITIES, Budget
 
 
 class PriceForm(forms.Form):
@@ -26,7 +26,11 @@ class BudgetForm(forms.Form):
     )
     action = forms.ChoiceField(choices=Budget.Action.choices, label=_("At the limit"))
     grace_seconds = forms.IntegerField(
-        min_value=0, initial=3600, label=_("Grace (seconds)"), help_text=_("For “stop everything”: how long after 100 %.")
+        min_value=0,
+        max_value=MAX_GRACE_SECONDS,
+        initial=3600,
+        label=_("Grace (seconds)"),
+        help_text=_("For “stop everything”: how long after 100 %."),
     )
 
     def __init__(self, *args, tenant, **kwargs):

@@ -3,6 +3,7 @@
 import uuid
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
@@ -11,6 +12,9 @@ from pools.models import Allocation
 
 # The classes of work are the allocations' own: a price or a usage record names one of them.
 PRIORITIES = Allocation.Priority.choices
+
+# A budget's grace after 100 % before it stops everything: at most 90 days.
+MAX_GRACE_SECONDS = 90 * 86400
 
 
 class Price(models.Model):
@@ -25,8 +29,8 @@ class Price(models.Model):
     accelerator_model = models.CharField(max_length=64, blank=True)
     priority = models.CharField(max_length=16, choices=PRIORITIES, blank=True)
     # Per whole GPU (100 compute units) per hour, and per GiB of GPU memory per hour.
-    compute_gpu_hour = models.DecimalField(max_digits=14, decimal_places=4)
-    memory_gib_hour = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    compute_gpu_hour = models.DecimalField(max_digits=14, decimal_places=4, validators=[MinValueValidator(0)])
+    memory_gib_hour = models.DecimalField(max_digits=14, decimal_places=6, default=0, validators=[MinValueValidator(0)])
     effective_from = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -111,7 +115,7 @@ class Budget(models.Model):
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     thresholds = models.JSONField(default=list, help_text="percentages that alert, e.g. [50, 80, 100]")
     action = models.CharField(max_length=16, choices=Action.choices, default=Action.NOTIFY)
-    grace_seconds = models.PositiveIntegerField(default=3600)
+    grace_seconds = models.PositiveIntegerField(default=3600, validators=[MaxValueValidator(MAX_GRACE_SECONDS)])
     # For a fixed total: from when it counts.
     starts_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

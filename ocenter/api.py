@@ -1,21 +1,34 @@
 """
 What every API endpoint shares: problem documents (RFC 9457) for every error,
-page-number pagination with a stable order, and the base for viewsets.
+strict input (unknown fields and bad query values are 400s, not ignored),
+page-number pagination with a stable order, and what the schema says of them.
+
+Everything under ``/api/`` answers JSON: the exception handler turns what
+DRF sees into problems, ``ProblemMiddleware`` turns what Django answers
+outside DRF (an unknown path, a body too large, a 500) into problems too.
 """
 
+import difflib
+import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 
+from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
-from rest_framework import exceptions
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from ocenter.errors import DomainError
 
+log = logging.getLogger(__name__)
+
 PROBLEM_TYPE_BASE = "https://ocenter.dev/problems/"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+API_PREFIX = "/api/"
 
 
 def _flatten(detail, prefix="") -> dict:
@@ -35,6 +48,10 @@ def _flatten(detail, prefix="") -> dict:
     return {prefix or "non_field_errors": [str(m) for m in messages]}
 
 
+def _body(status_code: int, detail: str, *, code: str, title: str | None = None, **members) -> dict:
+    return {"type": PROBLEM_TYPE_BASE + code, "title": title or _title(status_code), "status": status_code, "detail": detail, **members}
+
+
 def problem(status_code: int, title: str, detail: str, *, type_: str = "about:blank", **members) -> Response:
     body = {"type": type_, "title": title, "status": status_code, "detail": detail, **members}
     return Response(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
@@ -48,27 +65,24 @@ def exception_handler(exc, context):
         if exc.field:
             members["errors"] = {exc.field: [exc.detail]}
         return problem(exc.status, exc.title, exc.detail, type_=PROBLEM_TYPE_BASE + code, **members)
-    if isinstance(exc, Http404):
+    if isinstance(exc, RequestDataTooBig):
+        exc = TooLarge()
+    elif isinstance(exc, (Http404, ObjectDoesNotExist)):  # (a row removed by another request meanwhile, too)
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
     response = drf_exception_handler(exc, context)
     if response is None:
-        return None  # a bug: Django's 500 handler logs it
+        return None  # a bug: Django logs it, and ProblemMiddleware answers a problem
     if isinstance(exc, exceptions.ValidationError):
         errors = _flatten(exc.detail)
         fields = ", ".join(errors)
         first = next(iter(errors.values()))[0]
         detail = f"{first}" if len(errors) == 1 and "non_field_errors" in errors else f"Invalid input in: {fields}."
-        body = {"type": PROBLEM_TYPE_BASE + "invalid", "title": "Invalid input", "status": 400, "detail": detail, "errors": errors}
+        body = _body(400, detail, code="invalid", title="Invalid input", errors=errors)
     else:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        body = {
-            "type": PROBLEM_TYPE_BASE + getattr(exc, "default_code", "error"),
-            "title": _title(response.status_code),
-            "status": response.status_code,
-            "detail": str(detail),
-        }
+        body = _body(response.status_code, str(detail), code=getattr(exc, "default_code", "error"))
     response.data = body
     response.content_type = PROBLEM_CONTENT_TYPE
     return response
@@ -81,9 +95,152 @@ def _title(code: int) -> str:
         return "Error"
 
 
+class TooLarge(exceptions.APIException):
+    status_code = 413
+    default_code = "too_large"
+
+    def __init__(self):
+        super().__init__(f"the body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; send less at once")
+
+
+class ProblemMiddleware:
+    """Outermost: any error under ``/api/`` that is not JSON already (Django's 404, 400, 413 or 500 pages) becomes a problem."""
+
+    MESSAGES = {
+        400: "the request could not be read; check its headers and body",
+        404: "no API endpoint at {path}; the schema at /api/v1/schema/ lists them",
+        413: "the body is too large; send less at once",
+        500: "oCenter failed to answer this request; the error is logged, and trying again may work",
+    }
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if not request.path.startswith(API_PREFIX) or response.status_code < 400:
+            return response
+        if "json" in response.get("Content-Type", ""):
+            return response
+        status = response.status_code
+        message = self.MESSAGES.get(status, HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "error")
+        problem_response = JsonResponse(
+            _body(status, message.format(path=request.path), code=_title(status).lower().replace(" ", "_")),
+            status=status,
+            content_type=PROBLEM_CONTENT_TYPE,
+        )
+        for header in ("Allow", "WWW-Authenticate", "Retry-After"):
+            if header in response:
+                problem_response[header] = response[header]
+        return problem_response
+
+
+def api_not_found(request, path=""):
+    """Every path under ``/api/v1/`` that names no endpoint, in debug mode too (no page listing the routes)."""
+    return JsonResponse(
+        _body(404, ProblemMiddleware.MESSAGES[404].format(path=request.path), code="not_found"),
+        status=404,
+        content_type=PROBLEM_CONTENT_TYPE,
+    )
+
+
+# --- input ---------------------------------------------------------------------------
+
+
+class StrictInput:
+    """A serializer that refuses fields it does not know, naming them (and the field meant, when one is close)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            known = set(self.fields)
+            errors = {}
+            for name in sorted(set(data) - known):
+                close = difflib.get_close_matches(name, [n for n, f in self.fields.items() if not f.read_only], n=1)
+                errors[name] = ["unknown field" + (f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(sorted(known))}")]
+            if errors:
+                raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)
+
+
+class Serializer(StrictInput, serializers.Serializer):
+    """The base of the API's plain serializers."""
+
+
+class ModelSerializer(StrictInput, serializers.ModelSerializer):
+    """The base of the API's model serializers."""
+
+
 class Pagination(PageNumberPagination):
-    """``?page=N&page_size=M`` (at most 500); every list is ordered on a unique key last, so pages never shift."""
+    """``?page=N&page_size=M`` (at most 500); every list is ordered on a unique key last, so pages never shift.
+
+    A ``page`` or ``page_size`` that is not a whole number in range is a 400, not quietly replaced.
+    """
 
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def get_page_size(self, request):
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+            raise serializers.ValidationError({self.page_size_query_param: [f"a whole number from 1 to {self.max_page_size}"]})
+        return int(raw)
+
+    def get_page_number(self, request, paginator):
+        raw = request.query_params.get(self.page_query_param, "1")
+        if raw != "last" and (not raw.isdigit() or int(raw) < 1):
+            raise serializers.ValidationError({self.page_query_param: ["a whole number from 1, or 'last'"]})
+        return raw
+
+
+# --- what the schema says --------------------------------------------------------------
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "description": "An RFC 9457 problem: what went wrong and what to change.",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+            "description": "per field: what is wrong with it",
+        },
+    },
+    "required": ["type", "title", "status", "detail"],
+}
+PROBLEMS = {
+    "400": "Invalid input: ``errors`` names each field and what to change",
+    "401": "No credentials, or ones that are not valid",
+    "403": "Not allowed for this user, token or role (or refused by a quota or budget)",
+    "404": "No such object, or not one this user may see",
+    "405": "This method is not allowed here",
+    "409": "It clashes with the current state",
+    "413": "The body is too large",
+    "415": "The body is not JSON",
+    "422": "Well formed, but it contradicts what was asked before",
+}
+WRITES_ONLY = {"409", "413", "415", "422"}
+
+
+def schema_postprocess(result, generator, request, public):
+    """drf-spectacular hook: every operation documents its problem responses; request bodies refuse unknown fields."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_SCHEMA
+    ref = {"$ref": "#/components/schemas/Problem"}
+    for path, operations in result.get("paths", {}).items():
+        for method, operation in operations.items():
+            if method not in ("get", "post", "put", "patch", "delete") or not path.startswith("/api/v1/"):
+                continue
+            for status, description in PROBLEMS.items():
+                if status in WRITES_ONLY and method not in ("post", "put", "patch"):
+                    continue
+                operation["responses"].setdefault(status, {"description": description, "content": {PROBLEM_CONTENT_TYPE: {"schema": ref}}})
+    for name, schema in schemas.items():
+        if name.endswith("Request") and schema.get("type") == "object":
+            schema["additionalProperties"] = False
+    return result

@@ -1,8 +1,9 @@
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from billing.api.views import BudgetViewSet, PriceViewSet, StatementViewSet, UsageViewSet
+from ocenter.api import api_not_found
 from ocenter.api_views import AuditEntryViewSet
 from pools.api.views import AcceleratorViewSet, AllocationViewSet, PoolViewSet
 from tenants.api.views import ApiTokenViewSet, MembershipViewSet, ProjectViewSet, QuotaViewSet, TenantViewSet
@@ -27,4 +28,5 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api:schema"), name="redoc"),
     path("", include(router.urls)),
+    re_path(r"^(?P<path>.*)$", api_not_found),
 ]

@@ -1,15 +1,16 @@
 """API views of the project's top: the audit log."""
 
 from django.core.exceptions import PermissionDenied
-from rest_framework import serializers, viewsets
+from rest_framework import viewsets
 
+from ocenter.api import ModelSerializer
 from ocenter.filters import AuditEntryFilter
 from ocenter.models import AuditEntry
 from tenants.access import Access
 from tenants.models import Role
 
 
-class AuditEntrySerializer(serializers.ModelSerializer):
+class AuditEntrySerializer(ModelSerializer):
     class Meta:
         model = AuditEntry
         fields = ["id", "at", "actor_label", "tenant_id", "action", "object_type", "object_id", "object_repr", "changes", "source_ip"]

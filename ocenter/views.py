@@ -57,6 +57,8 @@ def request_preview(request, slug):
     tenant = get_tenant_for(access, slug)
     form = AllocationRequestForm(request.GET, tenant=tenant)
     context = {"form": form, "currency": settings.OCENTER_CURRENCY}
+    # What was typed but cannot be asked for (a field still empty is only not filled in yet).
+    context["typed_wrong"] = [(form[name].label, errors) for name, errors in form.errors.items() if request.GET.get(name)]
     if form.is_valid():
         data = form.cleaned_data
         preview = allocation_preview(actor=request.user, tenant=tenant, **data)

@@ -4,7 +4,7 @@ from django import forms
 from django.core.validators import URLValidator
 from django.utils.translation import gettext_lazy as _
 
-from pools.models import Accelerator, Allocation, Pool
+from pools.models import MAX_SLICE_MEMORY_MIB, Accelerator, Allocation, Pool
 
 
 class PoolRegisterForm(forms.Form):
@@ -48,7 +48,9 @@ class AllocationRequestForm(forms.Form):
     compute_units = forms.IntegerField(
         min_value=1, max_value=100, initial=25, label=_("Compute units"), help_text=_("Per slice; 100 = a whole GPU.")
     )
-    memory_mib = forms.IntegerField(min_value=1, initial=16384, label=_("Memory (MiB)"), help_text=_("GPU memory per slice."))
+    memory_mib = forms.IntegerField(
+        min_value=1, max_value=MAX_SLICE_MEMORY_MIB, initial=16384, label=_("Memory (MiB)"), help_text=_("GPU memory per slice.")
+    )
     priority = forms.ChoiceField(
         choices=Allocation.Priority.choices,
         initial=Allocation.Priority.OFFLINE,

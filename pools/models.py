@@ -11,6 +11,8 @@ from ocenter.crypto import secretbox
 from ocenter.lib.units import COMPUTE_UNITS_PER_GPU
 
 LIVE_POOL_STATUSES = ("healthy", "degraded")
+# A bound on what a request may ask per slice (16 TiB: more than any GPU has); the fleet bounds the rest.
+MAX_SLICE_MEMORY_MIB = 2**24
 
 
 class PoolQuerySet(models.QuerySet):

@@ -44,7 +44,7 @@ class Project(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="projects")
     slug = models.SlugField(max_length=63)
     name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
+    description = models.TextField(blank=True, max_length=2000)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -3,6 +3,7 @@ from django.contrib.auth import get_user_model
 
 from tests.agents import AgentProcess, a100_nodes
 from tests.fleet import Fleet
+from tests.servers import redis_server  # noqa: F401 (a fixture for every test)
 
 
 @pytest.fixture

@@ -6,11 +6,12 @@ from rest_framework import serializers
 
 from billing.models import Budget, Price, Statement, StatementLine
 from billing.selectors import budget_forecast, budget_spent
+from ocenter.api import ModelSerializer, Serializer
 from tenants.api.serializers import TenantField
 from tenants.models import Project
 
 
-class PriceSerializer(serializers.ModelSerializer):
+class PriceSerializer(ModelSerializer):
     currency = serializers.SerializerMethodField()
 
     class Meta:
@@ -23,12 +24,18 @@ class PriceSerializer(serializers.ModelSerializer):
         return settings.OCENTER_CURRENCY
 
 
-class BudgetSerializer(serializers.ModelSerializer):
+class BudgetSerializer(ModelSerializer):
     tenant = TenantField()
     project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.all(), allow_null=True, required=False)
     spent = serializers.SerializerMethodField()
     forecast = serializers.SerializerMethodField()
-    thresholds = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=1000), default=[50, 80, 100])
+    thresholds = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=1000),
+        default=[50, 80, 100],
+        min_length=1,
+        max_length=20,
+        help_text="percentages of the amount that alert, at least one",
+    )
 
     class Meta:
         model = Budget
@@ -71,13 +78,13 @@ class BudgetSerializer(serializers.ModelSerializer):
         return str(budget_forecast(budget))
 
 
-class StatementLineSerializer(serializers.ModelSerializer):
+class StatementLineSerializer(ModelSerializer):
     class Meta:
         model = StatementLine
         fields = ["description", "project", "pool_name", "accelerator_model", "priority", "gpu_hours", "amount"]
 
 
-class StatementSerializer(serializers.ModelSerializer):
+class StatementSerializer(ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     lines = StatementLineSerializer(many=True, read_only=True)
 
@@ -86,6 +93,6 @@ class StatementSerializer(serializers.ModelSerializer):
         fields = ["id", "tenant", "month", "currency", "total", "closed_at", "lines"]
 
 
-class StatementCloseSerializer(serializers.Serializer):
+class StatementCloseSerializer(Serializer):
     tenant = TenantField()
     month = serializers.DateField(help_text="any day of the month to close, e.g. 2026-11-01")

@@ -2,12 +2,13 @@ from datetime import datetime
 
 from rest_framework import serializers
 
-from pools.models import Accelerator, Allocation, AllocationEvent, Pool, Slice
+from ocenter.api import ModelSerializer, Serializer
+from pools.models import MAX_SLICE_MEMORY_MIB, Accelerator, Allocation, AllocationEvent, Pool, Slice
 from pools.selectors import estimated_start, queue_positions
 from tenants.models import Project
 
 
-class PoolSerializer(serializers.ModelSerializer):
+class PoolSerializer(ModelSerializer):
     gpu_count = serializers.IntegerField(read_only=True)
     memory_mib = serializers.IntegerField(read_only=True)
     gpu_models = serializers.SerializerMethodField()
@@ -40,7 +41,7 @@ class StaffPoolSerializer(PoolSerializer):
         fields = [*PoolSerializer.Meta.fields, "agent_url", "token_prefix", "last_sync_at", "created_at"]
 
 
-class AcceleratorSerializer(serializers.ModelSerializer):
+class AcceleratorSerializer(ModelSerializer):
     pool = serializers.CharField(source="pool.name", read_only=True)
     node = serializers.CharField(source="node.name", read_only=True)
 
@@ -49,7 +50,7 @@ class AcceleratorSerializer(serializers.ModelSerializer):
         fields = ["uuid", "pool", "node", "index", "vendor", "model", "memory_mib", "health", "first_seen_at", "gone_at"]
 
 
-class SliceSerializer(serializers.ModelSerializer):
+class SliceSerializer(ModelSerializer):
     pool = serializers.CharField(source="pool.name", read_only=True)
     gpu_uuid = serializers.CharField(source="accelerator.uuid", read_only=True)
     model = serializers.CharField(source="accelerator.model", read_only=True)
@@ -59,13 +60,13 @@ class SliceSerializer(serializers.ModelSerializer):
         fields = ["id", "index", "pool", "gpu_uuid", "model", "compute_units", "memory_mib", "active", "env"]
 
 
-class AllocationEventSerializer(serializers.ModelSerializer):
+class AllocationEventSerializer(ModelSerializer):
     class Meta:
         model = AllocationEvent
         fields = ["at", "from_state", "to_state", "actor_label", "reason"]
 
 
-class AllocationSerializer(serializers.ModelSerializer):
+class AllocationSerializer(ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     pool = serializers.CharField(source="pool_name", read_only=True)
     slices = SliceSerializer(many=True, read_only=True)
@@ -124,11 +125,11 @@ class AllocationSerializer(serializers.ModelSerializer):
         return estimated_start(allocation, position)
 
 
-class AllocationRequestSerializer(serializers.Serializer):
+class AllocationRequestSerializer(Serializer):
     project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.none())
     count = serializers.IntegerField(min_value=1, max_value=64, default=1, help_text="slices, each on its own GPU")
     compute_units = serializers.IntegerField(min_value=1, max_value=100, help_text="per slice; 100 = one whole GPU")
-    memory_mib = serializers.IntegerField(min_value=1, help_text="GPU memory per slice")
+    memory_mib = serializers.IntegerField(min_value=1, max_value=MAX_SLICE_MEMORY_MIB, help_text="GPU memory per slice")
     priority = serializers.ChoiceField(choices=Allocation.Priority.choices, default=Allocation.Priority.OFFLINE)
     policy = serializers.ChoiceField(choices=Allocation.Policy.choices, default=Allocation.Policy.BINPACK)
     vendor = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)

@@ -9,8 +9,10 @@ document.addEventListener("click", (event) => {
   });
 });
 
-// A dropped socket reconnects by itself (htmx's ws extension); what happened
+// A dropped socket reconnects by itself (htmx's ws extension), within 10 s of
+// the server taking connections again (Redis restarted, say); what happened
 // meanwhile is caught up by fetching the live region again from the server.
+htmx.config.wsReconnectDelay = (retries) => Math.min(10000, 500 * 2 ** retries) * (0.5 + Math.random() / 2);
 const opened = new WeakSet();
 document.addEventListener("htmx:wsOpen", (event) => {
   const region = event.detail.elt;

@@ -1,9 +1,12 @@
 from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from ocenter.api import ModelSerializer, Serializer
 from tenants.models import ApiToken, Membership, Project, Quota, Role, Tenant
 from tenants.quotas import DIMENSIONS
 
@@ -14,6 +17,20 @@ class TenantField(serializers.SlugRelatedField):
 
     def __init__(self, **kwargs):
         super().__init__(slug_field="slug", **kwargs)
+        what = "the slug of a tenant you belong to, e.g. 'acme'" + (
+            ", or null for a platform token (staff only)" if self.allow_null else ""
+        )
+        self.error_messages = {
+            **self.error_messages,
+            "null": f"give {what}",
+            "required": f"give {what}",
+            "does_not_exist": "no tenant '{value}' that you can reach; give " + what,
+        }
+
+    def run_validation(self, data=serializers.empty):
+        if data == "":  # not the same as null: say what to give instead
+            self.fail("required")
+        return super().run_validation(data)
 
     def get_queryset(self):
         from tenants.access import Access
@@ -21,14 +38,14 @@ class TenantField(serializers.SlugRelatedField):
         return Access.of(self.context["request"]).tenants()
 
 
-class TenantSerializer(serializers.ModelSerializer):
+class TenantSerializer(ModelSerializer):
     class Meta:
         model = Tenant
         fields = ["id", "slug", "name", "status", "created_at"]
         read_only_fields = ["id", "created_at"]
 
 
-class ProjectSerializer(serializers.ModelSerializer):
+class ProjectSerializer(ModelSerializer):
     tenant = TenantField()
 
     class Meta:
@@ -52,9 +69,14 @@ class ProjectUpdateSerializer(ProjectSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
 
 
-class MembershipSerializer(serializers.ModelSerializer):
+class MembershipSerializer(ModelSerializer):
     tenant = TenantField()
-    username = serializers.CharField(source="user.username", max_length=150)
+    username = serializers.CharField(
+        source="user.username",
+        max_length=150,
+        validators=[UnicodeUsernameValidator()],
+        help_text="letters, digits and @ . + - _ only",
+    )
     email = serializers.EmailField(write_only=True, required=False, allow_blank=True)
     password = serializers.CharField(
         write_only=True,
@@ -68,6 +90,7 @@ class MembershipSerializer(serializers.ModelSerializer):
         model = Membership
         fields = ["id", "tenant", "username", "email", "password", "role", "created_at"]
         read_only_fields = ["id", "created_at"]
+        extra_kwargs = {"role": {"required": True}}
 
     def validate(self, data):
         password = data.get("password")
@@ -79,7 +102,7 @@ class MembershipSerializer(serializers.ModelSerializer):
         return data
 
 
-class MembershipRoleSerializer(serializers.ModelSerializer):
+class MembershipRoleSerializer(ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     username = serializers.CharField(source="user.username", read_only=True)
 
@@ -89,7 +112,7 @@ class MembershipRoleSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "tenant", "username", "created_at"]
 
 
-class UsageSerializer(serializers.Serializer):
+class UsageSerializer(Serializer):
     """What is held under a quota, per dimension."""
 
     used = serializers.DictField(child=serializers.IntegerField())
@@ -105,7 +128,7 @@ class UsageSerializer(serializers.Serializer):
 AMOUNT_FIELDS = [f"{kind}_{d}" for d in DIMENSIONS for kind in ("guarantee", "limit")]
 
 
-class QuotaSerializer(serializers.ModelSerializer):
+class QuotaSerializer(ModelSerializer):
     tenant = TenantField()
     project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.all(), allow_null=True, required=False)
     usage = serializers.SerializerMethodField()
@@ -156,7 +179,7 @@ class QuotaUpdateSerializer(QuotaSerializer):
         read_only_fields = ["id", "tenant", "project", "pool_name", "accelerator_model", "created_at", "updated_at"]
 
 
-class ApiTokenSerializer(serializers.ModelSerializer):
+class ApiTokenSerializer(ModelSerializer):
     tenant = TenantField(allow_null=True, required=False, help_text="the tenant the token acts in; null: a platform token (staff only)")
     user = serializers.CharField(source="user.username", read_only=True)
     role = serializers.ChoiceField(
@@ -167,6 +190,11 @@ class ApiTokenSerializer(serializers.ModelSerializer):
         model = ApiToken
         fields = ["id", "name", "tenant", "role", "user", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at"]
         read_only_fields = ["id", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
+
+    def validate_expires_at(self, value):
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("this moment has passed: give a time in the future, or none for a token that does not expire")
+        return value
 
 
 class NewApiTokenSerializer(ApiTokenSerializer):

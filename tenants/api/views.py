@@ -202,6 +202,7 @@ class QuotaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
         context = {**self.get_serializer_context(), "usage": self._with_usage([quota])}
         return Response(QuotaSerializer(quota, context=context).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(request=QuotaUpdateSerializer, responses=QuotaSerializer)
     def partial_update(self, request, pk=None):
         quota = self.get_object()
         self._require(quota.tenant, quota.project)

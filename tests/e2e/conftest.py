@@ -1,7 +1,6 @@
 """A real oCenter server (uvicorn, websockets, embedded jobs) over the test database, and real headless Chromium."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,6 +10,8 @@ import httpx
 import pytest
 from django.conf import settings
 from django.db import connection, connections
+
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -31,16 +32,9 @@ def _database_url() -> str:
     return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def server(transactional_db):
-    """oCenter on a free port, reading and writing the test database, with 1-second pool syncs."""
-    port = _free_port()
+def _serve(**env_overrides):
+    """oCenter on a free port over the test database, with 1-second pool syncs; yields its URL."""
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
     env.update(
         {
@@ -56,6 +50,7 @@ def server(transactional_db):
             "OCENTER_AGENT_CONNECT_TIMEOUT": "0.5",
             "PYTHONUNBUFFERED": "1",
             "LOG_LEVEL": "WARNING",
+            **env_overrides,
         }
     )
     process = subprocess.Popen(
@@ -92,6 +87,19 @@ def server(transactional_db):
     yield url
     process.terminate()
     process.wait(10)
+
+
+@pytest.fixture
+def server(transactional_db):
+    """oCenter with its embedded default: in-process live updates and jobs."""
+    yield from _serve()
+
+
+@pytest.fixture
+def server_on_redis(transactional_db, redis_server):
+    """oCenter whose live updates go through a private Redis, which the test may stop and start."""
+    for url in _serve(REDIS_URL=redis_server.url):
+        yield url, redis_server
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from pools.models import Accelerator, Allocation, Pool
 from pools.services.allocations import allocation_request
 from pools.services.sync import pool_sync
 from tests.fleet import Fleet
-from tests.services import redis_server  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 State = Allocation.State
@@ -24,7 +23,7 @@ def _use_broker(url: str, *, eager: bool):
 
 
 @pytest.fixture
-def broker(redis_server):  # noqa: F811
+def broker(redis_server):
     """Celery sends to the private Redis, for real (not eagerly); the test stops and starts it."""
     old = app.conf.broker_url
     _use_broker(redis_server.url, eager=False)
