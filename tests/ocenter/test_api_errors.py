@@ -55,7 +55,8 @@ def test_a_negative_price_is_a_400(api):
 @override_settings(DEBUG=False)
 def test_json_nested_fifty_thousand_deep_is_a_400(api, acme):
     project = Project.objects.get()
-    raw = '{"project": "%s", "compute_units": 10, "memory_mib": 10, "labels": %s1%s}' % (project.id, "[" * 50_000, "]" * 50_000)
+    deep = "[" * 50_000 + "1" + "]" * 50_000
+    raw = f'{{"project": "{project.id}", "compute_units": 10, "memory_mib": 10, "labels": {deep}}}'
     body = _problem(api.post("/api/v1/allocations", raw, content_type="application/json"), 400)
     assert "nested" in body["detail"]
 
