@@ -158,3 +158,19 @@ def test_migrations_match_the_models():
     out = io.StringIO()
     call_command("makemigrations", "--check", "--dry-run", stdout=out)
     assert "No changes detected" in out.getvalue()
+
+
+def test_every_api_serializer_refuses_unknown_fields():
+    """Input that names a field the API does not have is a 400, never silently dropped (ocenter.api.StrictInput)."""
+    import inspect
+
+    from rest_framework import serializers
+
+    from ocenter.api import StrictInput
+
+    loose = []
+    for module in ("ocenter.api_views", "tenants.api.serializers", "pools.api.serializers", "billing.api.serializers"):
+        for name, cls in inspect.getmembers(__import__(module, fromlist=["_"]), inspect.isclass):
+            if issubclass(cls, serializers.Serializer) and cls.__module__ == module and not issubclass(cls, StrictInput):
+                loose.append(f"{module}.{name}")
+    assert loose == []
