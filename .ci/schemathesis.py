@@ -71,8 +71,17 @@ def _seed(agent) -> dict:
     price_set(actor=staff, compute_gpu_hour=Decimal("10.00"), effective_from=timezone.now() - timezone.timedelta(days=1))
     acme = tenant_create(actor=staff, slug="acme", name="Acme")
     project_create(actor=staff, tenant=acme, slug="main", name="Main")
-    quota_set(actor=staff, tenant=acme, project=None, guarantee_compute_units=400, limit_compute_units=800,
-              guarantee_memory_mib=10**6, limit_memory_mib=2 * 10**6, guarantee_slices=16, limit_slices=32)
+    quota_set(
+        actor=staff,
+        tenant=acme,
+        project=None,
+        guarantee_compute_units=400,
+        limit_compute_units=800,
+        guarantee_memory_mib=10**6,
+        limit_memory_mib=2 * 10**6,
+        guarantee_slices=16,
+        limit_slices=32,
+    )
     member, _ = membership_add(actor=staff, tenant=acme, username="alice", role=Role.MEMBER, password="pw-alice-0123456789")
     _, member_token = token_create(actor=staff, user=member.user, tenant=acme, name="schemathesis", role="")
     _, staff_token = token_create(actor=staff, user=staff, tenant=None, name="schemathesis", role="")
@@ -87,7 +96,8 @@ def _serve(env: dict, port: int) -> subprocess.Popen:
 
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "ocenter.asgi:application", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
-        cwd=ROOT, env=env,
+        cwd=ROOT,
+        env=env,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -112,9 +122,17 @@ def main() -> int:
     from tests.servers import free_port
 
     url = _throwaway(base)
-    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "ocenter.settings", "DEBUG": "0",
-           "SECRET_KEY": "schemathesis-run-only-0123456789-0123456789", "ALLOWED_HOSTS": "127.0.0.1",
-           "SECURE_COOKIES": "0", "OCENTER_EMBEDDED_JOBS": "0", "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DJANGO_SETTINGS_MODULE": "ocenter.settings",
+        "DEBUG": "0",
+        "SECRET_KEY": "schemathesis-run-only-0123456789-0123456789",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_COOKIES": "0",
+        "OCENTER_EMBEDDED_JOBS": "0",
+        "LOG_LEVEL": "WARNING",
+    }
     env.pop("REDIS_URL", None)  # in-process events and tasks: the run needs no worker
     os.environ.update({k: v for k, v in env.items() if k != "REDIS_URL"})
     os.environ.pop("REDIS_URL", None)
@@ -125,16 +143,18 @@ def main() -> int:
         tokens = _seed(agent)
         port = free_port()
         server = _serve(env, port)
-        schemathesis = [str(Path(sys.executable).parent / "schemathesis"), "run", f"http://127.0.0.1:{port}/api/v1/schema/",
-                        "--url", f"http://127.0.0.1:{port}", "--checks", CHECKS, "--workers", "2", "--request-timeout", "20",
-                        "--seed", "11", "--max-examples", "30"]
+        base_url = f"http://127.0.0.1:{port}"
+        schemathesis = [str(Path(sys.executable).parent / "schemathesis"), "run", f"{base_url}/api/v1/schema/", "--url", base_url,
+                        *f"--checks {CHECKS} --workers 2 --request-timeout 20 --seed 11 --max-examples 30".split()]  # fmt: skip
         # The member runs first: the staff run may remove members, and leaving a tenant revokes one's tokens.
         for who, token in tokens.items():
             print(f"--- schemathesis with the {who} token", flush=True)
             auth = ["-H", f"Authorization: Bearer {token}"]
             # A stateful run would find its own token in GET /tokens and revoke it: revoking is run apart, statelessly.
-            runs = [["--phases", "examples,coverage,fuzzing,stateful", "--max-time", str(args.max_time), "--exclude-path-regex", "/revoke$"],
-                    ["--phases", "coverage,fuzzing", "--include-path-regex", "/revoke$"]]
+            runs = [
+                ["--phases", "examples,coverage,fuzzing,stateful", "--exclude-path-regex", "/revoke$", "--max-time", str(args.max_time)],
+                ["--phases", "coverage,fuzzing", "--include-path-regex", "/revoke$"],
+            ]
             for extra in runs:
                 failed |= subprocess.run([*schemathesis, *auth, *extra], cwd=ROOT, env=env).returncode != 0
     finally:
