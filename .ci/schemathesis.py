@@ -134,7 +134,7 @@ def main() -> int:
         "LOG_LEVEL": "WARNING",
     }
     env.pop("REDIS_URL", None)  # in-process events and tasks: the run needs no worker
-    os.environ.update({k: v for k, v in env.items() if k != "REDIS_URL"})
+    os.environ.update(env)  # the seeding below runs in this process, on the same settings
     os.environ.pop("REDIS_URL", None)
     agent = AgentProcess(Path(tempfile.mkdtemp(prefix="ocenter-schemathesis-")), "bj", [a100_nodes(2, gpus=4)]).start()
     server = None

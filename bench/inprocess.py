@@ -22,7 +22,7 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from billing.models import UsageRecord  # noqa: E402
+from billing.models import SliceMeter, UsageRecord  # noqa: E402
 from billing.services import usage_meter  # noqa: E402
 from pools.fleet import candidate_limit, fleet  # noqa: E402
 from pools.models import Accelerator, Allocation, AllocationEvent, Slice  # noqa: E402
@@ -96,7 +96,7 @@ def running_allocations(count, began):
         for _ in range(count)
     ]
     Allocation.objects.bulk_create(allocations, batch_size=5000)
-    Slice.objects.bulk_create(
+    slices = Slice.objects.bulk_create(
         [
             Slice(
                 allocation=a,
@@ -106,10 +106,13 @@ def running_allocations(count, began):
                 compute_units=10,
                 memory_mib=1024,
                 started_at=began,
-                metered_until=began,
             )
             for i, a in enumerate(allocations)
         ],
+        batch_size=5000,
+    )
+    SliceMeter.objects.bulk_create(
+        [SliceMeter(slice_id=s.id, metered_until=began) for s in slices],
         batch_size=5000,
     )
     AllocationEvent.objects.bulk_create(
@@ -118,7 +121,7 @@ def running_allocations(count, began):
     )
     AllocationEvent.objects.filter(actor_label="bench").update(at=began)
     with connection.cursor() as cursor:  # as autovacuum would have by the next minute: bulk-loaded tables have no statistics yet
-        cursor.execute("ANALYZE pools_allocation, pools_slice, pools_allocationevent, billing_usagerecord")
+        cursor.execute("ANALYZE pools_allocation, pools_slice, pools_allocationevent, billing_slicemeter, billing_usagerecord")
 
 
 def metering(began):

@@ -95,6 +95,20 @@ class UsageRecord(models.Model):
         return f"{self.slice_id} {self.start:%Y-%m-%d %H:%M:%S}+{self.seconds}s {self.amount}"
 
 
+class SliceMeter(models.Model):
+    """How far one slice's running time has been metered: billing's watermark, moved in the transaction that writes its usage.
+
+    A slice with none was never metered. Kept by billing, beside the slices it
+    reads, so that metering writes only its own tables.
+    """
+
+    slice = models.OneToOneField("pools.Slice", primary_key=True, on_delete=models.CASCADE, related_name="meter")
+    metered_until = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.slice_id} metered until {self.metered_until:%Y-%m-%d %H:%M:%S}"
+
+
 class Budget(models.Model):
     """A spending limit for a tenant or one of its projects, per month or in total, with alerts and an action at the limit."""
 

@@ -17,7 +17,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import DecimalField, F, Q, Sum
 from django.utils import timezone
 
-from billing.models import Adjustment, Budget, BudgetAlert, Notification, Price, Statement, StatementLine, UsageRecord
+from billing.models import Adjustment, Budget, BudgetAlert, Notification, Price, SliceMeter, Statement, StatementLine, UsageRecord
 from billing.rating import amount, cut, midnights, month_start, next_month, seconds_between, to_cents
 from billing.selectors import PriceBook, budget_period, budget_spent, local_tz
 from ocenter.audit import audit_record
@@ -86,18 +86,20 @@ def _running_intervals(events: list[AllocationEvent], now: datetime) -> list[tup
 
 
 # One statement meters every slice of one pool, model and class that ran all through its window:
-# it moves the slices' watermark and writes their records, priced and rounded as rating.amount does.
+# it moves the slices' watermarks and writes their records, priced and rounded as rating.amount does.
+# It reads pools' tables and writes only billing's.
 _METER_STEADY_SQL = """
     WITH picked AS (
-        SELECT s.id, s.allocation_id, a.tenant_id, a.project_id, s.compute_units, s.memory_mib, s.metered_until AS since
-          FROM pools_slice s
+        SELECT s.id, s.allocation_id, a.tenant_id, a.project_id, s.compute_units, s.memory_mib, m.metered_until AS since
+          FROM billing_slicemeter m
+          JOIN pools_slice s ON s.id = m.slice_id
           JOIN pools_allocation a ON a.id = s.allocation_id
           JOIN pools_accelerator g ON g.id = s.accelerator_id
          WHERE a.state = 'running' AND s.active AND s.pool_id = %(pool_id)s AND g.model = %(model)s AND a.priority = %(priority)s
-           AND s.metered_until >= %(floor)s AND s.metered_until < %(now)s
-           AND NOT EXISTS (SELECT 1 FROM pools_allocationevent e WHERE e.allocation_id = a.id AND e.at > s.metered_until)
+           AND m.metered_until >= %(floor)s AND m.metered_until < %(now)s
+           AND NOT EXISTS (SELECT 1 FROM pools_allocationevent e WHERE e.allocation_id = a.id AND e.at > m.metered_until)
     ), moved AS (
-        UPDATE pools_slice SET metered_until = %(now)s FROM picked WHERE pools_slice.id = picked.id
+        UPDATE billing_slicemeter SET metered_until = %(now)s FROM picked WHERE billing_slicemeter.slice_id = picked.id
     )
     INSERT INTO billing_usagerecord (slice_id, allocation_id, tenant_id, project_id, pool_name, accelerator_model, priority,
                                      start, "end", day, seconds, compute_units, memory_mib, price_id, amount)
@@ -120,7 +122,7 @@ def _meter_steady(book: PriceBook, now: datetime, tz) -> list:
     """
     midnight = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)  # (exactly at it: nothing is steady)
     scopes = (
-        Slice.objects.filter(active=True, allocation__state=State.RUNNING, metered_until__lt=now)
+        Slice.objects.filter(active=True, allocation__state=State.RUNNING, meter__metered_until__lt=now)
         .values_list("pool_id", "pool__name", "accelerator__model", "allocation__priority")
         .distinct()
         .order_by()
@@ -155,7 +157,7 @@ def _meter_steady(book: PriceBook, now: datetime, tz) -> list:
 def usage_meter(*, now: datetime | None = None) -> int:
     """Turn running time since the last run into priced usage records; returns how many were written.
 
-    Each slice carries how far it was metered, moved in the same transaction
+    Each slice has a watermark (``SliceMeter``), moved in the same transaction
     as the records, so a second run (or one after a crash) starts where the
     last commit ended; and the database refuses any record that would charge
     a moment twice, so two runs at once cannot both write.
@@ -181,6 +183,7 @@ def _meter_exact(book: PriceBook, now: datetime, tz) -> list[UsageRecord]:
     """Meter slice by slice, from their allocations' history: every running stretch, cut at price changes and midnights."""
     slices = list(
         Slice.objects.filter(started_at__isnull=False, started_at__lt=now)
+        .annotate(metered_until=F("meter__metered_until"))
         .filter(Q(metered_until__isnull=True) | Q(metered_until__lt=now))
         .filter(
             Q(allocation__state__in=Allocation.ACTIVE_STATES)
@@ -234,11 +237,14 @@ def _meter_exact(book: PriceBook, now: datetime, tz) -> list[UsageRecord]:
                         ),
                     )
                 )
-        s.metered_until = now
     UsageRecord.objects.bulk_create(records, batch_size=2000)
-    ids = [s.id for s in slices]
-    for start in range(0, len(ids), 2000):  # SQLite takes a bounded number of parameters
-        Slice.objects.filter(id__in=ids[start : start + 2000]).update(metered_until=now)
+    SliceMeter.objects.bulk_create(
+        [SliceMeter(slice_id=s.id, metered_until=now) for s in slices],
+        update_conflicts=True,
+        unique_fields=["slice"],
+        update_fields=["metered_until"],
+        batch_size=2000,
+    )
     return records
 
 

@@ -226,8 +226,6 @@ class Allocation(models.Model):
     claim_attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
-    # How far its running time has been metered (billing's watermark, moved with the usage it writes).
-    metered_until = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -274,8 +272,6 @@ class Slice(models.Model):
     env = models.JSONField(default=dict, blank=True)
     # When its allocation first ran with it: a slice given up before that never ran, and is never billed.
     started_at = models.DateTimeField(null=True, blank=True)
-    # How far its running time has been metered (billing's watermark, moved with the usage it writes).
-    metered_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["allocation", "index"]

@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from billing.models import UsageRecord
+from billing.models import SliceMeter, UsageRecord
 from billing.rating import to_cents
 from billing.services import usage_meter
 from tests.billing.conftest import at, price
@@ -139,9 +139,7 @@ def _meter_both_ways(ledger, monkeypatch, runs):
     results = []
     for bulk in (True, False):
         UsageRecord.objects.all().delete()
-        from pools.models import Slice
-
-        Slice.objects.update(metered_until=None)
+        SliceMeter.objects.all().delete()  # never metered
         if not bulk:
             monkeypatch.setattr(services, "_meter_steady", lambda book, now, tz: [])
         for now in runs:
