@@ -195,6 +195,9 @@ class Allocation(models.Model):
 
     ACTIVE_STATES = (State.CLAIMING, State.RUNNING, State.RELEASING)
     ENDED_STATES = (State.RELEASED, State.PREEMPTED, State.FAILED)
+    # What a request asks for: a requeued request asks it again; two requests under one idempotency key are one when these match.
+    ASKED = ("project_id", "count", "compute_units", "memory_mib", "priority", "policy", "vendor", "accelerator_model",
+             "pool_name", "region", "lease_seconds", "labels", "requeue_on_preempt")  # fmt: skip
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="allocations")

@@ -72,23 +72,7 @@ def release_finish(*, allocation: Allocation, final_state: str, actor) -> Alloca
 
 def _requeue(allocation: Allocation, *, actor) -> Allocation:
     """Put a preempted allocation's request back in the queue, as a new allocation that remembers where it came from."""
-    fields = (
-        "tenant_id",
-        "project_id",
-        "created_by_id",
-        "priority",
-        "policy",
-        "count",
-        "compute_units",
-        "memory_mib",
-        "vendor",
-        "accelerator_model",
-        "pool_name",
-        "region",
-        "lease_seconds",
-        "labels",
-        "requeue_on_preempt",
-    )
+    fields = ("tenant_id", "created_by_id", *Allocation.ASKED)
     again = Allocation(**{f: getattr(allocation, f) for f in fields}, requeued_from=allocation)
     transition(again, State.QUEUED, actor=actor, reason=f"requeued after preemption of {allocation.id}")
     return again

@@ -75,26 +75,9 @@ def _new_allocation(
     )
 
 
-_REQUEST_FIELDS = (
-    "project_id",
-    "count",
-    "compute_units",
-    "memory_mib",
-    "priority",
-    "policy",
-    "vendor",
-    "accelerator_model",
-    "pool_name",
-    "region",
-    "lease_seconds",
-    "labels",
-    "requeue_on_preempt",
-)
-
-
 def _digest(allocation: Allocation) -> str:
     """What was asked, as one value: two requests under one idempotency key are the same request when these match."""
-    asked = {name: getattr(allocation, name) for name in _REQUEST_FIELDS}
+    asked = {name: getattr(allocation, name) for name in Allocation.ASKED}
     return hashlib.sha256(json.dumps(asked, sort_keys=True, default=str).encode()).hexdigest()
 
 
