@@ -150,11 +150,14 @@ def api_not_found(request, path=""):
 class StrictInput:
     """A serializer that refuses fields it does not know, naming them (and the field meant, when one is close)."""
 
+    # What a form in the browsable API sends besides its fields.
+    FORM_KEYS = frozenset({"csrfmiddlewaretoken"})
+
     def to_internal_value(self, data):
         if isinstance(data, Mapping):
             known = set(self.fields)
             errors = {}
-            for name in sorted(set(data) - known):
+            for name in sorted(set(data) - known - self.FORM_KEYS):
                 close = difflib.get_close_matches(name, [n for n, f in self.fields.items() if not f.read_only], n=1)
                 errors[name] = ["unknown field" + (f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(sorted(known))}")]
             if errors:

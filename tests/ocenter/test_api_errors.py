@@ -201,3 +201,9 @@ def test_an_empty_tenant_says_what_to_give(api, acme):
     body = _problem(api.post("/api/v1/tokens", {"tenant": "", "name": "ci"}, format="json"), 400)
     message = body["errors"]["tenant"][0]
     assert "may not be null" not in message and "slug" in message
+
+
+def test_a_form_post_from_the_browsable_api_is_not_refused_for_its_csrf_token(client, staff, acme):
+    client.force_login(staff)
+    response = client.post("/api/v1/projects", {"tenant": "acme", "slug": "web", "name": "Web", "csrfmiddlewaretoken": "x" * 32})
+    assert response.status_code == 201, response.content[:300]

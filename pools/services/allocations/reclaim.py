@@ -55,7 +55,8 @@ def victims_for(allocation: Allocation, *, quotas, over: OverLimit | None, room_
         ]
         if place(ask, gpus) is not None:
             return own
-    holders = [h for h in _holders() if h.allocation_id not in set(own)]
+    reclaimed = set(own)
+    holders = [h for h in _holders() if h.allocation_id not in reclaimed]
     chosen = choose_victims(ask, gpus, holders)
     return own + ([h.allocation_id for h in chosen[1]] if chosen else [])
 
