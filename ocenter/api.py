@@ -12,17 +12,19 @@ import difflib
 import logging
 from collections.abc import Mapping
 from http import HTTPStatus
+from urllib.parse import unquote
 
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponseBadRequest, JsonResponse
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from ocenter.errors import DomainError
+from ocenter.parsers import NUL, NUL_MESSAGE
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,10 @@ class TooLarge(exceptions.APIException):
 
 
 class ProblemMiddleware:
-    """Outermost: any error under ``/api/`` that is not JSON already (Django's 404, 400, 413 or 500 pages) becomes a problem."""
+    """Outermost: any error under ``/api/`` that is not JSON already (Django's 404, 400, 413 or 500 pages) becomes a problem.
+
+    A URL with a NUL character in it is refused here, for pages too: PostgreSQL cannot even compare one.
+    """
 
     MESSAGES = {
         400: "the request could not be read; check its headers and body",
@@ -117,6 +122,11 @@ class ProblemMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        if NUL in request.path or NUL in unquote(request.META.get("QUERY_STRING", "")):  # no column could hold it: not even looked up
+            if not request.path.startswith(API_PREFIX):
+                return HttpResponseBadRequest(f"the URL: {NUL_MESSAGE}", content_type="text/plain")
+            return JsonResponse(_body(400, f"the URL: {NUL_MESSAGE}", code="invalid", title="Invalid input"), status=400,
+                                content_type=PROBLEM_CONTENT_TYPE)  # fmt: skip
         response = self.get_response(request)
         if not request.path.startswith(API_PREFIX) or response.status_code < 400:
             return response

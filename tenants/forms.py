@@ -5,7 +5,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.utils.translation import gettext_lazy as _
 
 from tenants.models import Project, Role, Tenant
-from tenants.quotas import DIMENSIONS
+from tenants.quotas import DIMENSIONS, MAX_AMOUNT
 
 AMOUNT_LABELS = {
     ("guarantee", "compute_units"): _("Guarantee (compute units)"),
@@ -76,7 +76,9 @@ class QuotaForm(forms.Form):
         self.fields["project"].queryset = tenant.projects.all()
         for d in DIMENSIONS:
             for kind in ("guarantee", "limit"):
-                self.fields[f"{kind}_{d}"] = forms.IntegerField(min_value=0, max_value=2**53, initial=0, label=AMOUNT_LABELS[kind, d])
+                self.fields[f"{kind}_{d}"] = forms.IntegerField(
+                    min_value=0, max_value=MAX_AMOUNT[d], initial=0, label=AMOUNT_LABELS[kind, d]
+                )
 
     def clean(self):
         data = super().clean()

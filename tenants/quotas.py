@@ -17,6 +17,8 @@ from ocenter.errors import Refused
 
 DIMENSIONS = ("compute_units", "memory_mib", "slices")
 UNITS = {"compute_units": "compute units", "memory_mib": "MiB of GPU memory", "slices": "slices"}
+# The most a quota may give, per dimension: what a JSON number holds exactly (2^53), and what the slices column holds.
+MAX_AMOUNT = {"compute_units": 2**53, "memory_mib": 2**53, "slices": 2**31 - 1}
 
 
 def applies(quota, *, project_id, pool_name: str, accelerator_model: str) -> bool:

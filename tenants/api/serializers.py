@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from ocenter.api import ModelSerializer, Serializer
 from tenants.models import ApiToken, Membership, Project, Quota, Role, Tenant
-from tenants.quotas import DIMENSIONS
+from tenants.quotas import DIMENSIONS, MAX_AMOUNT
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -138,7 +138,7 @@ class QuotaSerializer(ModelSerializer):
         fields = ["id", "tenant", "project", "pool_name", "accelerator_model", *AMOUNT_FIELDS, "usage", "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
         validators = []  # quota_set() upserts by scope
-        extra_kwargs = {name: {"min_value": 0, "max_value": 2**53} for name in AMOUNT_FIELDS}
+        extra_kwargs = {f"{kind}_{d}": {"min_value": 0, "max_value": MAX_AMOUNT[d]} for d in DIMENSIONS for kind in ("guarantee", "limit")}
 
     def get_project_queryset(self):
         from tenants.access import Access

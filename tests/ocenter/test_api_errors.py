@@ -207,3 +207,26 @@ def test_a_form_post_from_the_browsable_api_is_not_refused_for_its_csrf_token(cl
     client.force_login(staff)
     response = client.post("/api/v1/projects", {"tenant": "acme", "slug": "web", "name": "Web", "csrfmiddlewaretoken": "x" * 32})
     assert response.status_code == 201, response.content[:300]
+
+
+# --- what schemathesis found -----------------------------------------------------------
+
+
+def test_nul_characters_anywhere_in_a_request_are_a_400(api, acme):
+    body = _problem(api.post("/api/v1/quotas", {"tenant": "ac\u0000me", "limit_compute_units": 1}, format="json"), 400)
+    assert "NUL" in body["detail"]
+    assert "NUL" in _problem(api.get("/api/v1/tenants?slug=ac%00me"), 400)["detail"]
+    assert "NUL" in _problem(api.get("/api/v1/accelerators/GPU-%00"), 400)["detail"]
+    form = api.post("/api/v1/projects", {"tenant": "acme", "slug": "x", "name": "a\u0000b"})
+    assert "NUL" in _problem(form, 400)["detail"]
+
+
+def test_a_quota_beyond_what_its_columns_hold_is_a_400(api, acme):
+    created = api.post("/api/v1/quotas", {"tenant": "acme", "limit_compute_units": 100}, format="json").json()
+    body = _problem(api.patch(f"/api/v1/quotas/{created['id']}", {"limit_slices": 2**40}, format="json"), 400)
+    assert set(body["errors"]) == {"limit_slices"}
+
+
+def test_a_page_whose_url_holds_a_nul_is_a_400_not_a_500(client, staff, acme):
+    client.force_login(staff)
+    assert client.get("/console/audit/?tenant=ac%00me").status_code == 400
