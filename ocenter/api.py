@@ -183,6 +183,11 @@ class ModelSerializer(StrictInput, serializers.ModelSerializer):
     """The base of the API's model serializers."""
 
 
+def _whole_number(raw: str) -> bool:
+    """ASCII digits only ("²" is a digit to ``str.isdigit``, not to ``int``)."""
+    return raw.isascii() and raw.isdigit()
+
+
 class Pagination(PageNumberPagination):
     """``?page=N&page_size=M`` (at most 500); every list is ordered on a unique key last, so pages never shift.
 
@@ -197,13 +202,13 @@ class Pagination(PageNumberPagination):
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None:
             return self.page_size
-        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+        if not _whole_number(raw) or not 1 <= int(raw) <= self.max_page_size:
             raise serializers.ValidationError({self.page_size_query_param: [f"a whole number from 1 to {self.max_page_size}"]})
         return int(raw)
 
     def get_page_number(self, request, paginator):
         raw = request.query_params.get(self.page_query_param, "1")
-        if raw != "last" and (not raw.isdigit() or int(raw) < 1):
+        if raw != "last" and (not _whole_number(raw) or int(raw) < 1):
             raise serializers.ValidationError({self.page_query_param: ["a whole number from 1, or 'last'"]})
         return raw
 
@@ -237,6 +242,7 @@ PROBLEMS = {
     "415": "The body is not JSON",
     "422": "Well formed, but it contradicts what was asked before",
 }
+# Problems only a write can meet (a delete can clash with the state too: the last owner, a project still in use).
 WRITES_ONLY = {"409", "413", "415", "422"}
 
 
@@ -250,7 +256,7 @@ def schema_postprocess(result, generator, request, public):
             if method not in ("get", "post", "put", "patch", "delete") or not path.startswith("/api/v1/"):
                 continue
             for status, description in PROBLEMS.items():
-                if status in WRITES_ONLY and method not in ("post", "put", "patch"):
+                if status in WRITES_ONLY and method not in ("post", "put", "patch", "delete"):
                     continue
                 operation["responses"].setdefault(status, {"description": description, "content": {PROBLEM_CONTENT_TYPE: {"schema": ref}}})
     for name, schema in schemas.items():

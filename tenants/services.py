@@ -69,7 +69,8 @@ def project_create(*, actor, tenant: Tenant, slug: str, name: str, description: 
 
 @transaction.atomic
 def project_update(*, actor, project: Project, **fields) -> Project:
-    """Rename or re-describe a project."""
+    """Rename or re-describe a project (one removed meanwhile raises DoesNotExist: a 404)."""
+    project = Project.objects.select_for_update(of=("self",)).select_related("tenant").get(id=project.id)
     _update(project, fields, actor=actor, action="project.update", tenant_id=project.tenant_id)
     return project
 

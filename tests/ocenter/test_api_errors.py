@@ -139,6 +139,8 @@ def test_the_schema_documents_problem_responses_for_every_operation():
                 assert PROBLEM in responses[status]["content"], f"{method.upper()} {path} {status}"
             if method in ("post", "patch"):
                 assert "409" in responses and "422" in responses, f"{method.upper()} {path}"
+            if method == "delete":
+                assert "409" in responses, f"{method.upper()} {path}"  # the last owner, a project still in use
 
 
 def test_patching_a_quota_returns_what_the_schema_says(api, acme):
@@ -230,3 +232,21 @@ def test_a_quota_beyond_what_its_columns_hold_is_a_400(api, acme):
 def test_a_page_whose_url_holds_a_nul_is_a_400_not_a_500(client, staff, acme):
     client.force_login(staff)
     assert client.get("/console/audit/?tenant=ac%00me").status_code == 400
+
+
+def test_a_page_size_of_a_unicode_digit_is_a_400(api):
+    assert set(_problem(api.get("/api/v1/tenants?page_size=%C2%B2"), 400)["errors"]) == {"page_size"}  # "²"
+
+
+def test_patching_a_project_deleted_at_the_same_moment_is_a_404(api, acme, monkeypatch):
+    from tenants import services
+
+    project = Project.objects.get()
+    real = services.project_update
+
+    def deleted_meanwhile(**kwargs):
+        Project.objects.filter(id=project.id).delete()  # another request removed it
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "project_update", deleted_meanwhile)
+    _problem(api.patch(f"/api/v1/projects/{project.id}", {"name": "Renamed"}, format="json"), 404)
