@@ -85,8 +85,8 @@ def plan(allocation: Allocation, *, usage: list, quotas, exclude=(), fresh: bool
     candidates = fleet.best(ask, exclude=exclude, limit=candidate_limit(ask), fresh=fresh)
     chosen = place(ask, candidates)
     if chosen is None:
-        # The best few could not hold it (a gang across pools, say): look at every GPU with room.
-        candidates = fleet.best(ask, exclude=exclude, fresh=fresh)
+        # The best few could not hold it (a gang across pools, say): look at every GPU with room (in the view just read).
+        candidates = fleet.best(ask, exclude=exclude)
         chosen = place(ask, candidates)
     if chosen is None:
         return None
