@@ -88,7 +88,8 @@ def test_patching_a_membership_deleted_at_the_same_moment_is_a_404(api, acme, dj
         return real(**kwargs)
 
     monkeypatch.setattr(services, "membership_set_role", deleted_meanwhile)
-    _problem(api.patch(f"/api/v1/memberships/{membership.id}", {"role": "admin"}, format="json"), 404)
+    body = _problem(api.patch(f"/api/v1/memberships/{membership.id}", {"role": "admin"}, format="json"), 404)
+    assert body["title"] == "Not Found" and not Membership.objects.exists()
 
 
 # --- everything under /api/v1/ is JSON ----------------------------------------------
@@ -249,4 +250,5 @@ def test_patching_a_project_deleted_at_the_same_moment_is_a_404(api, acme, monke
         return real(**kwargs)
 
     monkeypatch.setattr(services, "project_update", deleted_meanwhile)
-    _problem(api.patch(f"/api/v1/projects/{project.id}", {"name": "Renamed"}, format="json"), 404)
+    body = _problem(api.patch(f"/api/v1/projects/{project.id}", {"name": "Renamed"}, format="json"), 404)
+    assert body["title"] == "Not Found" and not Project.objects.exists()
