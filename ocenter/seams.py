@@ -13,7 +13,9 @@ declares the question here, typed; the higher app registers its answer in its
 | ``seams.tenant_suspended`` | tenants (suspension) | pools | a suspended tenant's allocations must be released |
 
 What operators choose (the admission checks) stays a list in settings, as
-Django's password validators are: see ``ocenter.admission``.
+Django's password validators are: see ``ocenter.admission``. What runs the
+right way needs no seam: billing reads pools' slices and keeps its metering
+watermark in a table of its own (``billing.SliceMeter``).
 """
 
 from __future__ import annotations
