@@ -34,18 +34,32 @@ def a100_nodes(count: int, gpus: int = 8, name: str = "n{n:02d}") -> dict:
     return {"name": name, "count": count, "gpus": gpus, "vendor": "NVIDIA", "model": "A100-SXM4-80GB", "memory_mib": 81920}
 
 
+class AgentExited(RuntimeError):
+    """The agent stopped before it listened: its exit code and what it printed."""
+
+    def __init__(self, code: int, output: str):
+        super().__init__(f"the agent exited with {code}: {output.strip()}")
+        self.code = code
+        self.output = output
+
+
 class AgentProcess:
     """One running agent; ``restart()`` keeps its port and claims file."""
 
-    def __init__(self, workdir: Path, pool: str, groups: list[dict], token: str = "test-pool-token-0123456789"):
+    def __init__(self, workdir: Path, pool: str, groups: list[dict], token: str = "test-pool-token-0123456789", *,
+                 toml: str | None = None, env: dict | None = None):  # fmt: skip
         self.workdir = workdir
         self.pool = pool
         self.token = token
         self.config = workdir / f"{pool}.toml"
         self.state = workdir / f"{pool}-claims.sqlite3"
         self.port = 0
+        self.env = env or {}
         self.process: subprocess.Popen | None = None
-        self.set_fleet(groups)
+        if toml is None:
+            self.set_fleet(groups)
+        else:
+            self.config.write_text(toml)
 
     def set_fleet(self, groups: list[dict], faults: dict | None = None):
         self.config.write_text(fleet_toml(self.pool, groups, faults))
@@ -55,6 +69,7 @@ class AgentProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 15) -> AgentProcess:
+        self.output = ""
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -70,7 +85,7 @@ class AgentProcess:
                 "WARNING",
             ],
             cwd=ROOT,
-            env={**os.environ, "OCENTER_AGENT_TOKEN": self.token, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "OCENTER_AGENT_TOKEN": self.token, "PYTHONUNBUFFERED": "1", **self.env},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -79,7 +94,8 @@ class AgentProcess:
         while time.monotonic() < deadline:
             line = self.process.stdout.readline()
             if not line:
-                raise RuntimeError(f"agent {self.pool} exited with {self.process.wait()}")
+                raise AgentExited(self.process.wait(), self.output)
+            self.output += line
             match = LISTENING.search(line)
             if match:
                 self.port = int(match[2])

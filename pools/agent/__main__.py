@@ -96,6 +96,7 @@ def main(argv=None) -> int:
                 agent.refuse_requested.clear()
                 stopping.wait(agent.refuse_connections_seconds)
     finally:
+        backend.close()
         store.close()
         log.info("pool %s: stopped", config.pool)
     return 0

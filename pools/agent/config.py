@@ -38,6 +38,22 @@ class Faults:
     lost_claim_answer_rate: float = 0.0
 
 
+ENFORCEMENTS = ("mps", "hami-core", "exclusive")
+
+
+@dataclass(frozen=True)
+class NvmlConfig:
+    """The ``[nvml]`` table: how this host's real GPUs are sliced and watched."""
+
+    enforcement: str = "mps"
+    node: str = ""  # the host's name in the inventory (default: its hostname)
+    mps_pipe_directory: str = "/tmp/nvidia-mps"
+    mps_log_directory: str = "/tmp/nvidia-mps-log"
+    start_mps_daemon: bool = False  # start `nvidia-cuda-mps-control -d` when none answers
+    mps_control: str = "nvidia-cuda-mps-control"
+    health_seconds: float = 10.0  # how often ECC, retired pages and remapped rows are read
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     pool: str
@@ -46,6 +62,7 @@ class AgentConfig:
     state: Path
     node_groups: list[NodeGroup]
     faults: Faults
+    nvml: NvmlConfig = field(default_factory=NvmlConfig)
 
 
 def _require(table, key, kind, where):
@@ -97,8 +114,10 @@ def load_config(path: str | Path, *, listen: str | None = None, state: str | Non
     listen = listen or agent.get("listen", "127.0.0.1:9100")
     state_path = Path(state or agent.get("state", f"{pool}-claims.sqlite3"))
 
-    groups = []
-    if backend == "simulated":
+    groups, nvml = [], NvmlConfig()
+    if backend == "nvml":
+        nvml = _parse_nvml(data.get("nvml", {}))
+    elif backend == "simulated":
         tables = data.get("simulated", {}).get("nodes", [])
         if not tables:
             raise ConfigError("[[simulated.nodes]]: the simulated backend needs at least one node group")
@@ -127,4 +146,24 @@ def load_config(path: str | Path, *, listen: str | None = None, state: str | Non
         state=state_path,
         node_groups=groups,
         faults=parse_faults(data.get("faults", {})),
+        nvml=nvml,
     )
+
+
+def _parse_nvml(table: dict) -> NvmlConfig:
+    where = "[nvml]"
+    known = {f for f in NvmlConfig.__dataclass_fields__}
+    unknown = set(table) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    if table.get("enforcement", "mps") not in ENFORCEMENTS:
+        raise ConfigError(f"{where}: 'enforcement' must be one of {', '.join(ENFORCEMENTS)}")
+    for key in ("node", "mps_pipe_directory", "mps_log_directory", "mps_control"):
+        if key in table and not isinstance(table[key], str):
+            raise ConfigError(f"{where}: '{key}' must be a string")
+    if not isinstance(table.get("start_mps_daemon", False), bool):
+        raise ConfigError(f"{where}: 'start_mps_daemon' must be true or false")
+    seconds = table.get("health_seconds", 10.0)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0.1 <= seconds <= 3600:
+        raise ConfigError(f"{where}: 'health_seconds' must be a number of seconds from 0.1 to 3600")
+    return NvmlConfig(**{**table, "health_seconds": float(seconds)})

@@ -20,6 +20,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from pools.agent import AGENT_VERSION, COMPUTE_UNITS_PER_GPU, PROTOCOL_VERSION
+from pools.agent.backends import Refused
 from pools.agent.config import AgentConfig, ConfigError, parse_faults
 from pools.agent.openapi import OPENAPI
 from pools.agent.store import Claim, ClaimStore, DoesNotFit, IdInUse
@@ -57,6 +58,7 @@ class Agent:
         self.started_at = time.time()
         self._inventory_lock = threading.Lock()
         self._refresh_inventory()
+        backend.watch(self._refresh_inventory)  # health changes show in the inventory, with a new generation
         # Set by PUT /v1/faults; the serving loop closes the socket for that long.
         self.refuse_connections_seconds = 0.0
         self.refuse_requested = threading.Event()
@@ -100,6 +102,7 @@ class Agent:
             "gpus": len(self.gpus),
             "claims": self.store.count(),
             "uptime_seconds": round(time.time() - self.started_at, 1),
+            **self.backend.status(),
         }
 
     def allocations(self) -> dict:
@@ -119,7 +122,8 @@ class Agent:
         if gpu is None:
             raise ApiError(409, f"GPU {spec['gpu_uuid']} is not in this pool's inventory", code="gpu_unknown")
         if not gpu.healthy:
-            raise ApiError(409, f"GPU {gpu.uuid} is unhealthy and takes no new claims", code="gpu_unhealthy")
+            reason = f": {gpu.health_reason}" if gpu.health_reason else ""
+            raise ApiError(409, f"GPU {gpu.uuid} is unhealthy and takes no new claims{reason}", code="gpu_unhealthy")
         if spec["memory_mib"] > gpu.memory_mib:
             raise ApiError(
                 409,
@@ -128,6 +132,12 @@ class Agent:
                 free_compute_units=COMPUTE_UNITS_PER_GPU - self.store.used(gpu.uuid)[0],
                 free_memory_mib=gpu.memory_mib - self.store.used(gpu.uuid)[1],
             )
+        if self.store.get(claim_id) is None:  # a new claim (a repeated one is answered from the store)
+            held = [c for c in self.store.all() if c.gpu_uuid == gpu.uuid]
+            try:
+                self.backend.check_claim(gpu, spec["compute_units"], spec["memory_mib"], held)
+            except Refused as exc:
+                raise ApiError(409, exc.detail, code=exc.code, **exc.figures) from None
         try:
             claim, created = self.store.claim(Claim(id=claim_id, **spec), memory_mib_total=gpu.memory_mib)
         except DoesNotFit as exc:
@@ -198,7 +208,8 @@ class Agent:
         body = claim.as_dict()
         gpu = self.gpus.get(claim.gpu_uuid)
         body["node"] = gpu.node if gpu else None
-        body["env"] = self.backend.launch_env(gpu, claim.compute_units, claim.memory_mib) if gpu else {}
+        # Every environment names its claim: the agent tells a claim's processes from anyone else's by it.
+        body["env"] = {**self.backend.launch_env(gpu, claim.compute_units, claim.memory_mib), "OCENTER_CLAIM_ID": claim.id} if gpu else {}
         return body
 
 

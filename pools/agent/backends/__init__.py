@@ -1,6 +1,6 @@
 """Backends: where an agent's GPUs come from and how a slice is enforced."""
 
-from pools.agent.backends.base import Backend, Gpu, Node
+from pools.agent.backends.base import Backend, Gpu, Node, Refused
 
 
 def load_backend(config) -> Backend:
@@ -9,7 +9,11 @@ def load_backend(config) -> Backend:
         from pools.agent.backends.simulated import SimulatedBackend
 
         return SimulatedBackend(config)
-    raise ValueError(f"unknown backend {config.backend!r}; this agent knows: simulated")
+    if config.backend == "nvml":
+        from pools.agent.backends.nvml import NvmlBackend  # imports pynvml: only where a pool's file asks for it
+
+        return NvmlBackend(config)
+    raise ValueError(f"unknown backend {config.backend!r}; this agent knows: simulated, nvml")
 
 
-__all__ = ["Backend", "Gpu", "Node", "load_backend"]
+__all__ = ["Backend", "Gpu", "Node", "Refused", "load_backend"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pools.agent import COMPUTE_UNITS_PER_GPU
+
 
 @dataclass(frozen=True)
 class Gpu:
@@ -17,6 +19,12 @@ class Gpu:
     memory_mib: int
     tdp_watts: int
     healthy: bool = True
+    health_reason: str = ""
+    # How a slice on it is held to its share: "mps", "hami-core", "exclusive" (whole GPUs only),
+    # "mig" (in MIG mode: not sliced by oCenter), or the simulated backend's "simulated".
+    enforcement: str = "simulated"
+    # Whether a slice smaller than the whole GPU can be claimed on it now.
+    fractional: bool = True
 
     def as_inventory(self) -> dict:
         return {
@@ -26,6 +34,9 @@ class Gpu:
             "model": self.model,
             "memory_mib": self.memory_mib,
             "health": "healthy" if self.healthy else "unhealthy",
+            "health_reason": self.health_reason,
+            "enforcement": self.enforcement,
+            "fractional": self.fractional,
         }
 
 
@@ -37,6 +48,16 @@ class Node:
     gpus: tuple[Gpu, ...]
 
 
+class Refused(Exception):
+    """The backend cannot hold this claim now: answered 409 with the reason and its figures."""
+
+    def __init__(self, detail: str, *, code: str = "does_not_fit", **figures):
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code
+        self.figures = figures
+
+
 class Backend:
     """A source of GPUs. Subclasses fill in inventory, environment and metrics."""
 
@@ -46,12 +67,28 @@ class Backend:
         raise NotImplementedError
 
     def launch_env(self, gpu: Gpu, compute_units: int, memory_mib: int) -> dict[str, str]:
-        """The environment a workload is started with to stay inside its slice."""
+        """The environment a workload is started with to stay inside its slice (the agent adds OCENTER_CLAIM_ID)."""
         raise NotImplementedError
+
+    def check_claim(self, gpu: Gpu, compute_units: int, memory_mib: int, held: list) -> None:
+        """Raise ``Refused`` when ``gpu`` cannot take this slice beside the claims ``held`` on it (the agent's bookkeeping
+        has already checked units and memory against them)."""
+        if compute_units < COMPUTE_UNITS_PER_GPU and not gpu.fractional:
+            raise Refused(f"GPU {gpu.uuid} takes whole-GPU claims only (enforcement: {gpu.enforcement})", code="whole_gpu_only")
 
     def gpu_metrics(self, gpu: Gpu, claims: list) -> tuple[dict, list[dict]]:
         """(this GPU's figures, per-claim figures) for ``GET /v1/metrics``."""
         raise NotImplementedError
+
+    def status(self) -> dict:
+        """What ``/v1/health`` says of the backend beside the GPUs' health."""
+        return {}
+
+    def watch(self, changed) -> None:
+        """Start watching the hardware; call ``changed()`` when the inventory (health, say) may have changed."""
+
+    def close(self) -> None:
+        """Stop watching and let go of the hardware."""
 
 
 def mps_env(gpu: Gpu, compute_units: int, memory_mib: int) -> dict[str, str]:
