@@ -36,6 +36,8 @@ class Faults:
     unhealthy_gpus: list[str] = field(default_factory=list)
     # This share of claims is carried out, then the connection is closed without an answer.
     lost_claim_answer_rate: float = 0.0
+    # MiB that processes no claim names hold, per GPU uuid (the simulated backend's outside use).
+    outside_use_mib: dict[str, int] = field(default_factory=dict)
 
 
 ENFORCEMENTS = ("mps", "hami-core", "exclusive")
@@ -78,7 +80,8 @@ def _require(table, key, kind, where):
 
 def parse_faults(table: dict, where: str = "[faults]") -> Faults:
     """Check a faults table (from the file, or from ``PUT /v1/faults``)."""
-    unknown = set(table) - {"latency_ms", "error_rate", "unhealthy_gpus", "refuse_connections_seconds", "lost_claim_answer_rate"}
+    unknown = set(table) - {"latency_ms", "error_rate", "unhealthy_gpus", "refuse_connections_seconds", "lost_claim_answer_rate",
+                            "outside_use_mib"}  # fmt: skip
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
     latency = table.get("latency_ms", 0)
@@ -93,7 +96,14 @@ def parse_faults(table: dict, where: str = "[faults]") -> Faults:
     unhealthy = table.get("unhealthy_gpus", [])
     if not isinstance(unhealthy, list) or not all(isinstance(u, str) for u in unhealthy):
         raise ConfigError(f"{where}: 'unhealthy_gpus' must be a list of GPU uuids")
-    return Faults(latency_ms=latency, unhealthy_gpus=list(unhealthy), **rates)
+    outside = table.get("outside_use_mib", {})
+    if not isinstance(outside, dict) or not all(isinstance(k, str) and _whole(v) and v >= 0 for k, v in outside.items()):
+        raise ConfigError(f"{where}: 'outside_use_mib' must map GPU uuids to whole numbers of MiB")
+    return Faults(latency_ms=latency, unhealthy_gpus=list(unhealthy), outside_use_mib=dict(outside), **rates)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def load_config(path: str | Path, *, listen: str | None = None, state: str | None = None) -> AgentConfig:

@@ -186,6 +186,7 @@ OPENAPI = {
                                     "error_rate": {"type": "number", "minimum": 0, "maximum": 1},
                                     "unhealthy_gpus": {"type": "array", "items": {"type": "string"}},
                                     "lost_claim_answer_rate": {"type": "number", "minimum": 0, "maximum": 1},
+                                    "outside_use_mib": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
                                     "refuse_connections_seconds": {"type": "number", "minimum": 0, "maximum": 3600},
                                 },
                             }

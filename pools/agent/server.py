@@ -29,7 +29,8 @@ log = logging.getLogger("pools.agent")
 
 ALLOCATION_PATH = re.compile(r"^/v1/allocations/(?P<id>[^/]+)$")
 MAX_BODY_BYTES = 64 * 1024
-MAX_LABELS = 32
+# oCenter sends an allocation's own labels (at most 32) and two of its own.
+MAX_LABELS = 40
 
 
 class ApiError(Exception):
@@ -182,13 +183,14 @@ class Agent:
         refuse = body.get("refuse_connections_seconds", 0)
         if isinstance(refuse, bool) or not isinstance(refuse, (int, float)) or not 0 <= refuse <= 3600:
             raise ApiError(422, "'refuse_connections_seconds' must be a number from 0 to 3600")
-        unknown = set(faults.unhealthy_gpus) - self._all_uuids()
+        unknown = (set(faults.unhealthy_gpus) | set(faults.outside_use_mib)) - self._all_uuids()
         if unknown:
-            raise ApiError(422, f"unhealthy_gpus names GPUs this pool does not have: {sorted(unknown)}")
+            raise ApiError(422, f"the faults name GPUs this pool does not have: {sorted(unknown)}")
         self.faults.latency_ms = faults.latency_ms
         self.faults.error_rate = faults.error_rate
         self.faults.unhealthy_gpus = faults.unhealthy_gpus
         self.faults.lost_claim_answer_rate = faults.lost_claim_answer_rate
+        self.faults.outside_use_mib = faults.outside_use_mib
         self._refresh_inventory()
         if refuse:
             self.refuse_connections_seconds = float(refuse)
@@ -198,6 +200,7 @@ class Agent:
             "error_rate": self.faults.error_rate,
             "unhealthy_gpus": self.faults.unhealthy_gpus,
             "lost_claim_answer_rate": self.faults.lost_claim_answer_rate,
+            "outside_use_mib": self.faults.outside_use_mib,
             "refuse_connections_seconds": refuse,
         }
 

@@ -258,3 +258,28 @@ def test_generation_grows_when_the_configuration_changes(agent):
     inventory = agent.client().get("/v1/inventory").json()
     assert inventory["generation"] == first + 1
     assert len(inventory["nodes"]) == 1
+
+
+def test_simulated_claims_are_busy_or_idle_as_their_labels_say_and_every_env_names_its_claim(agent):
+    client = agent.client()
+    gpu = _first_gpu(client)["uuid"]
+    busy, idle = str(uuid.uuid4()), str(uuid.uuid4())
+    for claim_id, mode in ((busy, "busy"), (idle, "idle")):
+        answer = client.put(f"/v1/allocations/{claim_id}", json={"gpu_uuid": gpu, "compute_units": 25, "memory_mib": 4096,
+                                                                   "labels": {"ocenter.io/simulate": mode}})  # fmt: skip
+        assert answer.json()["env"]["OCENTER_CLAIM_ID"] == claim_id
+    claims = {c["id"]: c for c in client.get("/v1/metrics").json()["allocations"]}
+    assert claims[busy]["compute_units_used"] > 0 and claims[busy]["processes"] == 1 and claims[busy]["last_busy_at"]
+    assert (claims[idle]["compute_units_used"], claims[idle]["processes"], claims[idle]["last_busy_at"]) == (0, 0, None)
+
+
+def test_the_outside_use_knob_is_reported_and_its_memory_is_taken(agent):
+    client = agent.client()
+    gpu = _first_gpu(client)
+    assert client.put("/v1/faults", json={"outside_use_mib": {gpu["uuid"]: 60_000}}).status_code == 200
+    figures = next(g for g in client.get("/v1/metrics").json()["accelerators"] if g["uuid"] == gpu["uuid"])
+    assert figures["outside_memory_mib"] == 60_000 and figures["memory_used_mib"] >= 60_000
+    refused = _claim(client, gpu["uuid"], mib=gpu["memory_mib"] - 60_000 + 1)
+    assert refused.status_code == 409 and refused.json()["outside_memory_mib"] == 60_000
+    assert _claim(client, gpu["uuid"], mib=gpu["memory_mib"] - 60_000).status_code == 201
+    assert client.put("/v1/faults", json={"outside_use_mib": {"GPU-nope": 1}}).status_code == 422

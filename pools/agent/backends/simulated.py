@@ -13,9 +13,11 @@ import time
 import uuid
 import zlib
 
-from pools.agent.backends.base import Backend, Gpu, Node, mps_env
+from pools.agent.backends.base import Backend, Gpu, Node, Refused, mps_env
 
 IDLE_WATTS_SHARE = 0.15
+# A claim's label that makes it work ("busy") or sit idle ("idle") in the simulation, for demos and tests.
+SIMULATE_LABEL = "ocenter.io/simulate"
 UUID_NAMESPACE = uuid.UUID("6f0c8a52-3b1e-4d5e-9a57-0c3e7e5b2a10")
 
 
@@ -52,7 +54,7 @@ class SimulatedBackend(Backend):
         by_node: dict[str, list[Gpu]] = {}
         for gpu in self._gpus:
             if gpu.uuid in unhealthy:
-                gpu = Gpu(**{**gpu.__dict__, "healthy": False})
+                gpu = Gpu(**{**gpu.__dict__, "healthy": False, "health_reason": "unhealthy_gpus fault"})
             by_node.setdefault(gpu.node, []).append(gpu)
         return [Node(name, tuple(gpus)) for name, gpus in by_node.items()]
 
@@ -67,20 +69,34 @@ class SimulatedBackend(Backend):
             "OCENTER_MEMORY_MIB": str(memory_mib),
         }
 
+    def check_claim(self, gpu: Gpu, compute_units: int, memory_mib: int, held: list) -> None:
+        super().check_claim(gpu, compute_units, memory_mib, held)
+        outside = self.config.faults.outside_use_mib.get(gpu.uuid, 0)
+        free = gpu.memory_mib - sum(c.memory_mib for c in held) - outside
+        if outside and memory_mib > free:
+            raise Refused(f"GPU {gpu.uuid} has {free} MiB free ({outside} MiB used by processes no claim names); "
+                          f"the slice needs {memory_mib} MiB", free_memory_mib=free, outside_memory_mib=outside)  # fmt: skip
+
     def gpu_metrics(self, gpu: Gpu, claims: list) -> tuple[dict, list[dict]]:
         now = time.time()
         per_claim = []
         busy_units = 0.0
         memory_used = 0
         for claim in claims:
-            activity = _activity(claim.id, now)
+            busy = _busy(claim)
+            activity = _activity(claim.id, now) if busy else 0.0
             units = claim.compute_units * activity
-            mib = int(claim.memory_mib * (0.6 + 0.35 * activity))
+            mib = int(claim.memory_mib * (0.6 + 0.35 * activity)) if busy else 0
             busy_units += units
             memory_used += mib
-            per_claim.append({"id": claim.id, "gpu_uuid": gpu.uuid, "compute_units_used": round(units, 1), "memory_used_mib": mib})
+            per_claim.append({
+                "id": claim.id, "gpu_uuid": gpu.uuid, "compute_units_used": round(units, 1), "memory_used_mib": mib,
+                "processes": 1 if busy else 0, "last_busy_at": now if busy else None,
+            })  # fmt: skip
         if claims:
             memory_used = min(gpu.memory_mib, memory_used + 420)  # the driver's context
+        outside = self.config.faults.outside_use_mib.get(gpu.uuid, 0)
+        memory_used = min(gpu.memory_mib, memory_used + outside)
         utilization = min(100.0, busy_units)
         power = gpu.tdp_watts * (IDLE_WATTS_SHARE + (1 - IDLE_WATTS_SHARE) * utilization / 100)
         return (
@@ -91,6 +107,17 @@ class SimulatedBackend(Backend):
                 "memory_total_mib": gpu.memory_mib,
                 "power_watts": round(power, 1),
                 "temperature_c": round(31 + 0.45 * utilization, 1),
+                "ecc_uncorrected": 0,
+                "outside_memory_mib": outside,
+                "outside_processes": [{"pid": None, "memory_mib": outside, "claim_id": None}] if outside else [],
             },
             per_claim,
         )
+
+
+def _busy(claim) -> bool:
+    """Whether a simulated claim works: as its labels say (``ocenter.io/simulate``), else three claims in four."""
+    said = claim.labels.get(SIMULATE_LABEL)
+    if said in ("idle", "busy"):
+        return said == "busy"
+    return zlib.crc32(claim.id.encode()) % 4 != 0

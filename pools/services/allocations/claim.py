@@ -114,7 +114,7 @@ def _claim(client: AgentClient, s: Slice, allocation: Allocation) -> dict:
             gpu_uuid=s.accelerator.uuid,
             compute_units=s.compute_units,
             memory_mib=s.memory_mib,
-            labels={"allocation": str(allocation.id), "tenant": allocation.tenant.slug},
+            labels={**allocation.labels, "allocation": str(allocation.id), "tenant": allocation.tenant.slug},
         )
     except AgentUnreachable as exc:  # no answer: the claim may have been made, and its answer lost
         try:
