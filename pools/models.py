@@ -109,17 +109,23 @@ class AcceleratorQuerySet(models.QuerySet):
         return self.filter(gone_at=None, health=Accelerator.Health.HEALTHY, pool_id__in=Pool.objects.live().values("id"))
 
     def placeable(self):
-        """Serviceable GPUs that take new placements now: neither their pool nor their node is draining."""
-        return self.filter(gone_at=None, health=Accelerator.Health.HEALTHY, pool_id__in=Pool.objects.placeable().values("id")).exclude(
-            node_id__in=Node.objects.filter(draining=True).values("id")
+        """Serviceable GPUs that take new placements now: neither their pool nor their node is draining, and not in MIG mode."""
+        return (
+            self.filter(gone_at=None, health=Accelerator.Health.HEALTHY, pool_id__in=Pool.objects.placeable().values("id"))
+            .exclude(node_id__in=Node.objects.filter(draining=True).values("id"))
+            .exclude(enforcement=Accelerator.MIG)
         )
 
     def with_room(self, *, compute_units: int, memory_mib: int):
-        """GPUs with this much compute and memory not yet handed out."""
-        return self.filter(
+        """GPUs with this much compute and memory free: neither handed out nor held by processes no claim names.
+
+        A slice smaller than the whole GPU needs a GPU that can hold one (``fractional``).
+        """
+        room = self.filter(
             allocated_compute_units__lte=COMPUTE_UNITS_PER_GPU - compute_units,
-            memory_mib__gte=F("allocated_memory_mib") + memory_mib,
+            memory_mib__gte=F("allocated_memory_mib") + F("outside_memory_mib") + memory_mib,
         )
+        return room if compute_units >= COMPUTE_UNITS_PER_GPU else room.filter(fractional=True)
 
 
 class Accelerator(models.Model):
@@ -128,6 +134,8 @@ class Accelerator(models.Model):
     class Health(models.TextChoices):
         HEALTHY = "healthy", _("healthy")
         UNHEALTHY = "unhealthy", "unhealthy"
+
+    MIG = "mig"  # the enforcement of a GPU in MIG mode: reported, not sliced
 
     # The mirror of the pool is denormalized onto each GPU: placement reads
     # GPUs by pool without a join.
@@ -139,12 +147,19 @@ class Accelerator(models.Model):
     model = models.CharField(max_length=64)
     memory_mib = models.PositiveIntegerField()
     health = models.CharField(max_length=16, choices=Health.choices, default=Health.HEALTHY)
+    health_reason = models.CharField(max_length=200, blank=True)
+    # How the agent holds a slice on it to its share (mps, hami-core, exclusive, mig, simulated), and whether
+    # it can hold a slice smaller than the whole GPU now (MPS needs its daemon; MIG and exclusive GPUs cannot).
+    enforcement = models.CharField(max_length=16, blank=True)
+    fractional = models.BooleanField(default=True)
     first_seen_at = models.DateTimeField(auto_now_add=True)
     gone_at = models.DateTimeField(null=True, blank=True)
     # What oCenter has handed out on this GPU: changed only by conditional
     # UPDATEs that keep them within the GPU (see services.allocations.room).
     allocated_compute_units = models.PositiveSmallIntegerField(default=0)
     allocated_memory_mib = models.PositiveIntegerField(default=0)
+    # Memory that processes no claim names hold on it (the agent's metrics): taken, as far as placement goes.
+    outside_memory_mib = models.PositiveIntegerField(default=0)
 
     objects = AcceleratorQuerySet.as_manager()
 

@@ -40,6 +40,7 @@ class GpuState:
     allocated_mib: int
     cost: Decimal = Decimal(1)
     pool_id: object = None  # the database's key of its pool, where the caller has it
+    fractional: bool = True  # it can hold a slice smaller than the whole GPU
 
     @property
     def free_units(self) -> int:
@@ -79,9 +80,14 @@ def allows(ask: Ask, gpu: GpuState) -> bool:
     return ask.allowed is None or any((p in ("", gpu.pool)) and (m in ("", gpu.model)) for p, m in ask.allowed)
 
 
+def can_hold(ask: Ask, gpu: GpuState) -> bool:
+    """``gpu`` can hold a slice of this size at all: a fraction of a GPU needs a GPU that enforces fractions."""
+    return gpu.fractional or ask.compute_units >= COMPUTE_UNITS_PER_GPU
+
+
 def fits(ask: Ask, gpu: GpuState) -> bool:
     """``gpu`` has room for one slice of ``ask`` (in this snapshot; ``Accelerator.objects.with_room`` is the same rule in SQL)."""
-    return gpu.free_units >= ask.compute_units and gpu.free_mib >= ask.memory_mib
+    return gpu.free_units >= ask.compute_units and gpu.free_mib >= ask.memory_mib and can_hold(ask, gpu)
 
 
 def _key(policy: str):
@@ -145,7 +151,7 @@ def choose_victims(ask: Ask, gpus, holders) -> tuple[list[GpuState], list] | Non
     youngest first (it has lost least). Returns (placement, victims) or None
     when even reclaiming everything reclaimable would not make room.
     """
-    candidates = [g for g in gpus if allows(ask, g) and g.memory_mib >= ask.memory_mib]
+    candidates = [g for g in gpus if allows(ask, g) and g.memory_mib >= ask.memory_mib and can_hold(ask, g)]
     on_gpu = defaultdict(list)
     for holder in holders:
         for gpu_id, _, _ in holder.slices:

@@ -196,10 +196,12 @@ def candidate_gpus(ask: Ask, *, with_room: bool, exclude=(), draining_too: bool 
         gpus = gpus.filter(model=ask.model)
     if exclude:
         gpus = gpus.exclude(id__in=exclude)
-    rows = gpus.values_list("id", "pool_id", "node_id", "vendor", "model", "memory_mib", "allocated_compute_units", "allocated_memory_mib")
+    rows = gpus.values_list("id", "pool_id", "node_id", "vendor", "model", "memory_mib", "allocated_compute_units",
+                            "allocated_memory_mib", "outside_memory_mib", "fractional")  # fmt: skip
     return [
-        GpuState(gid, live[pid][0], live[pid][1], node, vendor, model, mib, units, used_mib, live[pid][2], pid)
-        for gid, pid, node, vendor, model, mib, units, used_mib in rows
+        # Memory that outside processes hold counts as handed out: it is not there to be placed on.
+        GpuState(gid, *live[pid][:2], node, vendor, model, mib, units, min(mib, used_mib + outside), live[pid][2], pid, fractional)
+        for gid, pid, node, vendor, model, mib, units, used_mib, outside, fractional in rows
     ]
 
 

@@ -23,7 +23,8 @@ from pools.tasks import reconcile_pool
 
 log = logging.getLogger(__name__)
 
-ACCELERATOR_FIELDS = ("node_id", "index", "vendor", "model", "memory_mib", "health", "gone_at")
+ACCELERATOR_FIELDS = ("node_id", "index", "vendor", "model", "memory_mib", "health", "health_reason", "enforcement", "fractional",
+                      "gone_at")  # fmt: skip
 
 
 def pool_sync(*, pool_id) -> Pool:
@@ -102,6 +103,9 @@ def _apply_inventory(pool: Pool, inventory: dict, now) -> dict:
                 "model": item["model"],
                 "memory_mib": item["memory_mib"],
                 "health": item.get("health", "healthy"),
+                "health_reason": str(item.get("health_reason", ""))[:200],
+                "enforcement": str(item.get("enforcement", ""))[:16],
+                "fractional": bool(item.get("fractional", True)),
                 "gone_at": None,
             }
             seen.add(item["uuid"])
