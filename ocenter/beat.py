@@ -19,4 +19,5 @@ def beat_schedule(*, pool_sync_seconds: int, meter_seconds: int = 60) -> dict:
         "expire-leases": _every(10, "pools.tasks.expire_leases"),
         "reconcile-pools": _every(60, "pools.tasks.reconcile_pools"),
         "meter-usage": _every(meter_seconds, "billing.tasks.meter_usage"),
+        "prune-series": _every(3600, "pools.tasks.prune_series"),
     }

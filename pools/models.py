@@ -50,6 +50,8 @@ class Pool(models.Model):
     backend = models.CharField(max_length=32, blank=True)
     agent_version = models.CharField(max_length=32, blank=True)
     inventory_generation = models.BigIntegerField(null=True, blank=True)
+    # When its agent's metrics were last turned into points (once a minute, by the sync).
+    sampled_at = models.DateTimeField(null=True, blank=True)
     # Draining: no new placements; what runs keeps running.
     draining = models.BooleanField(default=False)
     # Price weight for the "cheapest" placement policy (billing's price book refines it).
@@ -318,3 +320,53 @@ class AllocationEvent(models.Model):
 
     def __str__(self):
         return f"{self.from_state or '∅'} → {self.to_state}"
+
+
+class Series(models.Model):
+    """One subject's window of points, packed (see ``pools.series``): an hour of minutes, or a day of hours.
+
+    Written in place as points arrive; minute rows are rolled up into hour rows
+    and pruned after 7 days, hour rows after 90 (``series_prune``).
+    """
+
+    class Resolution(models.TextChoices):
+        MINUTE = "minute", _("minute")
+        HOUR = "hour", _("hour")
+
+    resolution = models.CharField(max_length=8, choices=Resolution.choices)
+    start = models.DateTimeField()
+    # Utilization in percent per point (of the GPU; of an allocation's own compute), memory used in MiB.
+    utilization = models.BinaryField()
+    memory_mib = models.BinaryField()
+    rolled_up = models.BooleanField(default=False)  # a minute row whose hour is in its hour row
+
+    class Meta:
+        abstract = True
+
+
+class GpuSeries(Series):
+    """What one GPU did: its utilization and memory used, as its agent reported them."""
+
+    accelerator = models.ForeignKey(Accelerator, on_delete=models.CASCADE, related_name="series")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["accelerator", "resolution", "start"], name="gpu_series_unique")]
+        indexes = [models.Index(fields=["resolution", "start"], name="gpu_series_start")]
+
+    def __str__(self):
+        return f"GPU {self.accelerator_id} {self.resolution}s from {self.start:%Y-%m-%d %H:%M}"
+
+
+class AllocationSeries(Series):
+    """What one allocation did: its slices' utilization (mean and busiest), memory used and processes."""
+
+    allocation = models.ForeignKey(Allocation, on_delete=models.CASCADE, related_name="series")
+    busiest = models.BinaryField()  # the busiest slice's share of its own compute, percent
+    processes = models.BinaryField()  # how many processes its slices ran
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["allocation", "resolution", "start"], name="allocation_series_unique")]
+        indexes = [models.Index(fields=["resolution", "start"], name="allocation_series_start")]
+
+    def __str__(self):
+        return f"allocation {self.allocation_id} {self.resolution}s from {self.start:%Y-%m-%d %H:%M}"

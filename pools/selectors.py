@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from ocenter.admission import UsageRow
 from ocenter.lib.units import COMPUTE_UNITS_PER_GPU
-from pools.models import Accelerator, Allocation, Node, Pool, Slice
+from pools import series
+from pools.models import Accelerator, Allocation, AllocationSeries, GpuSeries, Node, Pool, Slice
 from pools.placement import Ask, GpuState
 from pools.queueing import Waiting, dominant_share, order
 from tenants.models import Quota
@@ -227,3 +228,63 @@ def tenant_usage(tenant_ids) -> dict:
             )
         )
     return usage
+
+
+# --- what the GPUs did ------------------------------------------------------------
+
+
+def _points(rows, fields, since, now):
+    """Each row's points within [since, now], oldest first: ``{"at": …, field: value, …}`` (slots with no data left out)."""
+    points = []
+    for row in rows:
+        step = series.STEP[row.resolution]
+        columns = {f: (series.read_mibs if f == "memory_mib" else series.read_bytes)(getattr(row, f)) for f in fields}
+        for slot in range(series.WIDTH[row.resolution]):
+            at = row.start + slot * step
+            values = {f: column[slot] for f, column in columns.items()}
+            if since <= at <= now and any(v is not None for v in values.values()):
+                points.append({"at": at, **values})
+    return points
+
+
+def usage_resolution(since, now, asked: str = "") -> str:
+    """Minutes for the last day (or when asked for, within the 7 days they are kept); hours beyond."""
+    if asked in (series.MINUTE, series.HOUR):
+        return series.MINUTE if asked == series.MINUTE and now - since <= timedelta(days=7) else series.HOUR
+    return series.MINUTE if now - since <= timedelta(days=1) else series.HOUR
+
+
+def allocation_usage(allocation: Allocation, *, since, now, resolution: str) -> list[dict]:
+    """The allocation's points: utilization (mean of its slices, percent of its own compute), the busiest slice's, memory, processes."""
+    rows = AllocationSeries.objects.filter(
+        allocation=allocation, resolution=resolution, start__gte=series.window(since, resolution)[0], start__lte=now
+    ).order_by("start")
+    return _points(rows, ("utilization", "busiest", "memory_mib", "processes"), since, now)
+
+
+def pool_utilization(pool: Pool, *, since, now, resolution: str) -> list[dict]:
+    """The pool's points: its GPUs' mean utilization and their memory used together, with how many GPUs reported."""
+    rows = GpuSeries.objects.filter(
+        accelerator__pool=pool, resolution=resolution, start__gte=series.window(since, resolution)[0], start__lte=now
+    ).order_by("start")
+    by_moment: dict = {}
+    for point in _points(rows, ("utilization", "memory_mib"), since, now):
+        moment = by_moment.setdefault(point["at"], {"at": point["at"], "utilization": [], "memory_mib": 0, "gpus": 0})
+        if point["utilization"] is not None:
+            moment["utilization"].append(point["utilization"])
+        moment["memory_mib"] += point["memory_mib"] or 0
+        moment["gpus"] += 1
+    return [{**m, "utilization": series.mean(m["utilization"])} for _, m in sorted(by_moment.items())]
+
+
+def latest_usage(allocation_ids) -> dict:
+    """``{allocation_id: {"utilization", "busiest", "memory_mib", "processes", "at"}}``: each one's last minute point (one query)."""
+    now = timezone.now()
+    rows = AllocationSeries.objects.filter(allocation_id__in=list(allocation_ids), resolution=series.MINUTE,
+                                           start__gte=now - timedelta(hours=2)).order_by("start")  # fmt: skip
+    latest = {}
+    for row in rows:
+        points = _points([row], ("utilization", "busiest", "memory_mib", "processes"), row.start, now)
+        if points:
+            latest[row.allocation_id] = points[-1]
+    return latest

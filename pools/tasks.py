@@ -50,3 +50,13 @@ def reconcile_pools() -> dict:
     from pools.services.reconcile import pool_reconcile
 
     return {str(pool_id): pool_reconcile(pool_id=pool_id) for pool_id in Pool.objects.live().values_list("id", flat=True)}
+
+
+@shared_task
+def prune_series() -> dict:
+    """Roll minutes up into hours and drop what is older than the series keep (periodic)."""
+    from django.utils import timezone
+
+    from pools.services.usage import series_prune
+
+    return series_prune(now=timezone.now())

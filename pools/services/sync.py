@@ -19,6 +19,7 @@ from ocenter.enqueue import enqueue_on_commit
 from ocenter.events import STAFF_GROUP, publish_on_commit
 from pools.agent_client import AgentClient, AgentError, AgentUnreachable
 from pools.models import Accelerator, Node, Pool
+from pools.services.usage import pool_sample, sample_due
 from pools.tasks import reconcile_pool
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,10 @@ ACCELERATOR_FIELDS = ("node_id", "index", "vendor", "model", "memory_mib", "heal
 
 
 def pool_sync(*, pool_id) -> Pool:
-    """Ask one pool's agent for its health (and inventory, if it changed); record the answer."""
+    """Ask one pool's agent for its health (and inventory, if it changed; and once a minute its metrics); record the answer."""
     pool = Pool.objects.get(id=pool_id)
     client = AgentClient.for_pool(pool)
-    health = inventory = None
+    health = inventory = metrics = None
     status, detail = Pool.Status.HEALTHY, ""
     try:
         health = client.health()
@@ -41,6 +42,11 @@ def pool_sync(*, pool_id) -> Pool:
         status, detail = Pool.Status.UNREACHABLE, str(exc)
     except AgentError as exc:
         status, detail = Pool.Status.DEGRADED, str(exc)
+    if health is not None and sample_due(pool, timezone.now()):
+        try:
+            metrics = client.metrics()
+        except AgentError as exc:  # the next sync tries again; health is what this one is about
+            log.warning("metrics of %s not read: %s", pool.name, exc)
     now = timezone.now()
 
     with transaction.atomic():
@@ -55,6 +61,9 @@ def pool_sync(*, pool_id) -> Pool:
             if inventory is not None:
                 counts = _apply_inventory(pool, inventory, now)
                 pool.inventory_generation = inventory.get("generation")
+            if metrics is not None:
+                pool_sample(pool=pool, metrics=metrics, now=now)
+                pool.sampled_at = now
             if health.get("status") != "ok":
                 status, detail = Pool.Status.DEGRADED, health.get("detail") or f"agent reports {health.get('status')}"
             else:
