@@ -152,3 +152,37 @@ class AllocationRequestSerializer(Serializer):
         if len(labels) > 32 or any(len(k) > 63 for k in labels):
             raise serializers.ValidationError("at most 32 labels, keys of at most 63 characters.")
         return labels
+
+
+class SeriesQuerySerializer(Serializer):
+    """``?since=`` (an ISO 8601 time; default: an hour ago) and ``?resolution=`` (minute or hour; default: minutes for a day)."""
+
+    since = serializers.DateTimeField(required=False)
+    resolution = serializers.ChoiceField(choices=["minute", "hour"], required=False)
+
+
+class AllocationPointSerializer(Serializer):
+    at = serializers.DateTimeField()
+    utilization = serializers.IntegerField(allow_null=True, help_text="its slices' mean use of their own compute, percent")
+    busiest = serializers.IntegerField(allow_null=True, help_text="the busiest slice's use of its own compute, percent")
+    memory_mib = serializers.IntegerField(allow_null=True)
+    processes = serializers.IntegerField(allow_null=True)
+
+
+class AllocationUsageSerializer(Serializer):
+    allocation = serializers.UUIDField()
+    resolution = serializers.CharField()
+    points = AllocationPointSerializer(many=True)
+
+
+class PoolPointSerializer(Serializer):
+    at = serializers.DateTimeField()
+    utilization = serializers.FloatField(allow_null=True, help_text="its GPUs' mean utilization, percent")
+    memory_mib = serializers.IntegerField(help_text="memory used on its GPUs together")
+    gpus = serializers.IntegerField(help_text="GPUs that reported")
+
+
+class PoolUtilizationSerializer(Serializer):
+    pool = serializers.UUIDField()
+    resolution = serializers.CharField()
+    points = PoolPointSerializer(many=True)

@@ -1,7 +1,10 @@
 """Pools and their inventory (read-only: every tenant member may see what can be asked for), and allocations."""
 
+from datetime import timedelta
+
 from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -14,15 +17,27 @@ from pools.api.serializers import (
     AllocationEventSerializer,
     AllocationRequestSerializer,
     AllocationSerializer,
+    AllocationUsageSerializer,
     PoolSerializer,
+    PoolUtilizationSerializer,
+    SeriesQuerySerializer,
     StaffPoolSerializer,
 )
 from pools.filters import AcceleratorFilter, AllocationFilter, PoolFilter
 from pools.models import Accelerator, Allocation, Pool, Slice
-from pools.selectors import allocations_for, pools_with_summary
+from pools.selectors import allocation_usage, allocations_for, pool_utilization, pools_with_summary, usage_resolution
 from pools.services.allocations import allocation_release, allocation_request
 from tenants.access import Access, require_role
 from tenants.models import Role
+
+
+def _series_window(request):
+    """(since, now, resolution) from ``?since=`` and ``?resolution=`` (400s when they cannot be read)."""
+    query = SeriesQuerySerializer(data={k: v for k, v in request.query_params.items() if k in ("since", "resolution")})
+    query.is_valid(raise_exception=True)
+    now = timezone.now()
+    since = query.validated_data.get("since") or now - timedelta(hours=1)
+    return since, now, usage_resolution(since, now, query.validated_data.get("resolution", ""))
 
 
 class _InventoryReader(viewsets.ReadOnlyModelViewSet):
@@ -47,6 +62,15 @@ class PoolViewSet(_InventoryReader):
 
     def get_object(self):
         return pools_with_summary([super().get_object()])[0]
+
+    @extend_schema(parameters=[SeriesQuerySerializer], responses={200: PoolUtilizationSerializer})
+    @action(detail=True)
+    def utilization(self, request, pk=None):
+        """What the pool's GPUs did: their mean utilization and memory used, a point a minute (or an hour)."""
+        pool = get_object_or_404(self.get_queryset(), id=pk)
+        since, now, resolution = _series_window(request)
+        points = pool_utilization(pool, since=since, now=now, resolution=resolution)
+        return Response(PoolUtilizationSerializer({"pool": pool.id, "resolution": resolution, "points": points}).data)
 
 
 class AcceleratorViewSet(_InventoryReader):
@@ -101,6 +125,15 @@ class AllocationViewSet(viewsets.ReadOnlyModelViewSet):
         require_role(Access.of(request), allocation.tenant, Role.MEMBER, "Releasing GPU slices")
         allocation_release(actor=request.user, allocation=allocation)
         return Response(AllocationSerializer(self.get_queryset().get(id=allocation.id), context=self.get_serializer_context()).data)
+
+    @extend_schema(parameters=[SeriesQuerySerializer], responses={200: AllocationUsageSerializer})
+    @action(detail=True)
+    def usage(self, request, pk=None):
+        """What the allocation's slices did: utilization, the busiest slice, memory used and processes, a point a minute (or an hour)."""
+        allocation = get_object_or_404(allocations_for(Access.of(request)), id=pk)
+        since, now, resolution = _series_window(request)
+        points = allocation_usage(allocation, since=since, now=now, resolution=resolution)
+        return Response(AllocationUsageSerializer({"allocation": allocation.id, "resolution": resolution, "points": points}).data)
 
     @extend_schema(responses={200: AllocationEventSerializer(many=True)})
     @action(detail=True)

@@ -96,3 +96,21 @@ def test_a_row_is_a_few_hundred_bytes_whatever_the_hour(fleet):
     pool_sample(pool=fleet.pool, metrics=_metrics(fleet.pool, 40), now=timezone.now())
     row = GpuSeries.objects.first()
     assert len(bytes(row.utilization)) == 60 and len(bytes(row.memory_mib)) == 240
+
+
+def test_the_api_serves_an_allocations_usage_and_a_pools_utilization_to_those_who_may_see_them(fleet):
+    acme, globex = fleet.tenant("acme"), fleet.tenant("globex")
+    busy = _request(acme, {"ocenter.io/simulate": "busy"})
+    _due(fleet.pool)
+    pool_sync(pool_id=fleet.pool.id)
+    client = acme[3]
+    usage = client.get(f"/api/v1/allocations/{busy.id}/usage")
+    assert usage.status_code == 200 and usage.json()["resolution"] == "minute"
+    (point,) = usage.json()["points"]
+    assert point["utilization"] > 0 and point["processes"] == 1
+    assert globex[3].get(f"/api/v1/allocations/{busy.id}/usage").status_code == 404
+    assert client.get(f"/api/v1/allocations/{busy.id}/usage?since=yesterday").status_code == 400
+    long_ago = client.get(f"/api/v1/allocations/{busy.id}/usage?since=2026-09-01T00:00:00Z").json()
+    assert long_ago["resolution"] == "hour" and long_ago["points"] == []  # nothing is rolled up yet
+    pool = client.get(f"/api/v1/pools/{fleet.pool.id}/utilization").json()
+    assert pool["points"][-1]["gpus"] == 2

@@ -78,7 +78,7 @@ def _build(name: str, users: dict) -> dict:
     }
 
 
-def _full_pool():
+def _full_pool() -> Pool:
     """A live pool whose one GPU is full: a request is admitted and waits, no agent is called."""
     pool = Pool.objects.create(name="full", region="r", agent_url="http://127.0.0.1:9", token_ciphertext="-", status=Pool.Status.HEALTHY)
     node = Node.objects.create(pool=pool, name="n1")
@@ -93,13 +93,15 @@ def _full_pool():
         allocated_compute_units=100,
         allocated_memory_mib=81920,
     )
+    return pool
 
 
 @pytest.fixture
 def world(db):
     users = {}
-    _full_pool()
+    pool = _full_pool()
     a, b = _build("a", users), _build("b", users)
+    a["pool"] = b["pool"] = pool
     users["staff"] = get_user_model().objects.create_user("staff", password="pw-0123456789", is_staff=True)
     users["outsider"] = get_user_model().objects.create_user("outsider", password="pw-0123456789")
     return users, a, b
@@ -246,6 +248,7 @@ OPS = [
     Op("revoke owner's token", "post", lambda w: f"/api/v1/tokens/{w['owner_token'].id}/revoke", None, own_token),
     Op("list allocations", "get", lambda w: "/api/v1/allocations", None, anyone),
     Op("read allocation", "get", lambda w: f"/api/v1/allocations/{w['allocation'].id}", None, read),
+    Op("read allocation usage", "get", lambda w: f"/api/v1/allocations/{w['allocation'].id}/usage", None, read),
     Op(
         "request allocation",
         "post",
@@ -285,6 +288,7 @@ OPS = [
     ),
     Op("read audit log", "get", lambda w: "/api/v1/audit", None, admins_only),
     Op("list pools", "get", lambda w: "/api/v1/pools", None, members_only),
+    Op("read pool utilization", "get", lambda w: f"/api/v1/pools/{w['pool'].id}/utilization", None, members_only),
     Op("list accelerators", "get", lambda w: "/api/v1/accelerators", None, members_only),
 ]
 
