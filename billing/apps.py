@@ -7,7 +7,10 @@ class BillingConfig(AppConfig):
     name = "billing"
 
     def ready(self):
-        from billing.selectors import tenants_month_spend
+        from billing.selectors import allocations_cost_since, tenants_month_spend
+        from billing.services import notification_send
         from ocenter.seams import seams
 
         seams.spend_source = tenants_month_spend
+        seams.notify_sink = notification_send
+        seams.cost_source = allocations_cost_since

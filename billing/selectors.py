@@ -1,5 +1,6 @@
 """Reads of money, shaped for pages and the API."""
 
+from collections import defaultdict
 from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -146,3 +147,20 @@ def spend_today() -> Decimal:
     """What every tenant together spent today (local day), to the cent."""
     total = UsageRecord.objects.filter(day=timezone.localdate()).aggregate(total=Sum("amount"))["total"]
     return to_cents(total or Decimal(0))
+
+
+def allocations_cost_since(since: dict, now: datetime) -> dict:
+    """``{allocation_id: Decimal}``: what each allocation's running slices cost from its moment in ``since`` to ``now``, at today's prices.
+
+    The answer to ``ocenter.seams.cost_since`` (the money an idle allocation spent while idle).
+    """
+    if not since:
+        return {}
+    book = PriceBook()
+    per_hour = defaultdict(Decimal)
+    slices = Slice.objects.filter(allocation_id__in=list(since), active=True).values_list(
+        "allocation_id", "pool__name", "accelerator__model", "allocation__priority", "compute_units", "memory_mib"
+    )
+    for allocation_id, pool_name, model, priority, units, mib in slices:
+        per_hour[allocation_id] += hourly_price(book, pool_name, model, priority, units, mib)
+    return {a: to_cents(per_hour[a] * Decimal(max(0.0, (now - at).total_seconds())) / 3600) for a, at in since.items()}

@@ -251,14 +251,16 @@ def _meter_exact(book: PriceBook, now: datetime, tz) -> list[UsageRecord]:
 # --- budgets -------------------------------------------------------------------
 
 
-def _notify(budget: Budget, message: str, now: datetime):
-    Notification.objects.create(tenant_id=budget.tenant_id, kind="budget", message=message[:500], created_at=now)
-    publish_on_commit(
-        [tenant_group(budget.tenant_id), STAFF_GROUP], {"kind": "budget.alert", "tenant": str(budget.tenant_id), "message": message}
-    )
+def notification_send(*, tenant_id, kind: str, message: str, now: datetime | None = None):
+    """Tell a tenant's people: a notice on its pages, pushed live, and e-mailed to its owners and admins once committed.
+
+    Billing's budgets send these; pools sends idle notices through ``ocenter.seams``.
+    """
+    Notification.objects.create(tenant_id=tenant_id, kind=kind, message=message[:500], created_at=now or timezone.now())
+    publish_on_commit([tenant_group(tenant_id), STAFF_GROUP], {"kind": "budget.alert", "tenant": str(tenant_id), "message": message})
     recipients = list(
         get_user_model()
-        .objects.filter(memberships__tenant_id=budget.tenant_id, memberships__role__in=[Role.OWNER, Role.ADMIN])
+        .objects.filter(memberships__tenant_id=tenant_id, memberships__role__in=[Role.OWNER, Role.ADMIN])
         .exclude(email="")
         .values_list("email", flat=True)
     )
@@ -286,11 +288,12 @@ def budgets_evaluate(*, now: datetime | None = None) -> dict:
                 )
                 if created:
                     fired += 1
-                    _notify(
-                        budget,
-                        f"{budget} has spent {to_cents(spent)} {settings.OCENTER_CURRENCY} "
+                    notification_send(
+                        tenant_id=budget.tenant_id,
+                        kind="budget",
+                        message=f"{budget} has spent {to_cents(spent)} {settings.OCENTER_CURRENCY} "
                         f"({percent:.0f}% of {budget.amount}) — threshold {threshold}%",
-                        now,
+                        now=now,
                     )
         if percent >= 100:
             stopped += _enforce(budget, period_start, now)

@@ -20,4 +20,5 @@ def beat_schedule(*, pool_sync_seconds: int, meter_seconds: int = 60) -> dict:
         "reconcile-pools": _every(60, "pools.tasks.reconcile_pools"),
         "meter-usage": _every(meter_seconds, "billing.tasks.meter_usage"),
         "prune-series": _every(3600, "pools.tasks.prune_series"),
+        "check-idle": _every(60, "pools.tasks.check_idle"),
     }

@@ -3,6 +3,7 @@
 import uuid
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
@@ -249,6 +250,11 @@ class Allocation(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Idle (see IdlePolicy): since when its slices showed no work, when it was flagged so and its owner told,
+    # and when the policy acted on it (released, moved to offline, or, for realtime work, only warned).
+    idle_since = models.DateTimeField(null=True, blank=True)
+    idle_flagged_at = models.DateTimeField(null=True, blank=True)
+    idle_acted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "id"]
@@ -370,3 +376,39 @@ class AllocationSeries(Series):
 
     def __str__(self):
         return f"allocation {self.allocation_id} {self.resolution}s from {self.start:%Y-%m-%d %H:%M}"
+
+
+class IdlePolicy(models.Model):
+    """When running work counts as idle, and what then happens to it: the platform's default, or one tenant's own.
+
+    Work is idle when every slice showed less than ``threshold_percent`` of its
+    compute in use and no process for ``idle_minutes``. It is flagged and its
+    owner told; after ``grace_minutes`` the action applies to offline and
+    interruptible work (realtime work is only warned).
+    """
+
+    class Action(models.TextChoices):
+        RELEASE = "release", _("release offline and interruptible work")
+        DEMOTE = "demote", _("move interruptible work to offline, release offline work")
+        NOTIFY = "notify", _("only tell its owner")
+
+    platform = models.BooleanField(default=False)  # the default for every tenant without its own
+    tenant = models.OneToOneField("tenants.Tenant", null=True, blank=True, on_delete=models.CASCADE, related_name="idle_policy")
+    threshold_percent = models.PositiveSmallIntegerField(default=5, validators=[MinValueValidator(1), MaxValueValidator(100)])
+    idle_minutes = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1), MaxValueValidator(7 * 24 * 60)])
+    grace_minutes = models.PositiveIntegerField(default=60, validators=[MaxValueValidator(7 * 24 * 60)])
+    action = models.CharField(max_length=16, choices=Action.choices, default=Action.RELEASE)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(platform=True, tenant=None) | Q(platform=False, tenant__isnull=False),
+                                   name="idle_policy_platform_or_tenant"),
+            models.UniqueConstraint(fields=["platform"], condition=Q(platform=True), name="idle_policy_one_default"),
+            models.CheckConstraint(condition=Q(threshold_percent__gte=1, threshold_percent__lte=100), name="idle_policy_threshold"),
+            models.CheckConstraint(condition=Q(idle_minutes__gte=1), name="idle_policy_minutes"),
+            models.CheckConstraint(condition=Q(action__in=["release", "demote", "notify"]), name="idle_policy_action_valid"),
+        ]  # fmt: skip
+
+    def __str__(self):
+        return f"idle policy of {self.tenant.slug if self.tenant_id else 'the platform'}"

@@ -60,3 +60,11 @@ def prune_series() -> dict:
     from pools.services.usage import series_prune
 
     return series_prune(now=timezone.now())
+
+
+@shared_task
+def check_idle() -> dict:
+    """Flag idle work, clear what works again, act on what stayed idle past its grace (periodic)."""
+    from pools.services.idle import allocations_idle_check
+
+    return allocations_idle_check()
