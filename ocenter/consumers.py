@@ -38,8 +38,10 @@ def _render_pool_row(event, staff) -> str:
 
 
 def _render_allocation(event, staff) -> str:
+    from django.conf import settings
+
     from pools.models import Allocation
-    from pools.selectors import queue_positions
+    from pools.selectors import allocations_activity, queue_positions
 
     allocation = (
         Allocation.objects.select_related("tenant", "project").prefetch_related("slices__pool").filter(id=event["allocation"]).first()
@@ -47,10 +49,14 @@ def _render_allocation(event, staff) -> str:
     if allocation is None:
         return ""
     allocation.position = queue_positions().get(allocation.id) if allocation.state == Allocation.State.QUEUED else None
+    allocation.activity = allocations_activity([allocation])[allocation.id]
     new = event.get("from") == ""
-    row = render_to_string("pools/_allocation_row.html", {"a": allocation, "show_tenant": staff, "oob": not new})
+    context = {"a": allocation, "show_tenant": staff, "oob": not new, "currency": settings.OCENTER_CURRENCY}
+    row = render_to_string("pools/_allocation_row.html", context)
     if new:  # a row the page does not have yet: put it on top
         row = f'<tbody hx-swap-oob="afterbegin:#allocation-rows">{row}</tbody>'
+    if event["kind"] != "allocation.updated":  # an idle step: the row's badge tells it
+        return row
     return row + render_to_string("includes/_feed_item.html", {"event": event, "allocation": allocation})
 
 
@@ -75,6 +81,7 @@ RENDERERS = {
     "usage.metered": _render_spend,
     "pool.updated": _render_pool_row,
     "allocation.updated": _render_allocation,
+    "allocation.idle": _render_allocation,
     "budget.alert": _render_alert,
 }
 

@@ -4,7 +4,8 @@ from django import forms
 from django.core.validators import URLValidator
 from django.utils.translation import gettext_lazy as _
 
-from pools.models import MAX_SLICE_MEMORY_MIB, Accelerator, Allocation, Pool
+from pools.models import MAX_SLICE_MEMORY_MIB, Accelerator, Allocation, IdlePolicy, Pool
+from tenants.models import Tenant
 
 
 class PoolRegisterForm(forms.Form):
@@ -74,3 +75,26 @@ class AllocationRequestForm(forms.Form):
         models = sorted(set(Accelerator.objects.filter(gone_at=None).values_list("model", flat=True)))
         self.fields["accelerator_model"].choices = [("", _("any")), *((m, m) for m in models)]
         self.fields["pool_name"].choices = [("", _("any")), *((p, p) for p in Pool.objects.values_list("name", flat=True))]
+
+
+class IdlePolicyForm(forms.ModelForm):
+    """The idle policy's figures; staff name a tenant to set its own (empty: the platform's default)."""
+
+    tenant = forms.SlugField(
+        required=False, label=_("Tenant"), help_text=_("Empty: the platform's default, for every tenant without its own.")
+    )
+
+    class Meta:
+        model = IdlePolicy
+        fields = ["threshold_percent", "idle_minutes", "grace_minutes", "action"]
+        labels = {"threshold_percent": _("Below (% of its compute)"), "idle_minutes": _("For (minutes)"),
+                  "grace_minutes": _("Then, after (minutes)"), "action": _("Do")}  # fmt: skip
+
+    def clean_tenant(self):
+        slug = self.cleaned_data["tenant"]
+        if not slug:
+            return None
+        tenant = Tenant.objects.filter(slug=slug).first()
+        if tenant is None:
+            raise forms.ValidationError(_("No tenant '%(slug)s'.") % {"slug": slug})
+        return tenant

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from ocenter.admission import UsageRow
 from ocenter.lib.units import COMPUTE_UNITS_PER_GPU
+from ocenter.seams import seams
 from pools import series
 from pools.models import Accelerator, Allocation, AllocationSeries, GpuSeries, Node, Pool, Slice
 from pools.placement import Ask, GpuState
@@ -288,3 +289,23 @@ def latest_usage(allocation_ids) -> dict:
         if points:
             latest[row.allocation_id] = points[-1]
     return latest
+
+
+def allocations_activity(allocations) -> dict:
+    """``{allocation_id: {"usage": its last point or None, "idle": {since, flagged_at, acted_at, spent} or None}}``.
+
+    For a page or a response at once: one series query, and one cost reading for the idle ones.
+    """
+    allocations = list(allocations)
+    running = [a.id for a in allocations if a.state == Allocation.State.RUNNING]
+    usage = latest_usage(running) if running else {}
+    idle = {a.id: a.idle_since for a in allocations if a.idle_flagged_at and a.state == Allocation.State.RUNNING}
+    spent = seams.cost_since(idle, timezone.now()) if idle else {}
+    return {
+        a.id: {
+            "usage": usage.get(a.id),
+            "idle": {"since": a.idle_since, "flagged_at": a.idle_flagged_at, "acted_at": a.idle_acted_at, "spent": spent.get(a.id)}
+            if a.id in idle else None,
+        }
+        for a in allocations
+    }  # fmt: skip

@@ -14,4 +14,6 @@ urlpatterns = [
     path("console/allocations/<uuid:allocation_id>/preempt/", views.allocation_preempt_view, name="allocation_preempt"),
     path("allocations/<uuid:allocation_id>/release/", views.allocation_release_view, name="allocation_release"),
     path("t/<slug:slug>/allocations/", views.tenant_allocations, name="tenant_allocations"),
+    path("console/idle/", views.idle_policies, name="idle"),
+    path("t/<slug:slug>/idle/", views.tenant_idle, name="tenant_idle"),
 ]

@@ -2,9 +2,12 @@
 
 from collections import defaultdict
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.forms.models import model_to_dict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
@@ -15,14 +18,15 @@ from ocenter.access import staff_required
 from ocenter.errors import DomainError
 from pools.agent_client import AgentClient, AgentError
 from pools.filters import AllocationFilter
-from pools.forms import AllocationRequestForm, PoolRegisterForm
-from pools.models import Allocation, Pool, Slice
-from pools.selectors import allocations_for, pool_nodes, pools_with_summary, queue_positions
+from pools.forms import AllocationRequestForm, IdlePolicyForm, PoolRegisterForm
+from pools.models import Allocation, IdlePolicy, Pool, Slice
+from pools.selectors import allocations_activity, allocations_for, pool_nodes, pools_with_summary, queue_positions
 from pools.services.allocations import allocation_preempt, allocation_release, allocation_request
+from pools.services.idle import idle_policy_clear, idle_policy_for, idle_policy_set
 from pools.services.pools import pool_register, pool_set_draining
 from pools.services.sync import pool_sync
 from tenants.access import Access, get_tenant_for, require_role
-from tenants.models import Role
+from tenants.models import Role, Tenant
 from tenants.selectors import month_spend
 
 
@@ -78,8 +82,10 @@ def _allocation_page(request, allocations, *, tenant=None, form=None):
     tenant_spend = month_spend([tenant.id]).get(tenant.id) if tenant else None
     page = Paginator(allocations.prefetch_related("slices__pool").order_by("-created_at", "id"), 50).get_page(request.GET.get("page"))
     positions = queue_positions()
+    activity = allocations_activity(page)
     for allocation in page:
         allocation.position = positions.get(allocation.id)
+        allocation.activity = activity[allocation.id]
     return render(
         request,
         "pools/allocation_list.html",
@@ -93,6 +99,7 @@ def _allocation_page(request, allocations, *, tenant=None, form=None):
             "state": request.GET.get("state", ""),
             "priorities": Allocation.Priority.choices,
             "pools": Pool.objects.values_list("name", flat=True),
+            "currency": settings.OCENTER_CURRENCY,
         },
     )
 
@@ -176,3 +183,44 @@ def allocation_preempt_view(request, allocation_id):
     if request.htmx:
         return render(request, "pools/_allocation_row.html", {"a": allocation, "show_tenant": True})
     return redirect("pools:allocations")
+
+
+@staff_required
+def idle_policies(request):
+    """Staff set the platform's idle policy and tenants' own; every idle allocation is listed with what it spent idle."""
+    form = IdlePolicyForm(request.POST or None, initial={**model_to_dict(idle_policy_for(None)), "tenant": ""})
+    if request.method == "POST":
+        if request.POST.get("clear"):
+            tenant = get_object_or_404(Tenant, slug=request.POST["clear"])
+            idle_policy_clear(actor=request.user, tenant=tenant)
+            messages.success(request, _("%(tenant)s follows the platform's idle policy again.") % {"tenant": tenant.slug})
+            return redirect("pools:idle")
+        if form.is_valid():
+            data = dict(form.cleaned_data)
+            idle_policy_set(actor=request.user, **data)
+            messages.success(request, _("Idle policy saved."))
+            return redirect("pools:idle")
+    return render(request, "pools/idle.html", {
+        "form": form, "platform": idle_policy_for(None),
+        "overrides": IdlePolicy.objects.filter(platform=False).select_related("tenant").order_by("tenant__slug"),
+        **_idle_listing(Allocation.objects.all()),
+    })  # fmt: skip
+
+
+@login_required
+def tenant_idle(request, slug):
+    """A tenant's admins see the idle policy that applies to it, and which of its allocations are idle now."""
+    access = Access.of(request)
+    tenant = get_tenant_for(access, slug)
+    if not access.has_role(tenant.id, Role.ADMIN):
+        raise PermissionDenied(_("The idle policy of %(tenant)s is for its admins and owners.") % {"tenant": tenant.slug})
+    return render(request, "pools/idle.html", {"tenant": tenant, "platform": idle_policy_for(tenant.id),
+                                               **_idle_listing(Allocation.objects.filter(tenant=tenant))})  # fmt: skip
+
+
+def _idle_listing(allocations) -> dict:
+    idle = list(allocations.filter(state=Allocation.State.RUNNING, idle_flagged_at__isnull=False).select_related("tenant", "project"))
+    activity = allocations_activity(idle)
+    for allocation in idle:
+        allocation.activity = activity[allocation.id]
+    return {"idle": idle, "currency": settings.OCENTER_CURRENCY}

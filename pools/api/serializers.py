@@ -1,10 +1,11 @@
 from datetime import datetime
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ocenter.api import ModelSerializer, Serializer
 from pools.models import MAX_SLICE_MEMORY_MIB, Accelerator, Allocation, AllocationEvent, Pool, Slice
-from pools.selectors import estimated_start, queue_positions
+from pools.selectors import allocations_activity, estimated_start, queue_positions
 from tenants.models import Project
 
 
@@ -66,6 +67,21 @@ class AllocationEventSerializer(ModelSerializer):
         fields = ["at", "from_state", "to_state", "actor_label", "reason"]
 
 
+class AllocationPointSerializer(Serializer):
+    at = serializers.DateTimeField()
+    utilization = serializers.IntegerField(allow_null=True, help_text="its slices' mean use of their own compute, percent")
+    busiest = serializers.IntegerField(allow_null=True, help_text="the busiest slice's use of its own compute, percent")
+    memory_mib = serializers.IntegerField(allow_null=True)
+    processes = serializers.IntegerField(allow_null=True)
+
+
+class IdleSerializer(Serializer):
+    since = serializers.DateTimeField(help_text="since when its slices showed no work")
+    flagged_at = serializers.DateTimeField()
+    acted_at = serializers.DateTimeField(allow_null=True, help_text="when the idle policy acted on it (realtime work: warned)")
+    spent = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True, help_text="what it cost while idle")
+
+
 class AllocationSerializer(ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     pool = serializers.CharField(source="pool_name", read_only=True)
@@ -73,6 +89,8 @@ class AllocationSerializer(ModelSerializer):
     queue_position = serializers.SerializerMethodField()
     estimated_start = serializers.SerializerMethodField()
     unreachable_pools = serializers.SerializerMethodField(help_text="pools holding its slices that oCenter cannot reach now")
+    usage = serializers.SerializerMethodField(help_text="its last minute: utilization, the busiest slice, memory used, processes")
+    idle = serializers.SerializerMethodField(help_text="set while it is flagged idle: since when, and what it spent idle")
 
     class Meta:
         model = Allocation
@@ -100,6 +118,8 @@ class AllocationSerializer(ModelSerializer):
             "queue_position",
             "estimated_start",
             "unreachable_pools",
+            "usage",
+            "idle",
             "slices",
             "created_at",
             "started_at",
@@ -114,6 +134,23 @@ class AllocationSerializer(ModelSerializer):
         if "positions" not in self.context:
             self.context["positions"] = queue_positions()
         return self.context["positions"].get(allocation.id)
+
+    def _activity(self, allocation) -> dict:
+        # Worked out once per response, for every allocation in it.
+        if "activity" not in self.context:
+            parent = self.parent.instance if self.parent is not None else None
+            self.context["activity"] = allocations_activity(parent if parent is not None else [allocation])
+        return self.context["activity"].get(allocation.id) or allocations_activity([allocation])[allocation.id]
+
+    @extend_schema_field(AllocationPointSerializer(allow_null=True))
+    def get_usage(self, allocation):
+        point = self._activity(allocation)["usage"]
+        return AllocationPointSerializer(point).data if point else None
+
+    @extend_schema_field(IdleSerializer(allow_null=True))
+    def get_idle(self, allocation):
+        idle = self._activity(allocation)["idle"]
+        return IdleSerializer(idle).data if idle else None
 
     def get_unreachable_pools(self, allocation) -> list[str]:
         return sorted({s.pool.name for s in allocation.slices.all() if s.active and s.pool.status == Pool.Status.UNREACHABLE})
@@ -159,14 +196,6 @@ class SeriesQuerySerializer(Serializer):
 
     since = serializers.DateTimeField(required=False)
     resolution = serializers.ChoiceField(choices=["minute", "hour"], required=False)
-
-
-class AllocationPointSerializer(Serializer):
-    at = serializers.DateTimeField()
-    utilization = serializers.IntegerField(allow_null=True, help_text="its slices' mean use of their own compute, percent")
-    busiest = serializers.IntegerField(allow_null=True, help_text="the busiest slice's use of its own compute, percent")
-    memory_mib = serializers.IntegerField(allow_null=True)
-    processes = serializers.IntegerField(allow_null=True)
 
 
 class AllocationUsageSerializer(Serializer):
