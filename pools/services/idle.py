@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from ocenter.audit import actor_label, audit_record
@@ -32,7 +33,7 @@ COVERAGE = 0.5
 def idle_policy_for(tenant_id, policies: dict | None = None) -> IdlePolicy:
     """The tenant's own policy, else the platform's, else the built-in default (not stored)."""
     if policies is None:
-        policies = {p.tenant_id: p for p in IdlePolicy.objects.filter(tenant_id__in=[tenant_id, None])}
+        policies = {p.tenant_id: p for p in IdlePolicy.objects.filter(Q(tenant_id=tenant_id) | Q(platform=True))}
     return policies.get(tenant_id) or policies.get(None) or IdlePolicy(platform=True)
 
 

@@ -48,6 +48,11 @@ def test_seed_demo_registers_three_pools_with_64_gpus(tmp_path):
         ("bob", "globex", "owner"),
     ]
     assert Quota.objects.filter(project=None).count() == 2
+    # Work runs from the start, one piece of it idle, under a short platform idle policy.
+    from pools.models import Allocation, IdlePolicy
+
+    assert Allocation.objects.filter(state="running").count() == 3 and IdlePolicy.objects.get(platform=True).idle_minutes == 2
+    assert [a.labels["ocenter.io/simulate"] for a in Allocation.objects.order_by("created_at")] == ["busy", "idle", "busy"]
     assert Price.objects.count() == 9 and Budget.objects.count() == 2
     admin = get_user_model().objects.get(username="admin")
     assert admin.is_staff and admin.check_password("demo-password-1")

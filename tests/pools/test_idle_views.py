@@ -37,9 +37,12 @@ def test_only_staff_reach_the_console_page_and_only_a_tenants_admins_its_own(cli
     client.force_login(member[2])
     assert client.get("/console/idle/").status_code == 403
     assert client.get("/t/acme/idle/").status_code == 403  # a member, not an admin
+    from pools.services.idle import idle_policy_set
+
+    idle_policy_set(actor=None, threshold_percent=7, idle_minutes=12, grace_minutes=34, action="notify")
     client.force_login(admin[2])
-    page = client.get("/t/globex/idle/")
-    assert page.status_code == 200 and "The idle policy that applies" in page.content.decode()
+    page = client.get("/t/globex/idle/").content.decode()
+    assert "The idle policy that applies" in page and "for 12 minutes" in page and "only tell its owner" in page  # the platform's
     assert client.get("/t/acme/idle/").status_code == 404  # another tenant's
 
 

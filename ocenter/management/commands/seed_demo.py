@@ -18,7 +18,10 @@ from django.db import transaction
 from billing.models import Price
 from billing.services import budget_set, price_set
 from ocenter.audit import audit_record
-from pools.models import Pool
+from pools.agent.backends.simulated import SIMULATE_LABEL
+from pools.models import Allocation, IdlePolicy, Pool
+from pools.services.allocations import allocation_request
+from pools.services.idle import idle_policy_set
 from pools.services.pools import pool_register
 from tenants.models import Role, Tenant
 from tenants.services import membership_add, project_create, quota_set, tenant_create
@@ -34,6 +37,15 @@ DEMO_BUDGETS = {"acme": ("monthly", "20000.00", "notify"), "globex": ("monthly",
 
 # slug, name, owner, project, and a tenant-wide quota: guarantee and limit in
 # compute units (100 = one GPU), MiB, slices.
+# The demo's platform idle policy: short, so that an idle allocation is flagged in its first minutes.
+DEMO_IDLE_POLICY = {"threshold_percent": 5, "idle_minutes": 2, "grace_minutes": 15, "action": "release"}
+# What the demo tenants run from the start: (tenant, count × units and MiB, class, how the simulated agent makes it behave).
+DEMO_WORK = [
+    ("acme", 1, 50, 40_960, "interruptible", "busy"),
+    ("acme", 1, 25, 16_384, "offline", "idle"),  # goes idle, and is flagged within the demo's first minutes
+    ("globex", 2, 100, 81_920, "realtime", "busy"),
+]
+
 DEMO_TENANTS = [
     ("acme", "Acme Robotics", "alice", "vision", (800, 1600, 8 * 81920, 16 * 81920, 32, 64)),
     ("globex", "Globex Research", "bob", "llm", (400, 1600, 4 * 81920, 16 * 81920, 16, 64)),
@@ -71,6 +83,14 @@ class Command(BaseCommand):
                             memory_gib_hour=Decimal(DEMO_MEMORY_GIB_HOUR),
                             effective_from=since,
                         )
+            if not IdlePolicy.objects.filter(platform=True).exists():
+                idle_policy_set(actor=None, **DEMO_IDLE_POLICY)
+        # The pools were synced when they committed: now there are GPUs to run the demo's work on.
+        if not Allocation.objects.exists():
+            for slug, count, units, mib, priority, behaviour in DEMO_WORK:
+                tenant = Tenant.objects.get(slug=slug)
+                allocation_request(actor=None, tenant=tenant, project=tenant.projects.first(), count=count, compute_units=units,
+                                   memory_mib=mib, priority=priority, labels={SIMULATE_LABEL: behaviour})  # fmt: skip
         self.stdout.write(f"demo seeded: admin, {Tenant.objects.count()} tenants, {Pool.objects.count()} pools")
 
     def _tenant(self, slug, name, owner, project, amounts, password):
