@@ -87,7 +87,7 @@ class IdlePolicyForm(forms.ModelForm):
     class Meta:
         model = IdlePolicy
         fields = ["threshold_percent", "idle_minutes", "grace_minutes", "action"]
-        labels = {"threshold_percent": _("Below (% of its compute)"), "idle_minutes": _("For (minutes)"),
+        labels = {"threshold_percent": _("Below (percent of its compute)"), "idle_minutes": _("For (minutes)"),
                   "grace_minutes": _("Then, after (minutes)"), "action": _("Do")}  # fmt: skip
 
     def clean_tenant(self):

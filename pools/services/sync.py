@@ -42,7 +42,7 @@ def pool_sync(*, pool_id) -> Pool:
         status, detail = Pool.Status.UNREACHABLE, str(exc)
     except AgentError as exc:
         status, detail = Pool.Status.DEGRADED, str(exc)
-    if health is not None and sample_due(pool, timezone.now()):
+    if health is not None and sample_due(pool=pool, now=timezone.now()):
         try:
             metrics = client.metrics()
         except AgentError as exc:  # the next sync tries again; health is what this one is about

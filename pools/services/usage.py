@@ -24,7 +24,7 @@ KEEP = {series.MINUTE: timedelta(days=7), series.HOUR: timedelta(days=90)}
 PACKED = {GpuSeries: ("utilization", "memory_mib"), AllocationSeries: ("utilization", "memory_mib", "busiest", "processes")}
 
 
-def sample_due(pool: Pool, now) -> bool:
+def sample_due(*, pool: Pool, now) -> bool:
     """Whether the pool's sync should read its agent's metrics now."""
     return pool.sampled_at is None or now - pool.sampled_at >= SAMPLE_EVERY - timedelta(seconds=1)
 

@@ -114,3 +114,13 @@ def test_the_api_serves_an_allocations_usage_and_a_pools_utilization_to_those_wh
     assert long_ago["resolution"] == "hour" and long_ago["points"] == []  # nothing is rolled up yet
     pool = client.get(f"/api/v1/pools/{fleet.pool.id}/utilization").json()
     assert pool["points"][-1]["gpus"] == 2
+
+
+def test_the_pool_page_shows_outside_use_and_what_each_gpu_enforces(client, staff, fleet):
+    first = Accelerator.objects.filter(pool=fleet.pool).order_by("index").first()
+    fleet.agent.client().put("/v1/faults", json={"outside_use_mib": {first.uuid: 12_000}})
+    _due(fleet.pool)
+    pool_sync(pool_id=fleet.pool.id)
+    client.force_login(staff)
+    page = client.get(f"/console/pools/{fleet.pool.id}/").content.decode()
+    assert 'data-outside="12000"' in page and "simulated" in page
