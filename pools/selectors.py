@@ -3,14 +3,14 @@
 from collections import defaultdict
 from datetime import timedelta
 
-from django.db.models import Count, F, Prefetch, Sum
+from django.db.models import Count, F, Prefetch, Q, Sum
 from django.utils import timezone
 
 from ocenter.admission import UsageRow
 from ocenter.lib.units import COMPUTE_UNITS_PER_GPU
 from ocenter.seams import seams
 from pools import series
-from pools.models import Accelerator, Allocation, AllocationSeries, GpuSeries, Node, Pool, Slice
+from pools.models import Accelerator, Allocation, AllocationSeries, GpuSeries, IdlePolicy, Node, Pool, Slice
 from pools.placement import Ask, GpuState
 from pools.queueing import Waiting, dominant_share, order
 from tenants.models import Quota
@@ -309,3 +309,10 @@ def allocations_activity(allocations) -> dict:
         }
         for a in allocations
     }  # fmt: skip
+
+
+def idle_policy_for(tenant_id, policies: dict | None = None) -> IdlePolicy:
+    """The tenant's own policy, else the platform's, else the built-in default (not stored)."""
+    if policies is None:
+        policies = {p.tenant_id: p for p in IdlePolicy.objects.filter(Q(tenant_id=tenant_id) | Q(platform=True))}
+    return policies.get(tenant_id) or policies.get(None) or IdlePolicy(platform=True)

@@ -20,9 +20,9 @@ from pools.agent_client import AgentClient, AgentError
 from pools.filters import AllocationFilter
 from pools.forms import AllocationRequestForm, IdlePolicyForm, PoolRegisterForm
 from pools.models import Allocation, IdlePolicy, Pool, Slice
-from pools.selectors import allocations_activity, allocations_for, pool_nodes, pools_with_summary, queue_positions
+from pools.selectors import allocations_activity, allocations_for, idle_policy_for, pool_nodes, pools_with_summary, queue_positions
 from pools.services.allocations import allocation_preempt, allocation_release, allocation_request
-from pools.services.idle import idle_policy_clear, idle_policy_for, idle_policy_set
+from pools.services.idle import idle_policy_clear, idle_policy_set
 from pools.services.pools import pool_register, pool_set_draining
 from pools.services.sync import pool_sync
 from tenants.access import Access, get_tenant_for, require_role

@@ -12,7 +12,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from ocenter.audit import actor_label, audit_record
@@ -21,6 +20,7 @@ from ocenter.events import STAFF_GROUP, publish_on_commit, tenant_group
 from ocenter.seams import seams
 from pools import series
 from pools.models import Allocation, AllocationEvent, AllocationSeries, IdlePolicy
+from pools.selectors import idle_policy_for
 from pools.services.allocations.release import allocation_release
 
 State = Allocation.State
@@ -28,13 +28,6 @@ Priority = Allocation.Priority
 # Of the policy's minutes, how many must have a point before silence counts as idleness (an agent
 # that did not answer for a while says nothing about the work).
 COVERAGE = 0.5
-
-
-def idle_policy_for(tenant_id, policies: dict | None = None) -> IdlePolicy:
-    """The tenant's own policy, else the platform's, else the built-in default (not stored)."""
-    if policies is None:
-        policies = {p.tenant_id: p for p in IdlePolicy.objects.filter(Q(tenant_id=tenant_id) | Q(platform=True))}
-    return policies.get(tenant_id) or policies.get(None) or IdlePolicy(platform=True)
 
 
 @transaction.atomic
