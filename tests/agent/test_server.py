@@ -188,7 +188,8 @@ def test_metrics_follow_the_claims(agent):
     client = agent.client()
     gpu = _first_gpu(client)
     claim_id = str(uuid.uuid4())
-    _claim(client, gpu["uuid"], 50, 40000, claim_id)
+    body = {"gpu_uuid": gpu["uuid"], "compute_units": 50, "memory_mib": 40000, "labels": {"ocenter.io/simulate": "busy"}}
+    assert client.put(f"/v1/allocations/{claim_id}", json=body).status_code == 201
     metrics = client.get("/v1/metrics").json()
     figures = {g["uuid"]: g for g in metrics["accelerators"]}
     busy, idle = figures[gpu["uuid"]], next(g for u, g in figures.items() if u != gpu["uuid"])
