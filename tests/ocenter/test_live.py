@@ -134,3 +134,30 @@ async def test_a_dropped_client_catches_up_with_since():
     await again.disconnect()
     assert await sync_to_async(Allocation.objects.count)() == 3
     assert datetime.fromisoformat(seen["at"]).tzinfo is not None and dt_timezone
+
+
+async def test_an_idle_flag_redraws_the_row_with_its_badge_for_its_tenant_only():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from pools.services.idle import _mark  # the idle service's one step that audits and tells
+
+    world = await _world()
+    allocation = await _request(world["acme"])
+    acme, globex = _page_socket(world["acme"]), _page_socket(world["globex"])
+    assert (await acme.connect())[0] and (await globex.connect())[0]
+
+    @sync_to_async
+    def flag():
+        Allocation.objects.filter(id=allocation.id).update(state="running")
+        allocation.state = "running"
+        _mark(allocation, "idle", idle_since=timezone.now() - timedelta(minutes=30), idle_flagged_at=timezone.now())
+
+    await flag()
+    html = await acme.receive_from(timeout=5)
+    assert f'id="allocation-{allocation.id}"' in html and 'hx-swap-oob="true"' in html and 'data-idle="true"' in html
+    assert "#event-feed" not in html  # an idle step redraws the row; the feed is for transitions
+    assert await globex.receive_nothing(timeout=0.5)
+    await acme.disconnect()
+    await globex.disconnect()
