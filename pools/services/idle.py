@@ -28,6 +28,7 @@ Priority = Allocation.Priority
 # Of the policy's minutes, how many must have a point before silence counts as idleness (an agent
 # that did not answer for a while says nothing about the work).
 COVERAGE = 0.5
+UNKNOWN = object()
 
 
 @transaction.atomic
@@ -64,6 +65,8 @@ def allocations_idle_check(*, now=None) -> dict:
     for allocation in running:
         policy = idle_policy_for(allocation.tenant_id, policies)
         idle_since = _idle_since(allocation, history.get(allocation.id, []), policy, now)
+        if idle_since is UNKNOWN:  # too few points to tell (its agent was away): nothing changes
+            continue
         if idle_since is None:
             if allocation.idle_flagged_at or allocation.idle_since:
                 _mark(allocation, "active", idle_since=None, idle_flagged_at=None, idle_acted_at=None)
@@ -92,13 +95,14 @@ def _recent_points(allocations, *, since, now) -> dict:
 
 
 def _idle_since(allocation: Allocation, points: list, policy: IdlePolicy, now):
-    """When the allocation's idle stretch began, if it has lasted the policy's minutes; None while it works (or unknown)."""
+    """When the allocation's idle stretch began, if it has lasted the policy's minutes; None while it works (or has not run
+    that long); UNKNOWN when too few minutes were sampled to tell."""
     window = timedelta(minutes=policy.idle_minutes)
     if allocation.started_at is None or allocation.started_at > now - window:
         return None
     recent = [p for p in points if p[0] >= now - window]
     if len(recent) < max(1, COVERAGE * policy.idle_minutes):
-        return None
+        return UNKNOWN
     if any(busiest >= policy.threshold_percent or processes for _, busiest, processes in recent):
         return None
     working = [at for at, busiest, processes in points if busiest >= policy.threshold_percent or processes]

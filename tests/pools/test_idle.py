@@ -142,10 +142,15 @@ def test_a_tenants_own_policy_wins_over_the_platforms(fleet, clock):
     assert IdlePolicy.objects.filter(platform=True).count() == 1
 
 
-def test_no_points_is_no_evidence_of_idleness(fleet, clock):
+def test_no_points_is_no_evidence_of_idleness_nor_of_work(fleet, clock):
     _policy()
     acme = fleet.tenant("acme")
     idle = _request(acme, IDLE)
     _started_earlier(idle)
     clock.now += timedelta(minutes=30)  # the agent did not answer: nothing was sampled
     assert allocations_idle_check(now=clock.now)["flagged"] == 0
+    assert clock.run(10)["flagged"] == 1
+    clock.now += timedelta(minutes=30)  # away again: a flag stays as it was, neither cleared nor acted on
+    assert allocations_idle_check(now=clock.now) == {"flagged": 0, "working_again": 0, "acted": 0}
+    idle.refresh_from_db()
+    assert idle.idle_flagged_at is not None and idle.state == State.RUNNING
