@@ -1,5 +1,5 @@
 """In-process figures: placement over 10,000 GPUs (half full), one metering run over 100,000 running allocations,
-the console overview with 10,000 GPUs and 50,000 allocations. Prints JSON.
+the console overview with 10,000 GPUs and 50,000 allocations, a minute of one pool's metrics into the series. Prints JSON.
 
 Run by bench/run.py against the bench database (after the HTTP load).
 """
@@ -17,7 +17,8 @@ import django
 django.setup()
 
 from django.contrib.auth import get_user_model  # noqa: E402
-from django.db import connection  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+from django.db.models import Count  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
@@ -25,9 +26,10 @@ from django.utils import timezone  # noqa: E402
 from billing.models import SliceMeter, UsageRecord  # noqa: E402
 from billing.services import usage_meter  # noqa: E402
 from pools.fleet import candidate_limit, fleet  # noqa: E402
-from pools.models import Accelerator, Allocation, AllocationEvent, Slice  # noqa: E402
+from pools.models import Accelerator, Allocation, AllocationEvent, Pool, Slice  # noqa: E402
 from pools.placement import Ask, place  # noqa: E402
 from pools.selectors import candidate_gpus  # noqa: E402
+from pools.services.usage import pool_sample  # noqa: E402
 from tenants.models import Tenant  # noqa: E402
 
 
@@ -138,6 +140,27 @@ def metering(began):
     }
 
 
+def sampling():
+    """One minute of the biggest pool's metrics into the series, as its sync writes them: the first minute of an hour
+    creates the rows, the next ones write into them."""
+    pool = Pool.objects.annotate(n=Count("accelerators")).order_by("-n").first()
+    gpus = list(Accelerator.objects.filter(pool=pool).values_list("uuid", flat=True))
+    running = Slice.objects.filter(pool=pool, active=True, allocation__state=Allocation.State.RUNNING)
+    claims = list(running.values_list("id", "compute_units"))
+    metrics = {
+        "accelerators": [{"uuid": u, "utilization_percent": 40.0, "memory_used_mib": 30_000, "outside_memory_mib": 0} for u in gpus],
+        "allocations": [{"id": str(i), "compute_units_used": units / 2, "processes": 1, "memory_used_mib": 1000} for i, units in claims],
+    }
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    runs = []
+    for minute in range(3):
+        with transaction.atomic():
+            started = time.perf_counter()
+            pool_sample(pool=pool, metrics=metrics, now=hour + timedelta(minutes=minute))
+            runs.append(round(time.perf_counter() - started, 2))
+    return {"gpus": len(gpus), "slices": len(claims), "runs_seconds": runs}
+
+
 def overview():
     staff = get_user_model().objects.create_user(f"bench-staff-{uuid.uuid4().hex[:6]}", is_staff=True)
     client = Client()
@@ -168,6 +191,7 @@ def main():
     results["overview"] = overview()
     running_allocations(count - min(count, 50_000), began)
     results["metering"] = metering(began)
+    results["sampling"] = sampling()
     UsageRecord.objects.all().delete()
     print(json.dumps(results))
 
