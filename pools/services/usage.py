@@ -81,21 +81,18 @@ def _write(model, subjects: Q, key: str, points: dict, now, resolution: str = se
     if not points:
         return
     start, slot = series.window(now, resolution)
-    rows = {getattr(row, key): row for row in model.objects.filter(subjects, resolution=resolution, start=start)}
-    new, changed = [], []
+    fields = PACKED[model]
+    held = {row[0]: row[1:] for row in model.objects.filter(subjects, resolution=resolution, start=start).values_list(key, *fields)}
+    rows = []
     for subject, values in points.items():
-        row = rows.get(subject)
-        if row is None:
-            empty = {f: series.empty_mibs(resolution) if f == "memory_mib" else series.empty_bytes(resolution) for f in PACKED[model]}
-            row = model(**{key: subject}, resolution=resolution, start=start, **empty)
-            new.append(row)
-        else:
-            changed.append(row)
+        packed = dict(zip(fields, (bytes(v) for v in held[subject]))) if subject in held else {
+            f: series.empty_mibs(resolution) if f == "memory_mib" else series.empty_bytes(resolution) for f in fields}  # fmt: skip
         for field, value in values.items():
-            put = series.put_mib if field == "memory_mib" else series.put_byte
-            setattr(row, field, put(bytes(getattr(row, field)), slot, value))
-    model.objects.bulk_create(new, batch_size=1000)
-    model.objects.bulk_update(changed, list(PACKED[model]), batch_size=1000)
+            packed[field] = (series.put_mib if field == "memory_mib" else series.put_byte)(packed[field], slot, value)
+        rows.append(model(**{key: subject}, resolution=resolution, start=start, **packed))
+    # One upsert a batch (INSERT … ON CONFLICT DO UPDATE): the hour's first minute creates the rows, the others rewrite them.
+    model.objects.bulk_create(rows, batch_size=1000, update_conflicts=True, unique_fields=[key.removesuffix("_id"), "resolution", "start"],
+                              update_fields=list(fields))  # fmt: skip
 
 
 def series_prune(*, now) -> dict:
