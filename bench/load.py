@@ -38,10 +38,11 @@ class Connection:
         self.host, self.port = parts.hostname, parts.port
         self.reader = self.writer = None
 
-    async def request(self, method: str, path: str, *, token: str, body=None) -> Response:
+    async def request(self, method: str, path: str, *, token: str | None = None, body=None) -> Response:
         payload = json.dumps(body).encode() if body is not None else b""
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
         head = (
-            f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nAuthorization: Bearer {token}\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{auth}"
             f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
         ).encode()
         for attempt in (1, 2):  # a keep-alive connection the server closed meanwhile is opened again, once
@@ -164,11 +165,32 @@ async def fixed_rate(url, tenants, rate, seconds, grace=30):
     }
 
 
-async def event_latency(url, tenant, count):
+async def gets(url, path, clients, seconds):
+    """Closed loop: ``clients`` workers GET ``path`` as fast as they can (the floors: no token, no body)."""
+    count, errors = 0, 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker():
+        nonlocal count, errors
+        connection = Connection(url)
+        while time.perf_counter() < deadline:
+            try:
+                response = await connection.request("GET", path)
+                count, errors = count + 1, errors + (response.status_code != 200)
+            except HTTPError:
+                errors += 1
+        connection.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    elapsed = time.perf_counter() - started
+    return {"requests": count, "errors": errors, "seconds": round(elapsed, 2), "per_second": round(count / elapsed, 1)}
+
+
+async def event_latency(url, ws_url, tenant, count):
     """Commit of a state change (the event's own time) to its arrival on a token-authenticated websocket."""
-    ws_url = url.replace("http://", "ws://") + "/ws/events/"
     lags = []
-    async with websockets.connect(ws_url, additional_headers={"Authorization": f"Bearer {tenant['token']}"}) as socket:
+    async with websockets.connect(f"{ws_url}/ws/events/", additional_headers={"Authorization": f"Bearer {tenant['token']}"}) as socket:
 
         async def listen():
             async for message in socket:
@@ -188,6 +210,9 @@ async def event_latency(url, tenant, count):
 
 async def main():
     spec = json.loads(sys.stdin.read())
+    if spec.get("path"):
+        print(json.dumps(await gets(spec["url"], spec["path"], spec["clients"], spec["seconds"])))
+        return
     url, tenants = spec["url"], spec["tenants"]
     results = {"throughput": [], "fixed_rate": None, "event_latency": None}
     for _ in range(spec["runs"]):
@@ -196,7 +221,7 @@ async def main():
     # target rate: work a stack that falls behind leaves in the server would slow whatever came after it.
     sustainable = max(1, int(statistics.median(r["per_second"] for r in results["throughput"]) / 2))
     results["sustainable_rate"] = await fixed_rate(url, tenants, sustainable, spec["seconds"])
-    results["event_latency"] = await event_latency(url, tenants[0], spec["events"])
+    results["event_latency"] = await event_latency(url, spec["ws_url"], tenants[0], spec["events"])
     results["fixed_rate"] = await fixed_rate(url, tenants, spec["rate"], spec["seconds"])
     rates = [r["per_second"] for r in results["throughput"]]
     results["throughput_median"] = statistics.median(rates)

@@ -6,10 +6,12 @@ everything it started.
 
     python3 dev.py bench            # full: 3 runs × 20 s of load, 100,000 allocations metered
     python3 dev.py bench --quick    # 1 run × 5 s, 10,000 allocations (a smoke run)
+    python3 dev.py bench --floors   # what Django itself costs here: a constant view and SELECT 1, under each server
 
-Stack: PostgreSQL (DATABASE_URL, or the local cluster started as in CI when run as root),
-Redis (a private redis-server on a free port), uvicorn with --workers (default 2, one per
-core), a Celery worker, and three simulated agents holding 10,000 GPUs (1,250 nodes × 8).
+Stack, as in production: PostgreSQL (DATABASE_URL, or the local cluster started as in CI when
+run as root), Redis (a private redis-server on a free port), gunicorn (gthread, --workers,
+default 2, one per core; persistent database connections) for pages and the API, uvicorn for
+/ws/ only, a Celery worker, and three simulated agents holding 10,000 GPUs (1,250 nodes × 8).
 """
 
 import argparse
@@ -18,6 +20,7 @@ import os
 import secrets
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -70,11 +73,43 @@ def database_url(started):
     return "postgres://app:app@127.0.0.1:5432/ocenter_bench"
 
 
+# Database connections: gunicorn's threads each keep theirs; an ASGI server's requests run on threads
+# made as needed, so it takes them from a bounded pool (psycopg's) instead.
+PERSISTENT = {"DB_CONN_MAX_AGE": "600"}
+POOLED = {"DB_POOL_MAX": "40"}
+PER_REQUEST = {"DB_CONN_MAX_AGE": "0"}
+
+
+def server_command(kind, port, workers, threads=8):
+    """Pages and the API under gunicorn with threads (WSGI), or everything under uvicorn (ASGI)."""
+    if kind == "gunicorn":
+        return [
+            PY,
+            "-m",
+            "gunicorn",
+            "ocenter.wsgi:application",
+            "--worker-class",
+            "gthread",
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--keep-alive",
+            "30",
+            "--log-level",
+            "warning",
+        ]
+    return [PY, "-m", "uvicorn", "ocenter.asgi:application", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+            "--no-access-log", "--lifespan", "off", "--log-level", "warning"]  # fmt: skip
+
+
 class Stack:
     """PostgreSQL, Redis, three agents with 10,000 GPUs, uvicorn and Celery on 127.0.0.1; stops what it started."""
 
-    def __init__(self, workers):
-        self.workers = workers
+    def __init__(self, workers, threads):
+        self.workers, self.threads = workers, threads
         self.processes, self.stops = [], []
         self.work = Path(tempfile.mkdtemp(prefix="ocenter-bench-"))
 
@@ -104,7 +139,6 @@ class Stack:
             "SECRET_KEY": "ocenter-bench-only-not-a-secret-0123456789abcdef",
             "DEBUG": "0",
             "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
-            "DB_POOL_MAX": "40",
             "LOG_LEVEL": "WARNING",
             "OCENTER_EMBEDDED_JOBS": "0",
             "CELERY_TASK_ALWAYS_EAGER": "0",
@@ -151,53 +185,25 @@ class Stack:
         self.seed = json.loads(seeded.stdout.strip().splitlines()[-1])
         print(f"[bench] {self.seed['gpus']} GPUs in {len(pools)} pools, {len(self.seed['tenants'])} tenants", flush=True)
 
-        port = free_port()
-        self.server = self.spawn(
-            [
-                PY,
-                "-m",
-                "uvicorn",
-                "ocenter.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(self.workers),
-                "--no-access-log",
-                "--lifespan",
-                "off",
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            log="uvicorn",
-        )
+        port, ws_port = free_port(), free_port()
+        self.server = self.spawn(server_command("gunicorn", port, self.workers, self.threads), env={**env, **PERSISTENT}, log="gunicorn")
+        # Websockets only (a proxy sends /ws/ here in production): one process, its database reads from a small pool.
+        self.ws_server = self.spawn(server_command("uvicorn", ws_port, 1), env={**env, **POOLED}, log="uvicorn")
         self.worker = self.spawn(
-            [
-                PY,
-                "-m",
-                "celery",
-                "-A",
-                "ocenter",
-                "worker",
-                "--pool=solo",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--loglevel=WARNING",
-            ],
-            env=env,
+            [PY, "-m", "celery", "-A", "ocenter", "worker", "--pool=solo", "--without-gossip", "--without-mingle",
+             "--without-heartbeat", "--loglevel=WARNING"],
+            env={**env, **PERSISTENT},
             log="celery",
-        )
-        self.url = f"http://127.0.0.1:{port}"
+        )  # fmt: skip
+        self.url, self.ws_url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{ws_port}"
         wait_http(f"{self.url}/healthz")
+        wait_http(f"http://127.0.0.1:{ws_port}/healthz")
 
     def stop_web(self):
         """Stop the server and the worker, and wait: what they still do would share the in-process figures' cores."""
-        for process in (self.server, self.worker):
+        for process in (self.server, self.ws_server, self.worker):
             process.terminate()
-        for process in (self.server, self.worker):
+        for process in (self.server, self.ws_server, self.worker):
             try:
                 process.wait(30)
             except subprocess.TimeoutExpired:
@@ -216,17 +222,121 @@ class Stack:
             subprocess.run(stop)
 
 
+# What a request costs below oCenter's own code: Django with every middleware, under each server.
+FLOORS = [
+    ("constant view", "uvicorn", "/floor/constant", POOLED),
+    ("constant view", "gunicorn", "/floor/constant", PERSISTENT),
+    ("SELECT 1 view, psycopg pool", "uvicorn", "/floor/select-1", POOLED),
+    ("SELECT 1 view, a new connection per request", "uvicorn", "/floor/select-1", PER_REQUEST),
+    ("SELECT 1 view, persistent connections", "gunicorn", "/floor/select-1", PERSISTENT),
+    ("SELECT 1 view, a new connection per request", "gunicorn", "/floor/select-1", PER_REQUEST),
+]
+
+
+def cpu_seconds(pids) -> float:
+    """User and system CPU of these processes and every descendant, living or ended (reaped), from /proc."""
+    total, seen, todo = 0.0, set(), list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime, stime, cutime, cstime
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def postgres_pids():
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _comm(p) == "postgres"]
+
+
+def _comm(proc: Path) -> str:
+    try:
+        return (proc / "comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def floors(workers, threads, rounds, seconds):
+    """Each variant of FLOORS, interleaved ``rounds`` times: requests/s, and CPU per request in the server and in PostgreSQL."""
+    stops = []
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bench.floor_settings",
+        "DATABASE_URL": database_url(stops),
+        "SECRET_KEY": "ocenter-bench-only-not-a-secret-0123456789abcdef",
+        "DEBUG": "0",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LOG_LEVEL": "WARNING",
+        "OCENTER_EMBEDDED_JOBS": "0",
+        "SECURE_COOKIES": "0",
+    }
+    env.pop("REDIS_URL", None)
+    results = {i: [] for i in range(len(FLOORS))}
+    try:
+        for _ in range(rounds):
+            for i, (_, kind, path, connections) in enumerate(FLOORS):
+                port = free_port()
+                process = subprocess.Popen(server_command(kind, port, workers, threads), cwd=ROOT, env={**env, **connections},
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                try:
+                    url = f"http://127.0.0.1:{port}"
+                    wait_http(url + path)
+                    time.sleep(1)  # every worker up
+                    server, database = cpu_seconds([process.pid]), cpu_seconds(postgres_pids())
+                    load = subprocess.run([PY, "bench/load.py"], cwd=ROOT, capture_output=True, text=True, check=True,
+                                          input=json.dumps({"url": url, "path": path, "clients": 32, "seconds": seconds}))  # fmt: skip
+                    figures = json.loads(load.stdout)
+                    requests = max(1, figures["requests"])
+                    figures["server_cpu_ms"] = round((cpu_seconds([process.pid]) - server) * 1000 / requests, 2)
+                    figures["postgres_cpu_ms"] = round((cpu_seconds(postgres_pids()) - database) * 1000 / requests, 2)
+                    results[i].append(figures)
+                finally:
+                    process.terminate()
+                    process.wait(20)
+    finally:
+        for stop in stops:
+            subprocess.run(stop)
+    rows = [{"variant": name, "server": kind, "runs": results[i]} for i, (name, kind, _, _) in enumerate(FLOORS)]
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "floors.json").write_text(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cores": os.cpu_count(),
+                                                 "workers": workers, "threads": threads, "floors": rows}, indent=2))  # fmt: skip
+    head = f"floor ({workers} server processes, 32 clients)"
+    print(f"\n{head:<48} {'server':<9} {'requests/s':<22} {'server CPU/request':<24} PostgreSQL CPU/request")
+    for row in rows:
+        rate = _spread([r["per_second"] for r in row["runs"]], "{:.0f}")
+        cpu = _spread([r["server_cpu_ms"] for r in row["runs"]], "{:.2f} ms")
+        pg = _spread([r["postgres_cpu_ms"] for r in row["runs"]], "{:.2f} ms")
+        print(f"{row['variant']:<48} {row['server']:<9} {rate:<22} {cpu:<24} {pg}")
+
+
+def _spread(values, fmt):
+    """The median, and the range when there are several."""
+    middle = fmt.format(statistics.median(values))
+    return middle if len(values) == 1 else f"{middle} ({fmt.format(min(values))}–{fmt.format(max(values))})"
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
+    parser.add_argument("--floors", action="store_true", help="only the floors: a constant view and SELECT 1 under each server")
     parser.add_argument("--serve", action="store_true", help="start the stack, print how to reach it, wait for Ctrl-C (for profiling)")
     args = parser.parse_args()
     runs, seconds, metered = (1, 5, 10_000) if args.quick else (3, 20, 100_000)
+    if args.floors:
+        return floors(args.workers, args.threads, runs, seconds)
 
-    with Stack(args.workers) as stack:
+    with Stack(args.workers, args.threads) as stack:
         if args.serve:
-            (stack.work / "seed.json").write_text(json.dumps({"url": stack.url, "tenants": stack.seed["tenants"]}))
+            (stack.work / "seed.json").write_text(json.dumps({"url": stack.url, "ws_url": stack.ws_url, "tenants": stack.seed["tenants"]}))
             print(f"[bench] serving on {stack.url}; tenants and tokens in {stack.work / 'seed.json'}; Ctrl-C stops", flush=True)
             try:
                 while True:
@@ -245,6 +355,7 @@ def main():
             input=json.dumps(
                 {
                     "url": stack.url,
+                    "ws_url": stack.ws_url,
                     "tenants": stack.seed["tenants"],
                     "runs": runs,
                     "seconds": seconds,
