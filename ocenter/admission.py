@@ -47,6 +47,8 @@ class AdmissionRequest:
     slices: list[SliceAsk]
     usage: list[UsageRow] = field(default_factory=list)
     lease_seconds: int | None = None
+    # The tenant's quotas (tenant-wide and per project), when the caller read them already under the tenant's lock.
+    quotas: list | None = None
 
 
 def run_admission_checks(request: AdmissionRequest):

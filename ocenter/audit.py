@@ -49,8 +49,15 @@ def audit_record(*, actor, action: str, obj, changes: dict | None = None, tenant
     ``actor`` is a user (or None for oCenter itself); ``changes`` maps field
     names to ``[old, new]`` or to a value, and must hold no secret.
     """
+    entry = audit_entry(actor=actor, action=action, obj=obj, changes=changes, tenant_id=tenant_id)
+    entry.save(force_insert=True)
+    return entry
+
+
+def audit_entry(*, actor, action: str, obj, changes: dict | None = None, tenant_id=None) -> AuditEntry:
+    """The audit entry ``audit_record`` writes, unsaved: for a caller that writes it with the change in one statement."""
     user = actor if getattr(actor, "pk", None) and getattr(actor, "is_authenticated", False) else None
-    return AuditEntry.objects.create(
+    return AuditEntry(
         actor=user,
         actor_label=actor_label(actor),
         tenant_id=tenant_id,

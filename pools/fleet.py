@@ -21,6 +21,7 @@ from dataclasses import replace
 from django.conf import settings
 
 from ocenter.lib.units import COMPUTE_UNITS_PER_GPU as UNITS
+from pools.models import Pool
 from pools.placement import Ask, GpuState, allows, fits
 from pools.selectors import candidate_gpus
 
@@ -40,8 +41,9 @@ class FleetView:
     from empty to full (each bucket from its emptiest memory).
     """
 
-    def __init__(self, gpus):
+    def __init__(self, gpus, pools=None):
         self.gpus = {gpu.id: gpu for gpu in gpus}
+        self.pools = pools or {}
         self.pool_costs = {(gpu.pool, gpu.region): gpu.cost for gpu in self.gpus.values()}
         self.buckets = [[] for _ in range(UNITS + 1)]
         for gpu in sorted(self.gpus.values(), key=self._order):
@@ -99,7 +101,9 @@ class FleetView:
 
 
 def _read() -> FleetView:
-    return FleetView(candidate_gpus(Ask(count=1, compute_units=0, memory_mib=0), with_room=False))
+    gpus = candidate_gpus(Ask(count=1, compute_units=0, memory_mib=0), with_room=False)
+    # A pool's agent URL and token are fixed when it is registered: claims take them from here.
+    return FleetView(gpus, {pool.id: pool for pool in Pool.objects.filter(id__in={gpu.pool_id for gpu in gpus})})
 
 
 class _Cache:
@@ -143,6 +147,12 @@ class _Cache:
         finally:
             self._reading = False
             connections.close_all()  # this thread's own
+
+    def pool(self, pool_id) -> Pool:
+        """The pool of a GPU in the view (its row as read with it), or from the database."""
+        with self._lock:
+            pool = self._view.pools.get(pool_id) if self._view is not None else None
+        return pool or Pool.objects.get(id=pool_id)
 
     def add(self, gpu_id, units: int, mib: int):
         """Apply this process's own committed change to the view."""

@@ -282,6 +282,17 @@ class Allocation(models.Model):
     def is_active(self) -> bool:
         return self.state in self.ACTIVE_STATES
 
+    def keep_slices(self, slices):
+        """Make ``self.slices.all()`` answer these slices, in hand already, without a query (as ``prefetch_related`` does)."""
+        kept = self.slices.all()
+        kept._result_cache, kept._prefetch_done = list(slices), True
+        self._prefetched_objects_cache = {**getattr(self, "_prefetched_objects_cache", {}), "slices": kept}
+
+    @property
+    def slices_kept(self) -> bool:
+        """Whether its slices are in hand (prefetched, or kept by the service that just wrote them)."""
+        return "slices" in getattr(self, "_prefetched_objects_cache", {})
+
 
 class Slice(models.Model):
     """One slice of one GPU held by an allocation. Its id is the claim id on the agent."""

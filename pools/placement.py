@@ -41,6 +41,7 @@ class GpuState:
     cost: Decimal = Decimal(1)
     pool_id: object = None  # the database's key of its pool, where the caller has it
     fractional: bool = True  # it can hold a slice smaller than the whole GPU
+    uuid: str = ""  # as its agent names it
 
     @property
     def free_units(self) -> int:

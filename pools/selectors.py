@@ -167,13 +167,13 @@ def queue_summary() -> dict:
 
 
 def tenant_quotas(tenant_id) -> list[Quota]:
-    """The tenant-wide quotas: where it may place at all, and how much of it is guaranteed."""
-    return list(Quota.objects.filter(tenant_id=tenant_id, project=None))
+    """Every quota of the tenant, tenant-wide and per project: read once a request, for placement and admission alike."""
+    return list(Quota.objects.filter(tenant_id=tenant_id))
 
 
 def allowed_scopes(quotas) -> frozenset:
     """(pool, model) scopes of a tenant's tenant-wide quotas: where it may place at all."""
-    return frozenset((q.pool_name, q.accelerator_model) for q in quotas)
+    return frozenset((q.pool_name, q.accelerator_model) for q in quotas if q.project_id is None)
 
 
 def candidate_gpus(ask: Ask, *, with_room: bool, exclude=(), draining_too: bool = False) -> list[GpuState]:
@@ -199,11 +199,11 @@ def candidate_gpus(ask: Ask, *, with_room: bool, exclude=(), draining_too: bool 
     if exclude:
         gpus = gpus.exclude(id__in=exclude)
     rows = gpus.values_list("id", "pool_id", "node_id", "vendor", "model", "memory_mib", "allocated_compute_units",
-                            "allocated_memory_mib", "outside_memory_mib", "fractional")  # fmt: skip
+                            "allocated_memory_mib", "outside_memory_mib", "fractional", "uuid")  # fmt: skip
     return [
         # Memory that outside processes hold counts as handed out: it is not there to be placed on.
-        GpuState(gid, *live[pid][:2], node, vendor, model, mib, units, min(mib, used_mib + outside), live[pid][2], pid, fractional)
-        for gid, pid, node, vendor, model, mib, units, used_mib, outside, fractional in rows
+        GpuState(gid, *live[pid][:2], node, vendor, model, mib, units, min(mib, used_mib + outside), live[pid][2], pid, fractional, uuid)
+        for gid, pid, node, vendor, model, mib, units, used_mib, outside, fractional, uuid in rows
     ]
 
 

@@ -11,5 +11,5 @@ def quota_check(request: AdmissionRequest):
     The caller holds the tenant's row lock, so two racing requests see each
     other's usage and cannot both take the last unit.
     """
-    quotas = list(Quota.objects.filter(tenant_id=request.tenant_id).select_related("tenant", "project"))
+    quotas = request.quotas if request.quotas is not None else list(Quota.objects.filter(tenant_id=request.tenant_id))
     check_request(quotas, request)

@@ -115,16 +115,25 @@ class AllocationViewSet(viewsets.ReadOnlyModelViewSet):
             raise ValidationError({"Idempotency-Key": ["must be 1 to 200 characters."]})
         data["pool_name"] = data.pop("pool")
         allocation, created = allocation_request(actor=request.user, tenant=project.tenant, project=project, idempotency_key=key, **data)
-        body = AllocationSerializer(self.get_queryset().get(id=allocation.id), context=self.get_serializer_context()).data
-        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        # Just placed or queued, it has no minute of use yet and is not idle.
+        activity = {allocation.id: {"usage": None, "idle": None}} if created else None
+        return Response(self._body(allocation, activity), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    def _body(self, allocation: Allocation, activity=None) -> dict:
+        """The allocation's answer: from what the service left in hand, or read again when it left less."""
+        if not allocation.slices_kept:
+            allocation, activity = self.get_queryset().get(id=allocation.id), None
+        context = self.get_serializer_context()
+        if activity is not None:
+            context["activity"] = activity
+        return AllocationSerializer(allocation, context=context).data
 
     @extend_schema(responses={200: AllocationSerializer})
     def destroy(self, request, pk=None):
         """Release (idempotent: releasing a released allocation answers the same)."""
-        allocation = get_object_or_404(allocations_for(Access.of(request)), id=pk)  # not get_object: its slices are read after
+        allocation = get_object_or_404(self.get_queryset(), id=pk)  # with its slices: released from here, and answered
         require_role(Access.of(request), allocation.tenant, Role.MEMBER, "Releasing GPU slices")
-        allocation_release(actor=request.user, allocation=allocation)
-        return Response(AllocationSerializer(self.get_queryset().get(id=allocation.id), context=self.get_serializer_context()).data)
+        return Response(self._body(allocation_release(actor=request.user, allocation=allocation)))
 
     @extend_schema(parameters=[SeriesQuerySerializer], responses={200: AllocationUsageSerializer})
     @action(detail=True)

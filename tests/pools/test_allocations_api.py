@@ -142,3 +142,46 @@ def test_lists_filter_and_other_tenants_allocations_are_404(fleet):
     assert acme.delete(f"/api/v1/allocations/{theirs['id']}").status_code == 404
     assert acme.get("/api/v1/allocations?state=queued").json()["count"] == 0
     assert acme.get("/api/v1/allocations?state=running&pool=bj").json()["count"] == 1
+
+
+def test_the_written_out_answer_is_what_the_generic_serializer_gives(fleet):
+    """AllocationSerializer and SliceSerializer write their answers out (the hot path); the declared fields stay the contract."""
+    from rest_framework import serializers
+    from rest_framework.renderers import JSONRenderer
+
+    from pools.api.serializers import AllocationSerializer
+    from pools.selectors import allocations_for
+    from tenants.access import Access
+
+    tenant, project, user, client = fleet.tenant("acme")
+    running = _ask(client, project, compute_units=100, labels={"job": "a"}, lease_seconds=3600).json()
+    _ask(client, project, compute_units=100)  # both GPUs are full now
+    queued = _ask(client, project, compute_units=100).json()
+    released = _ask(client, project, compute_units=25).json()
+    client.delete(f"/api/v1/allocations/{released['id']}")
+    assert (running["state"], queued["state"], released["state"]) == ("running", "queued", "queued")
+
+    class Generic(AllocationSerializer):
+        def to_representation(self, instance):
+            return serializers.ModelSerializer.to_representation(self, instance)
+
+    from django.test import RequestFactory
+
+    request = RequestFactory().get("/")
+    request.user = user
+    page = list(allocations_for(Access.of(request)).prefetch_related("slices__pool", "slices__accelerator").order_by("created_at"))
+    assert len(page) == 4
+    for allocation in page:
+        fast, generic = AllocationSerializer(allocation).data, Generic(allocation).data
+        assert JSONRenderer().render(fast) == JSONRenderer().render(generic), allocation.state
+        assert set(fast) == set(AllocationSerializer().fields)
+
+
+def test_the_answer_to_a_request_is_what_reading_it_gives(fleet):
+    """The POST answers from what it wrote, without reading it again: the same as a GET right after."""
+    _, project, _, client = fleet.tenant("acme")
+    made = _ask(client, project, labels={"job": "a"}, lease_seconds=600).json()
+    seen = client.get(f"/api/v1/allocations/{made['id']}").json()
+    assert made == {**seen, "usage": None}
+    released = client.delete(f"/api/v1/allocations/{made['id']}").json()
+    assert released == client.get(f"/api/v1/allocations/{made['id']}").json()

@@ -22,12 +22,13 @@ from django.utils import timezone
 from django.utils.translation import gettext_noop as N_
 
 from ocenter.errors import Refused
+from ocenter.lib.rows import guarded
 from pools.agent_client import AgentClient, AgentConflict, AgentError, AgentUnreachable, PoolClients, with_retries
 from pools.models import Allocation, Slice
 from pools.selectors import tenant_quotas, tenant_usage
-from pools.services.allocations.history import transition
+from pools.services.allocations.history import announce, moved, transition
 from pools.services.allocations.release import release_finish
-from pools.services.allocations.room import free, hold, try_place
+from pools.services.allocations.room import free, try_place
 from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
@@ -36,16 +37,21 @@ State = Allocation.State
 MAX_PLACEMENTS = 3
 
 
-def allocation_claim(*, allocation_id, actor=None) -> Allocation:
+def allocation_claim(*, allocation_id, actor=None, placed: tuple[Allocation, list[Slice]] | None = None) -> Allocation:
     """Claim every slice of a ``claiming`` allocation on its agents; running when all are held.
 
     A 409 frees the room and places again elsewhere; an agent that stays
     down fails the allocation. Either way no claim is left on any agent.
+    ``placed``: the allocation and its slices as the request that just placed
+    them holds them (nothing to read again).
     """
-    allocation = Allocation.objects.select_related("tenant").get(id=allocation_id)
-    if allocation.state != State.CLAIMING:
-        return allocation
-    slices = list(allocation.slices.select_related("accelerator", "pool").filter(active=True))
+    if placed is not None:
+        allocation, slices = placed
+    else:
+        allocation = Allocation.objects.select_related("tenant").get(id=allocation_id)
+        if allocation.state != State.CLAIMING:
+            return allocation
+        slices = list(allocation.slices.select_related("accelerator", "pool").filter(active=True))
     clients, envs, problem = PoolClients(), {}, None
     for s in slices:
         try:
@@ -58,7 +64,7 @@ def allocation_claim(*, allocation_id, actor=None) -> Allocation:
             failed = s
             break
     if problem is None:
-        return _run(allocation_id, slices, envs, clients, actor=actor)
+        return _run(allocation, slices, envs, clients, actor=actor)
 
     # Undo, so nothing is left held on an agent: what was claimed, and the slice that failed
     # when no answer came (the claim may have been made) and the agent could not be asked.
@@ -83,17 +89,18 @@ def allocation_claim(*, allocation_id, actor=None) -> Allocation:
 def _after_failure(allocation: Allocation, problem: Exception, failed: Slice, *, actor, place_again: bool):
     """A claim failed and its room is given back: place again after a 409, else queue or fail."""
     if place_again and isinstance(problem, AgentConflict) and allocation.claim_attempts < MAX_PLACEMENTS:
-        allocation.claim_attempts += 1
+        attempts = allocation.claim_attempts + 1
         usage = tenant_usage([allocation.tenant_id]).get(allocation.tenant_id, [])
         try:
             placed = try_place(allocation, usage=usage, quotas=tenant_quotas(allocation.tenant_id), exclude=[failed.accelerator_id])
         except Refused as exc:
             placed, problem = None, exc
         if placed:
-            transition(allocation, State.CLAIMING, actor=actor, reason=f"agent refused a GPU ({problem}); placed again")
-            hold(allocation, placed)
+            transition(allocation, State.CLAIMING, actor=actor, reason=f"agent refused a GPU ({problem}); placed again",
+                       claim_attempts=attempts, borrowed=allocation.borrowed)  # fmt: skip
         else:
-            transition(allocation, State.QUEUED, actor=actor, reason=f"waiting for room after the agent refused: {problem}")
+            transition(allocation, State.QUEUED, actor=actor, reason=f"waiting for room after the agent refused: {problem}",
+                       claim_attempts=attempts)  # fmt: skip
     else:
         transition(
             allocation,
@@ -127,27 +134,34 @@ def _claim(client: AgentClient, s: Slice, allocation: Allocation) -> dict:
         return held
 
 
-def _run(allocation_id, slices: list[Slice], envs: dict, clients: PoolClients, *, actor) -> Allocation:
-    """Every slice is claimed: the allocation runs, unless it was moved on meanwhile."""
-    with transaction.atomic():
-        allocation = Allocation.objects.select_for_update(of=("self",)).get(id=allocation_id)
-        # The slices that still stand for this allocation's claims: a racing claimer of the same
-        # allocation (the reconciler, after a crash) claims the same ids, unless a 409 made it place again.
-        live = set()
-        if allocation.state in (State.CLAIMING, State.RUNNING):
-            live = set(allocation.slices.filter(active=True).values_list("id", flat=True))
-        if allocation.state == State.CLAIMING and live == {s.id for s in slices}:
-            now = timezone.now()
-            for s in slices:
-                s.env = envs[s.id]
-                s.started_at = s.started_at or now
-            Slice.objects.bulk_update(slices, ["env", "started_at"])
-            expires = now + timedelta(seconds=allocation.lease_seconds) if allocation.lease_seconds else None
-            transition(allocation, State.RUNNING, actor=actor, reason=N_("all slices claimed"), started_at=now, expires_at=expires)
-            return allocation
+def _run(allocation: Allocation, slices: list[Slice], envs: dict, clients: PoolClients, *, actor) -> Allocation:
+    """Every slice is claimed: the allocation runs, unless it was moved on meanwhile.
+
+    One compare-and-set: it runs only if it is still claiming with the
+    placement these claims were made for. Every change of its slices (placed
+    again after a 409, failed, released) changes its state or its
+    ``claim_attempts``, so a racing claimer of the same allocation (the
+    reconciler, after a crash) cannot run it on other slices than it claimed.
+    """
+    now = timezone.now()
+    attempts = allocation.claim_attempts
+    for s in slices:
+        s.env = envs[s.id]
+        s.started_at = s.started_at or now
+    expires = now + timedelta(seconds=allocation.lease_seconds) if allocation.lease_seconds else None
+    rows = moved(allocation, State.RUNNING, actor=actor, reason=N_("all slices claimed"), started_at=now, expires_at=expires)
+    claiming = Allocation.objects.filter(id=allocation.id, state=State.CLAIMING, claim_attempts=attempts)
+    values = {"state": State.RUNNING, "reason": allocation.reason, "started_at": now, "expires_at": expires, "updated_at": now}
+    if guarded(claiming, values, rows=rows, sets=[(slices, ["env", "started_at"])]):
+        announce(rows)
+        allocation.keep_slices(slices)
+        return allocation
+    allocation = Allocation.objects.select_related("tenant").get(id=allocation.id)
     if allocation.state == State.RELEASING:
         # Released while its claims were in flight: the release left them to us (release.py).
         return release_finish(allocation=allocation, final_state=State.RELEASED, actor=actor)
+    # The slices that still stand for this allocation's claims: a 409 elsewhere may have placed it again.
+    live = set(allocation.slices.filter(active=True).values_list("id", flat=True)) if allocation.is_active else set()
     _undo([s for s in slices if s.id not in live], clients)
     return allocation
 

@@ -12,7 +12,7 @@ from pools.services.allocations.claim import allocation_claim
 from pools.services.allocations.history import note_reason, transition
 from pools.services.allocations.reclaim import reclaim, victims_for
 from pools.services.allocations.release import release_finish
-from pools.services.allocations.room import hold, try_place
+from pools.services.allocations.room import try_place
 from tenants.models import Tenant
 from tenants.quotas import OverLimit
 
@@ -52,8 +52,7 @@ def queue_drain(*, limit: int = 500) -> int:
                 note_reason(allocation, f"waiting for quota: {exc.detail}")
                 continue
             if chosen:
-                transition(allocation, State.CLAIMING, actor=None, reason=N_("placed from the queue"))
-                hold(allocation, chosen)
+                transition(allocation, State.CLAIMING, actor=None, reason=N_("placed from the queue"), borrowed=allocation.borrowed)
                 placed.append(allocation.id)
     for allocation_id in placed:
         allocation_claim(allocation_id=allocation_id)

@@ -19,16 +19,16 @@ from django.db.models import Count, Max
 from django.utils.translation import gettext_noop as N_
 
 from ocenter.admission import REALTIME, SliceAsk
-from ocenter.audit import audit_record
+from ocenter.audit import audit_entry, audit_record
 from ocenter.errors import DomainError, Refused, Unprocessable
 from pools.models import Accelerator, Allocation, Pool
 from pools.selectors import candidate_gpus, tenant_quotas, tenant_usage
 from pools.services.allocations.claim import allocation_claim
-from pools.services.allocations.history import note_reason, transition
+from pools.services.allocations.history import announce, moved, note_reason, transition
 from pools.services.allocations.queue import queue_drain
 from pools.services.allocations.reclaim import reclaim, victims_for
 from pools.services.allocations.release import release_finish
-from pools.services.allocations.room import admit, ask_of, hold, plan, try_place
+from pools.services.allocations.room import admit, ask_of, plan, try_place
 from tenants.models import Tenant
 from tenants.quotas import OverLimit
 
@@ -90,7 +90,7 @@ def allocation_request(*, actor, tenant: Tenant, project, idempotency_key: str |
     request within its guarantee reclaims offline and borrowed work instead.
     A retried request with the same idempotency key returns the first allocation.
     """
-    victims = []
+    victims, held = [], None
     with transaction.atomic():
         # One tenant's admissions at a time: the quota's last unit goes to one request only.
         tenant = Tenant.objects.select_for_update(of=("self",)).get(id=tenant.id)
@@ -112,15 +112,17 @@ def allocation_request(*, actor, tenant: Tenant, project, idempotency_key: str |
             raise Refused(f"{tenant.slug} is suspended: it cannot start new work")
         usage = tenant_usage([tenant.id]).get(tenant.id, [])
         quotas = tenant_quotas(tenant.id)
+        # Placed at once, it is stored with its slices in the statement that takes their room.
+        placed = moved(allocation, State.CLAIMING, actor=actor, via=State.QUEUED, reason=N_("placed"))
         try:
-            chosen, over = try_place(allocation, usage=usage, quotas=quotas), None
+            stored = [allocation, *placed, _audit_entry(allocation, actor)]
+            held, over = try_place(allocation, usage=usage, quotas=quotas, rows=stored), None
         except OverLimit as exc:  # realtime within its guarantee, over its limit: its own work makes way
-            chosen, over = None, exc
-        room_found = over is not None
-        if chosen:
-            transition(allocation, State.CLAIMING, actor=actor, via=State.QUEUED, reason=N_("placed"))
-            hold(allocation, chosen)
+            held, over = None, exc
+        if held:
+            announce(placed)
         else:
+            room_found = over is not None
             if over is None:
                 # Nothing is stored yet: a request no GPU could ever take is an input error, not a wait.
                 _check_request_shape(allocation)
@@ -131,6 +133,8 @@ def allocation_request(*, actor, tenant: Tenant, project, idempotency_key: str |
             realtime = allocation.priority == REALTIME
             reclaiming = victims_for(allocation, quotas=quotas, over=over, room_found=room_found) if realtime else []
             transition(allocation, State.QUEUED, actor=actor, reason=N_("requested"))
+            allocation.keep_slices([])
+            audit_record(actor=actor, action="allocation.request", obj=allocation, tenant_id=tenant.id, changes=_asked(allocation))
             victims = reclaim(allocation, reclaiming, actor=actor)
             # Still queued, as recorded: only the reason it waits is new (and is read when the event is shown).
             note_reason(
@@ -139,26 +143,24 @@ def allocation_request(*, actor, tenant: Tenant, project, idempotency_key: str |
                 if victims
                 else N_("waiting for room: no GPU that matches has the compute and memory free"),
             )
-        audit_record(
-            actor=actor,
-            action="allocation.request",
-            obj=allocation,
-            tenant_id=tenant.id,
-            changes={
-                "count": allocation.count,
-                "compute_units": allocation.compute_units,
-                "memory_mib": allocation.memory_mib,
-                "priority": allocation.priority,
-            },
-        )
     for victim in victims:
         release_finish(allocation=victim, final_state=State.PREEMPTED, actor=actor)
     if victims:
         queue_drain()
         allocation.refresh_from_db()
-    elif allocation.state == State.CLAIMING:
-        allocation = allocation_claim(allocation_id=allocation.id, actor=actor)
+    elif held:
+        allocation = allocation_claim(allocation_id=allocation.id, actor=actor, placed=(allocation, held))
     return allocation, True
+
+
+def _asked(allocation: Allocation) -> dict:
+    """What the audit log keeps of a request."""
+    return {"count": allocation.count, "compute_units": allocation.compute_units, "memory_mib": allocation.memory_mib,
+            "priority": allocation.priority}  # fmt: skip
+
+
+def _audit_entry(allocation: Allocation, actor):
+    return audit_entry(actor=actor, action="allocation.request", obj=allocation, tenant_id=allocation.tenant_id, changes=_asked(allocation))
 
 
 def allocation_preview(*, actor, tenant: Tenant, project, **spec) -> dict:

@@ -10,6 +10,8 @@ Concurrency, said out loud:
   .with_room(…)``: it adds to the GPU's counters only while they stay within
   the GPU and the GPU is still placeable, and skips GPUs a racing request is
   taking (``FOR UPDATE SKIP LOCKED``); the loser places again past them.
+  On PostgreSQL that statement also writes the slices (and a new request's
+  own rows): one round trip places, reserves and stores it.
 - The caller holds its tenant's row lock, so the usage admission reads
   cannot change under it.
 """
@@ -22,6 +24,7 @@ from django.db import connection, transaction
 from django.db.models import F
 
 from ocenter.admission import REALTIME, AdmissionRequest, SliceAsk, run_admission_checks
+from ocenter.lib.rows import by_model, insert_all, insert_sql, saved, together
 from pools.fleet import candidate_limit, fleet
 from pools.models import Accelerator, Allocation, Slice
 from pools.placement import Ask, GpuState, place, ranked
@@ -52,8 +55,8 @@ def slice_asks(allocation: Allocation, gpus) -> list[SliceAsk]:
     return [SliceAsk(g.pool, g.model, allocation.compute_units, allocation.memory_mib) for g in gpus]
 
 
-def admit(allocation: Allocation, asks: list[SliceAsk], usage: list):
-    """Run every admission check in settings on these slices; raises Refused."""
+def admit(allocation: Allocation, asks: list[SliceAsk], usage: list, quotas=None):
+    """Run every admission check in settings on these slices (``quotas``: the tenant's, if read already); raises Refused."""
     run_admission_checks(
         AdmissionRequest(
             tenant_id=allocation.tenant_id,
@@ -62,6 +65,7 @@ def admit(allocation: Allocation, asks: list[SliceAsk], usage: list):
             slices=asks,
             usage=usage,
             lease_seconds=allocation.lease_seconds,
+            quotas=quotas,
         )
     )
 
@@ -90,15 +94,17 @@ def plan(allocation: Allocation, *, usage: list, quotas, exclude=(), fresh: bool
         chosen = place(ask, candidates)
     if chosen is None:
         return None
-    admit(allocation, slice_asks(allocation, chosen), usage)
+    admit(allocation, slice_asks(allocation, chosen), usage, quotas)
     return Plan(chosen, candidates, ask)
 
 
-def try_place(allocation: Allocation, *, usage: list, quotas, exclude=()) -> list[GpuState] | None:
-    """Place ``allocation`` and take the room (under its tenant's lock): the GPUs chosen, or None.
+def try_place(allocation: Allocation, *, usage: list, quotas, exclude=(), rows=()) -> list[Slice] | None:
+    """Place ``allocation``, take the room and hold its slices (under its tenant's lock): the slices held, or None.
 
     A view that finds no room is read again before the answer is "none".
-    The caller saves the allocation and then holds the slices (``hold``).
+    ``rows``: for a request not stored yet, the rows that store it (itself,
+    its history, its audit entry), written with its slices in the statement
+    that takes the room (on PostgreSQL; right after it elsewhere).
     Raises Refused when the quota or another admission check says no.
     """
     exclude, fresh = set(exclude), False
@@ -109,26 +115,26 @@ def try_place(allocation: Allocation, *, usage: list, quotas, exclude=()) -> lis
                 return None
             fresh = True  # perhaps only this process's view is out of date
             continue
-        chosen = found.chosen
-        if len(chosen) == 1:
+        allocation.borrowed = _is_borrowed(allocation, slice_asks(allocation, found.chosen), usage, quotas)
+        if len(found.chosen) == 1:
             # Any GPU of the pool and model just admitted will do, best first.
-            best = chosen[0]
+            best = found.chosen[0]
             alike = [g for g in ranked(found.ask, found.candidates) if (g.pool, g.model) == (best.pool, best.model)]
-            gpu = _take_first(allocation, alike)
-            if gpu is None:
+            held = _take_first(allocation, alike, rows)
+            if held is None:
                 exclude |= {g.id for g in alike}  # taken by racing requests (or gone since the view was read)
                 continue
-            chosen = [gpu]
         else:
             with transaction.atomic():  # a gang: all its GPUs or none
-                missed = _take_all(allocation, chosen)
-                if missed:
+                held = _take_all(allocation, found.chosen, rows)
+                if held is None:
                     transaction.set_rollback(True)
-            if missed:
-                exclude |= missed  # someone else's now: look past them
+            if held is None:
+                exclude |= {g.id for g in found.chosen}  # some are someone else's now: look past them
                 continue
-        allocation.borrowed = _is_borrowed(allocation, slice_asks(allocation, chosen), usage, quotas)
-        return chosen
+        for s in held:
+            _on_commit_add(s.accelerator_id, s.compute_units, s.memory_mib)
+        return held
     return None
 
 
@@ -137,7 +143,7 @@ def _is_borrowed(allocation: Allocation, asks: list[SliceAsk], usage: list, quot
     if allocation.priority == REALTIME:
         return False
     asked = sum(a.compute_units for a in asks)
-    for quota in quotas:
+    for quota in (q for q in quotas if q.project_id is None):
         if any(quota.pool_name in ("", a.pool_name) and quota.accelerator_model in ("", a.accelerator_model) for a in asks):
             used = quota_usage(quota, usage).used["compute_units"]
             if used + asked > quota.guarantee_compute_units:
@@ -158,44 +164,74 @@ _ADD_ROOM = """UPDATE pools_accelerator SET allocated_compute_units = allocated_
                                               allocated_memory_mib = allocated_memory_mib + %s"""
 
 
-def _take_first(allocation: Allocation, ranked_gpus: list[GpuState]) -> GpuState | None:
-    """Take one slice's room on the best of ``ranked_gpus`` that has it and that no other request is taking now.
+def _take_first(allocation: Allocation, ranked_gpus: list[GpuState], rows) -> list[Slice] | None:
+    """Take one slice's room on the best of ``ranked_gpus`` that has it and that no other request is taking now; hold it there.
 
     Racing requests rank the same GPU first (binpack sends them all to the
     fullest): each gets the next one in one statement, instead of queueing
     behind the first's row lock or trying again and again.
     """
-    ids = [g.id for g in ranked_gpus]
-    if not ids:
+    if not ranked_gpus:
         return None
+    ids = [g.id for g in ranked_gpus]
+    held = Slice(allocation=allocation, index=0, compute_units=allocation.compute_units, memory_mib=allocation.memory_mib)
     if connection.vendor == "postgresql":
         room, params = _room_sql(allocation, ids)
-        taken = _execute(
-            f"{_ADD_ROOM} WHERE id = ({room} ORDER BY array_position(%s::bigint[], id) LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id",
-            [allocation.compute_units, allocation.memory_mib, *params, ids],
-        )
-        return next((g for g in ranked_gpus if g.id in taken), None)
-    return next((g for g in ranked_gpus if _add_room_one(allocation, g.id)), None)
+        first = f"({room} ORDER BY array_position(%s::bigint[], id) LIMIT 1 FOR UPDATE SKIP LOCKED)"
+        take = (f"{_ADD_ROOM} WHERE id = {first} RETURNING id, pool_id", [allocation.compute_units, allocation.memory_mib, *params, ids])
+        # Its GPU is the one the statement takes: the slice's row names it from there.
+        on_taken = {"accelerator_id": "(SELECT id FROM taken)", "pool_id": "(SELECT pool_id FROM taken)"}
+        slice_row = insert_sql([held], when=TAKEN, take=on_taken)
+        taken = {row[0] for row in together("taken", take, *_inserts(rows), slice_row)}
+        gpu = next((g for g in ranked_gpus if g.id in taken), None)
+    else:
+        gpu = next((g for g in ranked_gpus if _add_room_one(allocation, g.id)), None)
+        if gpu is not None:
+            _on(held, gpu)
+            insert_all([*rows, held])
+    if gpu is None:
+        return None
+    saved([*rows, held])
+    return [_on(held, gpu)]
 
 
-def _take_all(allocation: Allocation, chosen: list[GpuState]) -> set:
-    """Take the room on every GPU of a gang; returns the ids it could not take (the caller rolls back if any)."""
+def _take_all(allocation: Allocation, chosen: list[GpuState], rows) -> list[Slice] | None:
+    """Take the room on every GPU of a gang and hold its slices there; None when one is taken already (the caller rolls back)."""
+    held = [
+        _on(Slice(allocation=allocation, index=i, compute_units=allocation.compute_units, memory_mib=allocation.memory_mib), gpu)
+        for i, gpu in enumerate(chosen)
+    ]
     ids = [gpu.id for gpu in chosen]
     if connection.vendor == "postgresql":
         room, params = _room_sql(allocation, ids)
-        taken = _execute(
-            f"{_ADD_ROOM} WHERE id IN ({room} FOR UPDATE SKIP LOCKED) RETURNING id",
-            [allocation.compute_units, allocation.memory_mib, *params],
-        )
+        take = (f"{_ADD_ROOM} WHERE id IN ({room} FOR UPDATE SKIP LOCKED) RETURNING id",
+                [allocation.compute_units, allocation.memory_mib, *params])  # fmt: skip
+        every = f"(SELECT count(*) FROM taken) = {len(ids)}"
+        taken = {row[0] for row in together("taken", take, *_inserts(rows, when=every), insert_sql(held, when=every))}
     else:
         taken = {gpu_id for gpu_id in ids if _add_room_one(allocation, gpu_id)}
-    return set(ids) - taken
+        if taken == set(ids):
+            insert_all([*rows, *held])
+    if taken != set(ids):
+        return None
+    saved([*rows, *held])
+    return held
 
 
-def _execute(sql: str, params: list) -> set:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {row[0] for row in cursor.fetchall()}
+TAKEN = "EXISTS (SELECT 1 FROM taken)"
+
+
+def _inserts(rows, *, when: str = TAKEN) -> list[tuple[str, list]]:
+    return [insert_sql(group, when=when) for group in by_model(rows)]
+
+
+def _on(held: Slice, gpu: GpuState) -> Slice:
+    """``held`` placed on ``gpu``, with its GPU (what a response shows of it) and pool (to claim it) from the fleet view: no query."""
+    held.accelerator = Accelerator(
+        id=gpu.id, pool_id=gpu.pool_id, uuid=gpu.uuid, model=gpu.model, vendor=gpu.vendor, memory_mib=gpu.memory_mib
+    )
+    held.pool = fleet.pool(gpu.pool_id)
+    return held
 
 
 def _add_room_one(allocation: Allocation, gpu_id) -> bool:
@@ -209,35 +245,30 @@ def _add_room_one(allocation: Allocation, gpu_id) -> bool:
     )
 
 
-def hold(allocation: Allocation, chosen: list[GpuState]):
-    """Record the slices of a saved allocation on the GPUs whose room it took (and, once committed, in this process's view)."""
-    for gpu in chosen:
-        _on_commit_add(gpu.id, allocation.compute_units, allocation.memory_mib)
-    Slice.objects.bulk_create(
-        [
-            Slice(
-                allocation=allocation,
-                accelerator_id=gpu.id,
-                pool_id=gpu.pool_id,
-                index=i,
-                compute_units=allocation.compute_units,
-                memory_mib=allocation.memory_mib,
-            )
-            for i, gpu in enumerate(chosen)
-        ]
-    )
+def freed(slices) -> tuple:
+    """``(Accelerator, {gpu_id: {counter: -amount}})``: the room these active slices give back, as ``guarded(adds=…)`` takes it."""
+    deltas = {}
+    for s in slices:
+        gpu = deltas.setdefault(s.accelerator_id, {"allocated_compute_units": 0, "allocated_memory_mib": 0})
+        gpu["allocated_compute_units"] -= s.compute_units
+        gpu["allocated_memory_mib"] -= s.memory_mib
+    return Accelerator, deltas
+
+
+def freed_in_view(slices):
+    """Once committed, this process's fleet view gives back the room of these slices too."""
+    for s in slices:
+        _on_commit_add(s.accelerator_id, -s.compute_units, -s.memory_mib)
 
 
 def free(slices):
     """Give back the room of these slices (they no longer hold anything on their GPUs)."""
+    active = [s for s in slices if s.active]
+    for gpu_id, amounts in freed(active)[1].items():
+        Accelerator.objects.filter(id=gpu_id).update(**{name: F(name) + amount for name, amount in amounts.items()})
+    freed_in_view(active)
     for s in slices:
-        if s.active:
-            Accelerator.objects.filter(id=s.accelerator_id).update(
-                allocated_compute_units=F("allocated_compute_units") - s.compute_units,
-                allocated_memory_mib=F("allocated_memory_mib") - s.memory_mib,
-            )
-            _on_commit_add(s.accelerator_id, -s.compute_units, -s.memory_mib)
-            s.active = False
+        s.active = False
     Slice.objects.filter(id__in=[s.id for s in slices]).update(active=False)
 
 
