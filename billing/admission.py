@@ -1,9 +1,9 @@
 """The budget admission check, named in settings.OCENTER_ADMISSION_CHECKS."""
 
 from decimal import Decimal
+from functools import cache
 
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 
 from billing.models import Budget
@@ -11,16 +11,36 @@ from billing.rating import hourly, to_cents
 from billing.selectors import PriceBook, budget_spent
 from ocenter.admission import AdmissionRequest
 from ocenter.errors import Refused
+from ocenter.lib.rows import columns, fetch, instance, param
+from tenants.models import Project, Tenant
+
+
+@cache
+def _hard_budgets_sql() -> str:
+    return (
+        f"SELECT {columns(Budget, 'b')}, {columns(Tenant, 't', 'tenant__')}, {columns(Project, 'p', 'project__')} FROM billing_budget b "
+        "JOIN tenants_tenant t ON t.id = b.tenant_id LEFT JOIN tenants_project p ON p.id = b.project_id "
+        f"WHERE b.tenant_id = %s AND (b.project_id IS NULL OR b.project_id = %s) AND b.action <> '{Budget.Action.NOTIFY}'"
+    )
+
+
+def _hard_budgets(request: AdmissionRequest) -> list[Budget]:
+    """The tenant's and the project's budgets that act at their limit (written out: every request reads them)."""
+    rows = fetch(_hard_budgets_sql(), [param(Tenant._meta.pk, request.tenant_id), param(Project._meta.pk, request.project_id)])
+    return [
+        instance(
+            Budget,
+            row,
+            tenant=instance(Tenant, row, "tenant__"),
+            project=instance(Project, row, "project__") if row["project_id"] else None,
+        )
+        for row in rows
+    ]
 
 
 def budget_check(request: AdmissionRequest):
     """Refuse new work under a hard budget that is spent, or that the request's cost over its lease would overrun."""
-    budgets = (
-        Budget.objects.filter(tenant_id=request.tenant_id)
-        .filter(Q(project__isnull=True) | Q(project_id=request.project_id))
-        .exclude(action=Budget.Action.NOTIFY)
-        .select_related("tenant", "project")
-    )
+    budgets = _hard_budgets(request)
     now = timezone.now()
     book = None
     for budget in budgets:

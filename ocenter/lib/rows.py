@@ -188,3 +188,50 @@ def by_model(rows) -> list[list[Model]]:
     for row in rows:
         groups.setdefault(type(row), []).append(row)
     return list(groups.values())
+
+
+# --- reads, written once --------------------------------------------------------
+#
+# The hot paths' few reads are SQL written out, not querysets compiled on every call (compiling one costs more
+# than running it here). Rows come back as model instances as the ORM makes them: the backend's and the fields'
+# converters applied, related rows attached as select_related attaches them.
+
+
+def columns(model, alias: str, prefix: str = "") -> str:
+    """The select list of every concrete field of ``model`` in table ``alias``, each named ``prefix`` + its attname."""
+    return ", ".join(f'{alias}.{connection.ops.quote_name(f.column)} AS "{prefix}{f.attname}"' for f in model._meta.concrete_fields)
+
+
+def param(field, value):
+    """``value`` as the database takes it for ``field`` (a UUID is its hex on SQLite)."""
+    return field.get_db_prep_value(value, connection, prepared=False)
+
+
+def fetch(sql: str, params) -> list[dict]:
+    """The rows of ``sql`` as dicts by column name."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        names = [c[0] for c in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+@cache
+def _converters(model) -> tuple:
+    """Per field: its attname, its column expression (a key's is its target's), and the converters the compiler would run."""
+    cols = [(f.attname, f.get_col(model._meta.db_table)) for f in model._meta.concrete_fields]
+    return tuple((name, col, [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]) for name, col in cols)
+
+
+def instance(model, row: dict, prefix: str = "", **related):
+    """The ``model`` instance of the columns named ``prefix`` + attname in ``row``, as the ORM would build it;
+    ``related``: instances to attach (``tenant=…``), as ``select_related`` does."""
+    values = []
+    for attname, col, converters in _converters(model):
+        value = row[prefix + attname]
+        for convert in converters:
+            value = convert(value, col, connection)
+        values.append(value)
+    obj = model.from_db(connection.alias, None, values)
+    for name, other in related.items():
+        setattr(obj, name, other)
+    return obj

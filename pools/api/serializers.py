@@ -6,7 +6,8 @@ from rest_framework import serializers
 from ocenter.api import ModelSerializer, Serializer
 from pools.models import MAX_SLICE_MEMORY_MIB, Accelerator, Allocation, AllocationEvent, Pool, Slice
 from pools.selectors import allocations_activity, estimated_start, queue_positions
-from tenants.models import Project
+from tenants.access import Access
+from tenants.selectors import project_for
 
 
 class PoolSerializer(ModelSerializer):
@@ -192,7 +193,7 @@ def _id(value) -> str | None:
 
 
 class AllocationRequestSerializer(Serializer):
-    project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.none())
+    project = serializers.UUIDField(help_text="the project it is for (and billed to)")
     count = serializers.IntegerField(min_value=1, max_value=64, default=1, help_text="slices, each on its own GPU")
     compute_units = serializers.IntegerField(min_value=1, max_value=100, help_text="per slice; 100 = one whole GPU")
     memory_mib = serializers.IntegerField(min_value=1, max_value=MAX_SLICE_MEMORY_MIB, help_text="GPU memory per slice")
@@ -206,13 +207,11 @@ class AllocationRequestSerializer(Serializer):
     labels = serializers.DictField(child=serializers.CharField(max_length=255), required=False, default=dict)
     requeue_on_preempt = serializers.BooleanField(default=False)
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        request = self.context.get("request")
-        if request is not None:
-            from tenants.access import Access
-
-            self.fields["project"].queryset = Access.of(request).scope(Project.objects.select_related("tenant"))
+    def validate_project(self, project_id):
+        project = project_for(Access.of(self.context["request"]), project_id)
+        if project is None:  # not there, or in a tenant this access does not reach: the same answer
+            raise serializers.ValidationError(f'Invalid pk "{project_id}" - object does not exist.')
+        return project
 
     def validate_labels(self, labels):
         if len(labels) > 32 or any(len(k) > 63 for k in labels):

@@ -25,11 +25,12 @@ from ocenter.errors import Refused
 from ocenter.lib.rows import guarded
 from pools.agent_client import AgentClient, AgentConflict, AgentError, AgentUnreachable, PoolClients, with_retries
 from pools.models import Allocation, Slice
-from pools.selectors import tenant_quotas, tenant_usage
+from pools.selectors import tenant_usage
 from pools.services.allocations.history import announce, moved, transition
 from pools.services.allocations.release import release_finish
 from pools.services.allocations.room import free, try_place
 from tenants.models import Tenant
+from tenants.selectors import tenant_quotas
 
 log = logging.getLogger(__name__)
 State = Allocation.State

@@ -7,7 +7,7 @@ from django.utils.translation import gettext_noop as N_
 
 from ocenter.errors import Refused
 from pools.models import Allocation
-from pools.selectors import queue_order, tenant_quotas, tenant_usage
+from pools.selectors import queue_order, tenant_usage
 from pools.services.allocations.claim import allocation_claim
 from pools.services.allocations.history import note_reason, transition
 from pools.services.allocations.reclaim import reclaim, victims_for
@@ -15,6 +15,7 @@ from pools.services.allocations.release import release_finish
 from pools.services.allocations.room import try_place
 from tenants.models import Tenant
 from tenants.quotas import OverLimit
+from tenants.selectors import tenant_quotas
 
 State = Allocation.State
 

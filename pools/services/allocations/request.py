@@ -22,7 +22,7 @@ from ocenter.admission import REALTIME, SliceAsk
 from ocenter.audit import audit_entry, audit_record
 from ocenter.errors import DomainError, Refused, Unprocessable
 from pools.models import Accelerator, Allocation, Pool
-from pools.selectors import candidate_gpus, tenant_quotas, tenant_usage
+from pools.selectors import candidate_gpus, tenant_usage
 from pools.services.allocations.claim import allocation_claim
 from pools.services.allocations.history import announce, moved, note_reason, transition
 from pools.services.allocations.queue import queue_drain
@@ -31,6 +31,7 @@ from pools.services.allocations.release import release_finish
 from pools.services.allocations.room import admit, ask_of, plan, try_place
 from tenants.models import Tenant
 from tenants.quotas import OverLimit
+from tenants.selectors import tenant_locked, tenant_quotas
 
 State = Allocation.State
 
@@ -93,7 +94,7 @@ def allocation_request(*, actor, tenant: Tenant, project, idempotency_key: str |
     victims, held = [], None
     with transaction.atomic():
         # One tenant's admissions at a time: the quota's last unit goes to one request only.
-        tenant = Tenant.objects.select_for_update(of=("self",)).get(id=tenant.id)
+        tenant = tenant_locked(tenant.id)
         allocation = _new_allocation(actor=actor, tenant=tenant, project=project, idempotency_key=idempotency_key, **spec)
         if idempotency_key:
             allocation.request_digest = _digest(allocation)
