@@ -18,7 +18,7 @@ django.setup()
 
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
-from django.db.models import Count  # noqa: E402
+from django.db.models import Count, Sum  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
@@ -81,7 +81,8 @@ def placement(iterations=1000):
 
 
 def running_allocations(count, began):
-    """``count`` allocations running since ``began`` with one slice each, spread over the fleet; metered by the last run."""
+    """``count`` allocations with one slice each, spread over the fleet, started one after another over the hour from
+    ``began`` (as work starts: the ledger's hour marks fall at different minutes); metered up to their start."""
     tenant = Tenant.objects.order_by("slug").first()
     project = tenant.projects.first()
     gpus = list(Accelerator.objects.filter(gone_at=None).values_list("id", "pool_id"))
@@ -93,9 +94,9 @@ def running_allocations(count, began):
             compute_units=10,
             memory_mib=1024,
             state=Allocation.State.RUNNING,
-            started_at=began,
+            started_at=began + timedelta(seconds=3600 * i / max(count, 1)),
         )
-        for _ in range(count)
+        for i in range(count)
     ]
     Allocation.objects.bulk_create(allocations, batch_size=5000)
     slices = Slice.objects.bulk_create(
@@ -107,14 +108,14 @@ def running_allocations(count, began):
                 index=0,
                 compute_units=10,
                 memory_mib=1024,
-                started_at=began,
+                started_at=a.started_at,
             )
             for i, a in enumerate(allocations)
         ],
         batch_size=5000,
     )
     SliceMeter.objects.bulk_create(
-        [SliceMeter(slice_id=s.id, metered_until=began) for s in slices],
+        [SliceMeter(slice_id=s.id, metered_until=s.started_at) for s in slices],
         batch_size=5000,
     )
     AllocationEvent.objects.bulk_create(
@@ -127,16 +128,22 @@ def running_allocations(count, began):
 
 
 def metering(began):
-    """Three runs a minute apart over every running allocation, each metered by the run before (the steady state)."""
+    """Runs a minute apart once every slice has run an hour (each closes ~1/60 of the hours: the steady state), then one
+    an hour later, when every slice has an hour to close at once (the most a run writes)."""
     runs = []
-    for minute in (1, 2, 3):
+    for minutes in (61, 62, 63, 121):
         started = time.perf_counter()
-        written = usage_meter(now=began + timedelta(minutes=60 + minute))
+        written = usage_meter(now=began + timedelta(minutes=minutes))
         runs.append({"seconds": round(time.perf_counter() - started, 2), "records": written})
+    running = Allocation.objects.filter(state=Allocation.State.RUNNING).count()
+    metered = UsageRecord.objects.aggregate(seconds=Sum("seconds"))["seconds"] or 0
     return {
-        "running_allocations": Allocation.objects.filter(state=Allocation.State.RUNNING).count(),
+        "running_allocations": running,
         "runs": runs,
-        "median_seconds": statistics.median(r["seconds"] for r in runs),
+        "median_seconds": statistics.median(r["seconds"] for r in runs[:3]),
+        "every_hour_at_once_seconds": runs[3]["seconds"],
+        # Records a slice a day at this rate: records over slice-days metered.
+        "records_per_slice_day": round(UsageRecord.objects.count() / (float(metered) / 86400), 1) if metered else None,
     }
 
 
@@ -159,6 +166,61 @@ def sampling():
             pool_sample(pool=pool, metrics=metrics, now=hour + timedelta(minutes=minute))
             runs.append(round(time.perf_counter() - started, 2))
     return {"gpus": len(gpus), "slices": len(claims), "runs_seconds": runs}
+
+
+def _ms(fn, repeat=3):
+    """(median ms, queries of the last call) of ``fn()``."""
+    times, queries = [], 0
+    for _ in range(repeat):
+        with CaptureQueriesContext(connection) as captured:
+            started = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - started) * 1000)
+        queries = len(captured)
+    return round(statistics.median(times), 1), queries
+
+
+def queue_curve(sizes=(100, 1000, 5000)):
+    """The cost of a full queue: the fleet made full, then 100, 1,000 and 5,000 requests waiting from 32 tenants."""
+    from ocenter.consumers import _render_allocation
+    from pools.selectors import queue_positions
+    from pools.services.allocations import queue_drain
+
+    tenants = list(Tenant.objects.filter(slug__startswith="bench-").order_by("slug"))
+    projects = {t.id: t.projects.first() for t in tenants}
+    staff = get_user_model().objects.create_user(f"bench-queue-{uuid.uuid4().hex[:6]}", is_staff=True)
+    client, member = Client(), Client()
+    client.force_login(staff)
+    member.force_login(tenants[0].memberships.first().user)
+    Accelerator.objects.update(allocated_compute_units=100)  # every GPU full: what asks for room waits
+    fleet.forget()
+    whole = {"project": str(projects[tenants[0].id].id), "compute_units": 100, "memory_mib": 1024}
+    rows, curve = 0, []
+    try:
+        for size in sizes:
+            owners = [tenants[i % len(tenants)] for i in range(size - rows)]
+            Allocation.objects.bulk_create(
+                [Allocation(tenant=t, project=projects[t.id], compute_units=50, memory_mib=4096, state="queued") for t in owners],
+                batch_size=5000,
+            )
+            rows = size
+            queued = Allocation.objects.filter(state=Allocation.State.QUEUED).order_by("created_at").last()
+            event = {"kind": "allocation.updated", "allocation": str(queued.id), "from": "queued", "to": "queued"}
+            point = {"waiting": size}
+            point["positions_ms"], _ = _ms(queue_positions)
+            point["post_queued_ms"], point["post_queued_queries"] = _ms(
+                lambda: member.post("/api/v1/allocations", whole, content_type="application/json")
+            )
+            point["list_page_ms"], point["list_page_queries"] = _ms(lambda: client.get("/api/v1/allocations?state=queued"))
+            point["event_ms"], _ = _ms(lambda event=event: _render_allocation(event, True))
+            point["drain_nothing_fits_ms"], point["drain_queries"] = _ms(queue_drain)
+            rows += 3  # the POSTs
+            curve.append(point)
+    finally:
+        Allocation.objects.filter(state=Allocation.State.QUEUED).delete()
+        Accelerator.objects.update(allocated_compute_units=0)
+        fleet.forget()
+    return curve
 
 
 def overview():
@@ -186,7 +248,7 @@ def overview():
 def main():
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     began = timezone.now() - timedelta(hours=1)
-    results = {"placement": placement()}
+    results = {"placement": placement(), "queue": queue_curve()}
     running_allocations(min(count, 50_000), began)  # the overview's target is for 50,000 allocations
     results["overview"] = overview()
     running_allocations(count - min(count, 50_000), began)

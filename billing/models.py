@@ -85,6 +85,7 @@ class UsageRecord(models.Model):
         indexes = [
             models.Index(fields=["tenant", "start"], name="usage_tenant_start"),
             models.Index(fields=["slice", "end"], name="usage_slice_end"),
+            models.Index(fields=["day"], name="usage_day"),  # today's spend, whatever the size of the ledger
         ]
         constraints = [
             models.UniqueConstraint(fields=["slice", "start"], name="usage_once_per_slice_start"),

@@ -6,13 +6,16 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import DecimalField, F, Sum
+from django.db import connection
+from django.db.models import BooleanField, DecimalField, Exists, F, OuterRef, Q, Sum
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from billing.models import Budget, Price, UsageRecord
-from billing.rating import hourly, month_start, next_month, to_cents
+from billing.rating import HOUR, MIB_PER_GIB, UNITS_PER_GPU, hourly, month_start, next_month, to_cents
+from ocenter.lib.rows import param
 from ocenter.lib.units import COMPUTE_UNITS_PER_GPU
-from pools.models import Allocation, Slice
+from pools.models import Allocation, AllocationEvent, Slice
 
 
 def local_tz():
@@ -58,13 +61,109 @@ def budget_period(budget: Budget, now: datetime) -> tuple[datetime, datetime | N
 
 
 def budget_spent(budget: Budget, now: datetime) -> Decimal:
+    """What the budget's tenant (or project) spent in its period so far: its records, and what runs since they end."""
     start, end = budget_period(budget, now)
     records = UsageRecord.objects.filter(tenant_id=budget.tenant_id, start__gte=start)
     if end:
         records = records.filter(start__lt=end)
     if budget.project_id:
         records = records.filter(project_id=budget.project_id)
-    return records.aggregate(total=Sum("amount"))["total"] or Decimal(0)
+    closed = records.aggregate(total=Sum("amount"))["total"] or Decimal(0)
+    return closed + sum(unmetered([budget.tenant_id], now=now, since=start, project_id=budget.project_id).values(), Decimal(0))
+
+
+# --- what runs past the ledger's end ----------------------------------------------
+#
+# The ledger holds closed pieces (at most an hour each, billing.services). What a running slice did since its
+# watermark is priced when spend is read: its compute- and memory-seconds, summed by the database per tenant,
+# pool, model and class, at the price in effect now. (Work that stopped, or a price that changed, since the last
+# metering run is counted once that run writes it: within a minute.)
+
+
+def _sqlite_epoch(moment: str) -> str:
+    # Exact to the microsecond (julianday is not): whole seconds, plus the text's fraction ("YYYY-MM-DD HH:MM:SS.ffffff").
+    return f"(CAST(strftime('%%s', {moment}) AS INTEGER) + COALESCE(CAST(substr({moment}, 20, 7) AS REAL), 0))"
+
+
+_FROM = "COALESCE(m.metered_until, s.started_at)"
+_SECONDS = {
+    "postgresql": f"EXTRACT(EPOCH FROM %(now)s - GREATEST({_FROM}, %(since)s))",
+    "sqlite": f"({_sqlite_epoch('%(now)s')} - {_sqlite_epoch(f'MAX({_FROM}, %(since)s)')})",
+}
+_UNMETERED_SQL = """
+    SELECT a.tenant_id, p.name, g.model, a.priority, SUM(s.compute_units * {seconds}), SUM(s.memory_mib * {seconds})
+      FROM pools_slice s JOIN pools_allocation a ON a.id = s.allocation_id
+      JOIN pools_pool p ON p.id = s.pool_id JOIN pools_accelerator g ON g.id = s.accelerator_id
+      LEFT JOIN billing_slicemeter m ON m.slice_id = s.id
+     WHERE s.active AND a.state = 'running' AND s.started_at IS NOT NULL {tenants} {project}
+       AND {start} < %(now)s
+     GROUP BY a.tenant_id, p.name, g.model, a.priority"""
+
+
+def adapted(moment: datetime):
+    """A moment as raw SQL takes it (text on SQLite)."""
+    return connection.ops.adapt_datetimefield_value(moment)
+
+
+def unmetered(tenant_ids, *, now: datetime, since: datetime, project_id=None) -> dict:
+    """``{tenant_id: Decimal}``: what these tenants' (None: every tenant's) running slices cost from their watermarks
+    (or ``since``) to ``now``. One query."""
+    tenant_key = Allocation._meta.get_field("tenant")
+    tenant_ids = None if tenant_ids is None else list(tenant_ids)
+    if tenant_ids == []:
+        return {}
+    params = {f"t{i}": param(tenant_key, t) for i, t in enumerate(tenant_ids or ())}
+    params.update(now=adapted(now), since=adapted(since))
+    project = ""
+    if project_id:
+        project, params["project"] = "AND a.project_id = %(project)s", param(Allocation._meta.get_field("project"), project_id)
+    tenants = "" if tenant_ids is None else "AND a.tenant_id IN ({})".format(", ".join(f"%(t{i})s" for i in range(len(tenant_ids))))
+    sql = _UNMETERED_SQL.format(seconds=_SECONDS[connection.vendor], start=_FROM, tenants=tenants, project=project)
+    book, cost = PriceBook(), defaultdict(Decimal)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for tenant_id, pool_name, model, priority, unit_seconds, mib_seconds in cursor.fetchall():
+            price = book.at(pool_name, model, priority, now)
+            if price is not None:
+                compute = Decimal(str(unit_seconds)) / UNITS_PER_GPU * price.compute_gpu_hour
+                memory = Decimal(str(mib_seconds)) / MIB_PER_GIB * price.memory_gib_hour
+                cost[tenant_key.to_python(tenant_id)] += (compute + memory) / HOUR
+    return dict(cost)
+
+
+def due_slices(book: PriceBook, now: datetime, tz):
+    """Slices that may have a piece of the ledger closed since their watermark (a superset: metering decides exactly).
+
+    Never metered; a step of its history since; a price change or a local
+    midnight since; or an hour mark since. Most running slices are none of
+    these on most runs, so metering does not read them.
+    """
+    changes = [p.effective_from for p in book.prices if p.effective_from <= now]
+    cut = max([*changes, now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)])
+    return (
+        Slice.objects.filter(started_at__isnull=False, started_at__lt=now)
+        .annotate(metered_until=F("meter__metered_until"))
+        .alias(
+            crossed=RawSQL(_HOUR_CROSSED[connection.vendor], [connection.ops.adapt_datetimefield_value(now)], output_field=BooleanField())
+        )
+        .filter(Q(metered_until__isnull=True) | Q(metered_until__lt=now))
+        .filter(
+            Q(metered_until__isnull=True)
+            | Q(metered_until__lt=cut)
+            | Q(allocation__ended_at__gt=F("metered_until"))
+            | Q(Exists(AllocationEvent.objects.filter(allocation_id=OuterRef("allocation_id"), at__gt=OuterRef("metered_until"))))
+            | Q(crossed=True)
+        )
+    )
+
+
+# An hour mark of the slice (its start + k hours) in (watermark, now]; on SQLite with a margin (it counts in days).
+_HOUR_CROSSED = {
+    "postgresql": 'floor(EXTRACT(EPOCH FROM %s - "pools_slice"."started_at") / 3600) '
+                  '> floor(EXTRACT(EPOCH FROM "billing_slicemeter"."metered_until" - "pools_slice"."started_at") / 3600)',
+    "sqlite": 'CAST((julianday(%s) - julianday("pools_slice"."started_at")) * 24 + 1e-6 AS INTEGER) '
+              '> CAST((julianday("billing_slicemeter"."metered_until") - julianday("pools_slice"."started_at")) * 24 - 1e-6 AS INTEGER)',
+}  # fmt: skip
 
 
 def burn_rate(*, tenant_id, project_id=None) -> Decimal:
@@ -127,9 +226,13 @@ def usage_summary(records, group_by: list[str]) -> list[dict]:
 
 def tenants_month_spend(tenant_ids) -> dict:
     """``{tenant_id: {"spent": …, "budget": Budget | None, "percent": …}}`` for this month (the answer to ocenter.seams.spend)."""
-    start = month_start(timezone.now(), local_tz())
+    now = timezone.now()
+    start = month_start(now, local_tz())
     rows = UsageRecord.objects.filter(tenant_id__in=tenant_ids, start__gte=start).values("tenant_id").annotate(total=Sum("amount"))
-    spent = {r["tenant_id"]: to_cents(r["total"]) for r in rows}
+    spent = defaultdict(Decimal, {r["tenant_id"]: r["total"] for r in rows})
+    for tenant_id, cost in unmetered(tenant_ids, now=now, since=start).items():
+        spent[tenant_id] += cost
+    spent = {t: to_cents(v) for t, v in spent.items()}
     budgets = {b.tenant_id: b for b in Budget.objects.filter(tenant_id__in=tenant_ids, project=None)}
     result = {}
     for tenant_id in tenant_ids:
@@ -145,8 +248,10 @@ def tenants_month_spend(tenant_ids) -> dict:
 
 def spend_today() -> Decimal:
     """What every tenant together spent today (local day), to the cent."""
-    total = UsageRecord.objects.filter(day=timezone.localdate()).aggregate(total=Sum("amount"))["total"]
-    return to_cents(total or Decimal(0))
+    now = timezone.now()
+    total = UsageRecord.objects.filter(day=timezone.localdate(now)).aggregate(total=Sum("amount"))["total"] or Decimal(0)
+    midnight = now.astimezone(local_tz()).replace(hour=0, minute=0, second=0, microsecond=0)
+    return to_cents(total + sum(unmetered(None, now=now, since=midnight).values(), Decimal(0)))
 
 
 def allocations_cost_since(since: dict, now: datetime) -> dict:

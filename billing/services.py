@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
-from django.db.models import DecimalField, F, Q, Sum
+from django.db.models import DecimalField, F, Sum
 from django.utils import timezone
 
 from billing.models import Adjustment, Budget, BudgetAlert, Notification, Price, SliceMeter, Statement, StatementLine, UsageRecord
 from billing.rating import amount, cut, midnights, month_start, next_month, seconds_between, to_cents
-from billing.selectors import PriceBook, budget_period, budget_spent, local_tz
+from billing.selectors import PriceBook, budget_period, budget_spent, due_slices, local_tz
 from ocenter.audit import audit_record
 from ocenter.errors import Conflict, DomainError
 from ocenter.events import STAFF_GROUP, publish_on_commit, tenant_group
@@ -30,6 +30,8 @@ from tenants.models import Role
 
 log = logging.getLogger(__name__)
 State = Allocation.State
+HOUR = timedelta(hours=1)
+MICROSECOND = timedelta(microseconds=1)
 
 
 # --- price book ----------------------------------------------------------------
@@ -71,58 +73,120 @@ def price_set(
 # --- metering ------------------------------------------------------------------
 
 
-def _running_intervals(events: list[AllocationEvent], now: datetime) -> list[tuple[datetime, datetime]]:
-    """[entered running, left running) for each stretch, the last one open until ``now``."""
+def _running_intervals(events: list[AllocationEvent], now: datetime) -> list[tuple[datetime, datetime, bool]]:
+    """(entered running, left running, still running) for each stretch; one still running is open until ``now``."""
     intervals, since = [], None
     for event in events:
         if event.to_state == State.RUNNING and since is None:
             since = event.at
         elif event.from_state == State.RUNNING and event.to_state != State.RUNNING and since is not None:
-            intervals.append((since, event.at))
+            intervals.append((since, event.at, False))
             since = None
     if since is not None:
-        intervals.append((since, now))
-    return [(a, min(b, now)) for a, b in intervals if min(b, now) > a]
+        intervals.append((since, now, True))
+    return [(a, min(b, now), still or b > now) for a, b, still in intervals if min(b, now) > a or still]
 
 
-# One statement meters every slice of one pool, model and class that ran all through its window:
-# it moves the slices' watermarks and writes their records, priced and rounded as rating.amount does.
-# It reads pools' tables and writes only billing's.
-_METER_STEADY_SQL = """
+def _marks(anchor: datetime, start: datetime, end: datetime) -> list[datetime]:
+    """The slice's hour marks (``anchor`` + k hours) in (start, end]."""
+    mark = anchor + ((start - anchor) // HOUR + 1) * HOUR
+    marks = []
+    while mark <= end:
+        marks.append(mark)
+        mark += HOUR
+    return marks
+
+
+def _priced_pieces(s: Slice, events: list[AllocationEvent], book: PriceBook, tz, now: datetime):
+    """The slice's unmetered running time, cut as the ledger cuts it: ``(pieces, resume)``.
+
+    A piece is a stretch of running time at one class, one price and on one
+    day, at most an hour: cut at the slice's hour marks (its start + k hours),
+    at price changes, local midnights and every step of its history. A piece
+    is closed once its end has come. ``pieces``: ``(start, end, priority,
+    price, closed)``, the open one (still running, at most one) last;
+    ``resume``: where the next run starts (the open piece's start, or ``now``).
+    So the same history gives the same pieces however often it is metered.
+    """
+    a = s.allocation
+    since = s.metered_until or s.started_at
+    reclassed = [e for e in events if e.previous_priority]
+    classes = {a.priority, *(e.previous_priority for e in reclassed)}
+    # Where a piece must end: a price change of any class it ran at, and every step of its history.
+    changes = {c for p in classes for c in book.changes(s.pool.name, s.accelerator.model, p)} | {e.at for e in events}
+    pieces, resume = [], now
+    for start, end, still in _running_intervals(events, now):
+        start = max(start, since)
+        if end < start or (end == start and not still):
+            continue
+        points = {
+            *_marks(s.started_at, start, end),
+            *midnights(start, end + MICROSECOND, tz),
+            *(c for c in changes if c <= end),
+        }
+        edges = cut(start, end, points) if end > start else []
+        for number, (piece_start, piece_end) in enumerate(edges):
+            closed = not (still and number == len(edges) - 1 and piece_end not in points)
+            priority = next((e.previous_priority for e in reclassed if e.at > piece_start), a.priority)
+            pieces.append((piece_start, piece_end, priority, book.at(s.pool.name, s.accelerator.model, priority, piece_start), closed))
+        if still:
+            resume = pieces[-1][0] if pieces and not pieces[-1][4] else now
+    return pieces, resume
+
+
+def _record(s: Slice, piece, tz) -> UsageRecord:
+    start, end, priority, price, _ = piece
+    seconds = seconds_between(start, end)
+    a = s.allocation
+    return UsageRecord(
+        slice=s, allocation=a, tenant_id=a.tenant_id, project_id=a.project_id, pool_name=s.pool.name, accelerator_model=s.accelerator.model,
+        priority=priority, start=start, end=end, day=start.astimezone(tz).date(), seconds=seconds, compute_units=s.compute_units,
+        memory_mib=s.memory_mib, price=price,
+        amount=amount(compute_units=s.compute_units, memory_mib=s.memory_mib, seconds=seconds, compute_gpu_hour=price.compute_gpu_hour,
+                      memory_gib_hour=price.memory_gib_hour),
+    )  # fmt: skip
+
+
+# One statement meters every slice of one pool, model and class whose next piece is a whole hour that has ended:
+# it ran all through, at one price, on one day. It writes their records, priced and rounded as rating.amount does,
+# and moves their watermarks to the hour mark. It reads pools' tables and writes only billing's.
+_NEXT_MARK = "s.started_at + (floor(EXTRACT(EPOCH FROM m.metered_until - s.started_at) / 3600) + 1) * interval '1 hour'"
+_METER_STEADY_SQL = f"""
     WITH picked AS (
-        SELECT s.id, s.allocation_id, a.tenant_id, a.project_id, s.compute_units, s.memory_mib, m.metered_until AS since
+        SELECT s.id, s.allocation_id, a.tenant_id, a.project_id, s.compute_units, s.memory_mib, m.metered_until AS since,
+               {_NEXT_MARK} AS until
           FROM billing_slicemeter m
           JOIN pools_slice s ON s.id = m.slice_id
           JOIN pools_allocation a ON a.id = s.allocation_id
           JOIN pools_accelerator g ON g.id = s.accelerator_id
          WHERE a.state = 'running' AND s.active AND s.pool_id = %(pool_id)s AND g.model = %(model)s AND a.priority = %(priority)s
-           AND m.metered_until >= %(floor)s AND m.metered_until < %(now)s
+           AND m.metered_until >= %(floor)s AND {_NEXT_MARK} <= %(now)s
+           AND (m.metered_until AT TIME ZONE %(tz)s)::date = ((({_NEXT_MARK}) - interval '1 microsecond') AT TIME ZONE %(tz)s)::date
            AND NOT EXISTS (SELECT 1 FROM pools_allocationevent e WHERE e.allocation_id = a.id AND e.at > m.metered_until)
     ), moved AS (
-        UPDATE billing_slicemeter SET metered_until = %(now)s FROM picked WHERE billing_slicemeter.slice_id = picked.id
+        UPDATE billing_slicemeter SET metered_until = picked.until FROM picked WHERE billing_slicemeter.slice_id = picked.id
     )
     INSERT INTO billing_usagerecord (slice_id, allocation_id, tenant_id, project_id, pool_name, accelerator_model, priority,
                                      start, "end", day, seconds, compute_units, memory_mib, price_id, amount)
-    SELECT id, allocation_id, tenant_id, project_id, %(pool_name)s, %(model)s, %(priority)s, since, %(now)s, %(day)s,
-           EXTRACT(EPOCH FROM %(now)s - since), compute_units, memory_mib, %(price_id)s,
+    SELECT id, allocation_id, tenant_id, project_id, %(pool_name)s, %(model)s, %(priority)s, since, until,
+           (since AT TIME ZONE %(tz)s)::date, EXTRACT(EPOCH FROM until - since), compute_units, memory_mib, %(price_id)s,
            round((compute_units::numeric / %(units_per_gpu)s * %(compute_gpu_hour)s + memory_mib::numeric / 1024 * %(memory_gib_hour)s)
-                 * EXTRACT(EPOCH FROM %(now)s - since) / 3600, 6)
+                 * EXTRACT(EPOCH FROM until - since) / 3600, 6)
       FROM picked
     RETURNING tenant_id
 """
 
 
 def _meter_steady(book: PriceBook, now: datetime, tz) -> list:
-    """PostgreSQL: meter in bulk the slices that ran all through [metered_until, now) at one price on one day.
+    """PostgreSQL: meter in bulk each slice whose next piece is a whole hour that ran through at one price on one day.
 
-    That is nearly every slice on a run a minute after the last. Returns the
-    tenants of the records written; every other slice is left to the exact,
-    slice-by-slice path (a first run, a state change, a price change or a
-    midnight in the window).
+    That is every slice whose hour has come, on most runs. Returns the
+    tenants of the records written; everything else is left to the exact,
+    slice-by-slice path (a first piece, a step of its history, a price
+    change or a midnight, a run that fell more than an hour behind).
     """
-    midnight = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)  # (exactly at it: nothing is steady)
     scopes = (
-        Slice.objects.filter(active=True, allocation__state=State.RUNNING, meter__metered_until__lt=now)
+        Slice.objects.filter(active=True, allocation__state=State.RUNNING, meter__metered_until__lte=now - HOUR)
         .values_list("pool_id", "pool__name", "accelerator__model", "allocation__priority")
         .distinct()
         .order_by()
@@ -142,8 +206,8 @@ def _meter_steady(book: PriceBook, now: datetime, tz) -> list:
                     "model": model,
                     "priority": priority,
                     "now": now,
-                    "floor": max(max(changes), midnight),
-                    "day": now.astimezone(tz).date(),
+                    "floor": max(changes),
+                    "tz": str(tz),
                     "price_id": price.id,
                     "compute_gpu_hour": price.compute_gpu_hour,
                     "memory_gib_hour": price.memory_gib_hour,
@@ -155,12 +219,15 @@ def _meter_steady(book: PriceBook, now: datetime, tz) -> list:
 
 
 def usage_meter(*, now: datetime | None = None) -> int:
-    """Turn running time since the last run into priced usage records; returns how many were written.
+    """Turn running time whose pieces have closed into priced usage records; returns how many were written.
 
+    A record is at most an hour of one slice (see ``_priced_pieces``), so
+    the ledger grows by about 25 rows a slice a day, however often this runs.
     Each slice has a watermark (``SliceMeter``), moved in the same transaction
     as the records, so a second run (or one after a crash) starts where the
     last commit ended; and the database refuses any record that would charge
-    a moment twice, so two runs at once cannot both write.
+    a moment twice, so two runs at once cannot both write. The open piece
+    is counted when spend is read (``billing.selectors.unmetered``).
     """
     now = now or timezone.now()
     book, tz = PriceBook(), local_tz()
@@ -168,10 +235,12 @@ def usage_meter(*, now: datetime | None = None) -> int:
         with transaction.atomic():
             steady = _meter_steady(book, now, tz) if connection.vendor == "postgresql" else []
             exact = _meter_exact(book, now, tz)
-            # Spend moved: tell each tenant's pages, and the console.
-            for tenant_id in set(steady) | {r.tenant_id for r in exact}:
+            # Spend moved for every tenant whose work runs (its open pieces grew) or whose records were written:
+            # tell each tenant's pages, and the console.
+            moved = set(steady) | {r.tenant_id for r in exact} | set(_running_tenants())
+            for tenant_id in moved:
                 publish_on_commit([tenant_group(tenant_id)], {"kind": "usage.metered", "tenant": str(tenant_id)})
-            if steady or exact:
+            if moved:
                 publish_on_commit([STAFF_GROUP], {"kind": "usage.metered", "tenant": None})
     except IntegrityError:
         log.warning("another metering run got there first; nothing written by this one")
@@ -179,72 +248,32 @@ def usage_meter(*, now: datetime | None = None) -> int:
     return len(steady) + len(exact)
 
 
+def _running_tenants():
+    return Allocation.objects.filter(state=State.RUNNING).values_list("tenant_id", flat=True).distinct().order_by()
+
+
 def _meter_exact(book: PriceBook, now: datetime, tz) -> list[UsageRecord]:
-    """Meter slice by slice, from their allocations' history: every running stretch, cut at price changes and midnights."""
-    slices = list(
-        Slice.objects.filter(started_at__isnull=False, started_at__lt=now)
-        .annotate(metered_until=F("meter__metered_until"))
-        .filter(Q(metered_until__isnull=True) | Q(metered_until__lt=now))
-        .filter(
-            Q(allocation__state__in=Allocation.ACTIVE_STATES)
-            | Q(metered_until__isnull=True)
-            | Q(allocation__ended_at__gt=F("metered_until"))
-        )
-        .select_related("allocation", "accelerator", "pool")
-    )
+    """Meter slice by slice, from their allocations' history, every slice that may have a piece closed since its watermark."""
+    slices = list(due_slices(book, now, tz).select_related("allocation", "accelerator", "pool"))
     if not slices:
         return []
     events = defaultdict(list)
     for event in AllocationEvent.objects.filter(allocation_id__in={s.allocation_id for s in slices}).order_by("at", "id"):
         events[event.allocation_id].append(event)
-    records = []
+    records, meters = [], []
     for s in slices:
-        a = s.allocation
-        since = s.metered_until or s.started_at
-        for start, end in _running_intervals(events[a.id], now):
-            start = max(start, since)
-            if end <= start:
+        pieces, resume = _priced_pieces(s, events[s.allocation_id], book, tz, now)
+        for piece in pieces:
+            if not piece[4]:
                 continue
-            boundaries = book.changes(s.pool.name, s.accelerator.model, a.priority) + midnights(start, end, tz)
-            for piece_start, piece_end in cut(start, end, boundaries):
-                price = book.at(s.pool.name, s.accelerator.model, a.priority, piece_start)
-                if price is None:
-                    log.warning("no price for %s/%s/%s at %s: not billed", s.pool.name, s.accelerator.model, a.priority, piece_start)
-                    continue
-                seconds = seconds_between(piece_start, piece_end)
-                records.append(
-                    UsageRecord(
-                        slice=s,
-                        allocation=a,
-                        tenant_id=a.tenant_id,
-                        project_id=a.project_id,
-                        pool_name=s.pool.name,
-                        accelerator_model=s.accelerator.model,
-                        priority=a.priority,
-                        start=piece_start,
-                        end=piece_end,
-                        day=piece_start.astimezone(tz).date(),
-                        seconds=seconds,
-                        compute_units=s.compute_units,
-                        memory_mib=s.memory_mib,
-                        price=price,
-                        amount=amount(
-                            compute_units=s.compute_units,
-                            memory_mib=s.memory_mib,
-                            seconds=seconds,
-                            compute_gpu_hour=price.compute_gpu_hour,
-                            memory_gib_hour=price.memory_gib_hour,
-                        ),
-                    )
-                )
+            if piece[3] is None:
+                log.warning("no price for %s/%s/%s at %s: not billed", s.pool.name, s.accelerator.model, piece[2], piece[0])
+                continue
+            records.append(_record(s, piece, tz))
+        if resume != s.metered_until:
+            meters.append(SliceMeter(slice_id=s.id, metered_until=resume))
     UsageRecord.objects.bulk_create(records, batch_size=2000)
-    SliceMeter.objects.bulk_create(
-        [SliceMeter(slice_id=s.id, metered_until=now) for s in slices],
-        update_conflicts=True,
-        unique_fields=["slice"],
-        update_fields=["metered_until"],
-        batch_size=2000,
-    )
+    SliceMeter.objects.bulk_create(meters, update_conflicts=True, unique_fields=["slice"], update_fields=["metered_until"], batch_size=2000)
     return records
 
 

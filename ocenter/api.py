@@ -24,6 +24,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from ocenter.errors import DomainError
+from ocenter.lib.paging import COUNT_CAP, CappedPaginator
 from ocenter.parsers import NUL, NUL_MESSAGE
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,21 @@ class Pagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
+    django_paginator_class = CappedPaginator
+
+    def get_paginated_response(self, data):
+        response = super().get_paginated_response(data)
+        response.data["count_capped"] = self.page.paginator.capped
+        return response
+
+    def get_paginated_response_schema(self, schema):
+        schema = super().get_paginated_response_schema(schema)
+        schema["properties"]["count"]["description"] = f"rows in the list, counted up to {COUNT_CAP:,}"
+        schema["properties"]["count_capped"] = {
+            "type": "boolean",
+            "description": f"true: more than {COUNT_CAP:,} rows (narrow the list to count them)",
+        }
+        return schema
 
     def get_page_size(self, request):
         raw = request.query_params.get(self.page_size_query_param)

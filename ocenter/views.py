@@ -4,7 +4,6 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
@@ -14,6 +13,7 @@ from billing.selectors import PriceBook, hourly_price, spend_today
 from ocenter.access import staff_required
 from ocenter.api_views import audit_entries_for
 from ocenter.filters import AuditEntryFilter
+from ocenter.lib.paging import CappedPaginator
 from pools.forms import AllocationRequestForm
 from pools.models import AllocationEvent
 from pools.selectors import capacity, fragmentation, pools_with_summary, queue_summary
@@ -87,7 +87,7 @@ def audit_log(request):
         tenant = get_tenant_for(access, request.GET["tenant"])
         entries = entries.filter(tenant_id=tenant.id)
     filters = AuditEntryFilter(request.GET, queryset=entries)
-    page = Paginator(filters.qs, 50).get_page(request.GET.get("page"))
+    page = CappedPaginator(filters.qs, 50).get_page(request.GET.get("page"))
     tenants = {t.id: t for t in Tenant.objects.filter(id__in={e.tenant_id for e in page if e.tenant_id})}
     for entry in page:
         entry.tenant = tenants.get(entry.tenant_id)

@@ -258,7 +258,12 @@ class Allocation(models.Model):
 
     class Meta:
         ordering = ["-created_at", "id"]
-        indexes = [models.Index(fields=["tenant", "state"], name="allocation_tenant_state")]
+        indexes = [
+            models.Index(fields=["tenant", "state"], name="allocation_tenant_state"),
+            # The queue, oldest first, however many have ended; and recent use, for fair shares.
+            models.Index(fields=["created_at", "id"], condition=Q(state="queued"), name="allocation_queued"),
+            models.Index(fields=["ended_at"], condition=Q(ended_at__isnull=False), name="allocation_ended"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(compute_units__gte=1, compute_units__lte=COMPUTE_UNITS_PER_GPU), name="allocation_units_1_100"
@@ -329,6 +334,9 @@ class AllocationEvent(models.Model):
     to_state = models.CharField(max_length=16)
     actor_label = models.CharField(max_length=150)
     reason = models.CharField(max_length=500, blank=True)
+    # Set on a step that changed the class of work (running → running, demoted): the class before it. Metering
+    # prices the time before the step at this class, the time after at the allocation's (or the next such step's).
+    previous_priority = models.CharField(max_length=16, blank=True)
 
     class Meta:
         ordering = ["at", "id"]

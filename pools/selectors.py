@@ -55,10 +55,29 @@ def _fleet_totals() -> tuple[int, int]:
     return COMPUTE_UNITS_PER_GPU * (row["n"] or 0), row["mib"] or 0
 
 
-def tenant_shares(now=None) -> dict:
-    """Each tenant's dominant share of the fleet: what it holds now plus a decaying memory of recent use."""
+# Recent use, summed by the database (a busy hour ends tens of thousands of allocations): each ended allocation's
+# dominant share, times how long it ran (up to a half-life) over the half-life, halved for every half-life since.
+_RECENT_USE = {
+    True: """
+        SELECT tenant_id, SUM(LEAST(EXTRACT(EPOCH FROM ended_at - started_at), %(hl)s) / %(hl)s
+                              * POWER(0.5, EXTRACT(EPOCH FROM %(now)s - ended_at) / %(hl)s)
+                              * GREATEST(count * compute_units / %(units)s, count * memory_mib / %(mib)s))
+          FROM pools_allocation WHERE ended_at >= %(since)s AND started_at IS NOT NULL GROUP BY tenant_id""",
+    False: """
+        SELECT tenant_id, SUM(MIN((julianday(ended_at) - julianday(started_at)) * 86400.0, %(hl)s) / %(hl)s
+                              * POWER(0.5, (julianday(%(now)s) - julianday(ended_at)) * 86400.0 / %(hl)s)
+                              * MAX(count * compute_units / %(units)s, count * memory_mib / %(mib)s))
+          FROM pools_allocation WHERE ended_at >= %(since)s AND started_at IS NOT NULL GROUP BY tenant_id""",
+}
+
+
+def tenant_shares(now=None, totals=None) -> dict:
+    """Each tenant's dominant share of the fleet: what it holds now plus a decaying memory of recent use.
+
+    Three queries: the fleet's size (unless ``totals`` gives it), what each tenant holds, what each used lately.
+    """
     now = now or timezone.now()
-    total_units, total_mib = _fleet_totals()
+    total_units, total_mib = totals or _fleet_totals()
     held = (
         Slice.objects.filter(active=True)
         .values("allocation__tenant_id")
@@ -66,33 +85,38 @@ def tenant_shares(now=None) -> dict:
         .order_by()
     )
     shares = {r["allocation__tenant_id"]: dominant_share(r["units"], r["mib"], total_units, total_mib) for r in held}
-    since = now - 6 * RECENT_USE_HALF_LIFE
-    recent = Allocation.objects.filter(ended_at__gte=since, started_at__isnull=False).values_list(
-        "tenant_id", "count", "compute_units", "memory_mib", "started_at", "ended_at"
-    )
     half_life = RECENT_USE_HALF_LIFE.total_seconds()
-    for tenant_id, count, units, mib, started, ended in recent:
-        ran = min((ended - started).total_seconds(), half_life) / half_life
-        decay = 0.5 ** ((now - ended).total_seconds() / half_life)
-        shares[tenant_id] = shares.get(tenant_id, 0.0) + ran * decay * dominant_share(count * units, count * mib, total_units, total_mib)
+    key = Allocation._meta.get_field("tenant")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _RECENT_USE[connection.vendor == "postgresql"],
+            {
+                "hl": half_life,
+                "units": float(total_units or 1),
+                "mib": float(total_mib or 1),
+                "since": connection.ops.adapt_datetimefield_value(now - 6 * RECENT_USE_HALF_LIFE),
+                "now": connection.ops.adapt_datetimefield_value(now),
+            },
+        )
+        for tenant_id, recent in cursor.fetchall():
+            tenant_id = key.to_python(tenant_id)
+            shares[tenant_id] = shares.get(tenant_id, 0.0) + float(recent)
     return shares
 
 
 def queue_order(*, limit: int | None = None) -> list[Waiting]:
     """Queued allocations in the order they will be tried (priority, fair share, age)."""
     queued = Allocation.objects.filter(state=Allocation.State.QUEUED).order_by("created_at", "id")
-    if limit:
-        queued = queued[: limit * 4]
+    fields = ("id", "tenant_id", "priority", "created_at", "count", "compute_units", "memory_mib", "policy", "vendor",
+              "accelerator_model", "pool_name", "region")  # fmt: skip
     waiting = [
-        Waiting(a_id, tenant_id, priority, created.timestamp(), count * units, count * mib)
-        for a_id, tenant_id, priority, created, count, units, mib in queued.values_list(
-            "id", "tenant_id", "priority", "created_at", "count", "compute_units", "memory_mib"
-        )
+        Waiting(a_id, tenant_id, priority, created.timestamp(), count * units, count * mib, (count, units, mib, *where))
+        for a_id, tenant_id, priority, created, count, units, mib, *where in queued.values_list(*fields)
     ]
     if not waiting:
         return []
     total_units, total_mib = _fleet_totals()
-    ordered = order(waiting, tenant_shares(), total_units=total_units, total_mib=total_mib)
+    ordered = order(waiting, tenant_shares(totals=(total_units, total_mib)), total_units=total_units, total_mib=total_mib)
     return ordered[:limit] if limit else ordered
 
 
@@ -101,16 +125,21 @@ def queue_positions() -> dict:
     return {w.id: i for i, w in enumerate(queue_order(), start=1)}
 
 
-def estimated_start(allocation: Allocation, position: int):
-    """A rough start time: when the ``position``-th running lease in reach ends; None when no lease ends."""
-    ends = (
-        Allocation.objects.filter(state=Allocation.State.RUNNING, expires_at__isnull=False)
-        .filter(**({"slices__pool__name": allocation.pool_name} if allocation.pool_name else {}))
-        .order_by("expires_at")
-        .values_list("expires_at", flat=True)
-        .distinct()[position - 1 : position]
-    )
-    return next(iter(ends), None)
+def estimated_starts(allocations, positions: dict) -> dict:
+    """``{allocation_id: moment}`` for the queued ones: a rough start, when the ``position``-th running lease in reach
+    ends (None when no lease ends). One query per pool named among them (and one for those that name none)."""
+    wanted = defaultdict(list)
+    for allocation in allocations:
+        if positions.get(allocation.id):
+            wanted[allocation.pool_name].append((allocation.id, positions[allocation.id]))
+    starts = {}
+    for pool_name, asks in wanted.items():
+        ends = Allocation.objects.filter(state=Allocation.State.RUNNING, expires_at__isnull=False)
+        if pool_name:
+            ends = ends.filter(slices__pool__name=pool_name)
+        ends = list(ends.order_by("expires_at").values_list("expires_at", flat=True).distinct()[: max(p for _, p in asks)])
+        starts.update({a: ends[p - 1] if p <= len(ends) else None for a, p in asks})
+    return starts
 
 
 def allocations_for(access):

@@ -6,7 +6,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.forms.models import model_to_dict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -16,6 +15,7 @@ from django.views.decorators.http import require_POST
 
 from ocenter.access import staff_required
 from ocenter.errors import DomainError
+from ocenter.lib.paging import CappedPaginator
 from pools.agent_client import AgentClient, AgentError
 from pools.filters import AllocationFilter
 from pools.forms import AllocationRequestForm, IdlePolicyForm, PoolRegisterForm
@@ -80,7 +80,7 @@ def pool_sync_now(request, pool_id):
 
 def _allocation_page(request, allocations, *, tenant=None, form=None):
     tenant_spend = month_spend([tenant.id]).get(tenant.id) if tenant else None
-    page = Paginator(allocations.prefetch_related("slices__pool").order_by("-created_at", "id"), 50).get_page(request.GET.get("page"))
+    page = CappedPaginator(allocations.prefetch_related("slices__pool").order_by("-created_at", "id"), 50).get_page(request.GET.get("page"))
     positions = queue_positions()
     activity = allocations_activity(page)
     for allocation in page:

@@ -112,3 +112,47 @@ def test_a_token_is_checked_with_its_creators_role_in_one_query(fleet):
     api.get("/api/v1/projects")  # last_used_at is written on first use, then at most once a minute
     # The token with its creator's role (one query, not two), the page's count, the page.
     assert _queries(lambda: api.get("/api/v1/projects")) == 3
+
+
+def test_a_list_of_queued_allocations_costs_the_same_for_any_queue(fleet, staff):
+    """Positions and estimated starts are worked out once a page, not once a queued row."""
+    from rest_framework.test import APIClient
+
+    _, project, _, api = fleet.tenant("acme")
+    staff_api = APIClient()
+    staff_api.force_login(staff)
+    whole = {"project": str(project.id), "compute_units": 100, "memory_mib": 100}
+    for _ in range(2):  # the fleet's two GPUs, on leases
+        api.post("/api/v1/allocations", {**whole, "lease_seconds": 600}, format="json")
+
+    def wait(n):
+        for _ in range(n):
+            api.post("/api/v1/allocations", whole, format="json")
+
+    wait(2)
+    few = _queries(lambda: staff_api.get("/api/v1/allocations?state=queued"))
+    wait(10)
+    many = _queries(lambda: staff_api.get("/api/v1/allocations?state=queued"))
+    assert Allocation.objects.filter(state=Allocation.State.QUEUED).count() == 12
+    assert many == few, (few, many)
+
+
+def test_a_drain_pass_that_places_nothing_costs_the_same_for_any_queue(fleet):
+    """Requests the fleet has no room for are skipped on the view read once a pass: no lock, no query each."""
+    from pools.services.allocations import queue_drain
+
+    _, project, _, api = fleet.tenant("acme")
+    whole = {"project": str(project.id), "compute_units": 100, "memory_mib": 100}
+
+    def wait(n):
+        for _ in range(n):
+            api.post("/api/v1/allocations", whole, format="json")
+
+    wait(4)  # two run, two wait
+    with CaptureQueriesContext(connection) as few:
+        assert queue_drain() == 0
+    wait(20)
+    with CaptureQueriesContext(connection) as many:
+        assert queue_drain() == 0
+    assert Allocation.objects.filter(state=Allocation.State.QUEUED).count() == 22
+    assert len(many) == len(few), (len(few), len(many))

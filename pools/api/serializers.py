@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from ocenter.api import ModelSerializer, Serializer
 from pools.models import MAX_SLICE_MEMORY_MIB, Accelerator, Allocation, AllocationEvent, Pool, Slice
-from pools.selectors import allocations_activity, estimated_start, queue_positions
+from pools.selectors import allocations_activity, estimated_starts, queue_positions
 from tenants.access import Access
 from tenants.selectors import project_for
 
@@ -178,10 +178,15 @@ class AllocationSerializer(ModelSerializer):
         return sorted({s.pool.name for s in allocation.slices.all() if s.active and s.pool.status == Pool.Status.UNREACHABLE})
 
     def get_estimated_start(self, allocation) -> datetime | None:
-        position = self.get_queue_position(allocation)
-        if not position:
+        if self.get_queue_position(allocation) is None:
             return None
-        return estimated_start(allocation, position)
+        # Worked out once per response, for every queued allocation in it.
+        if "starts" not in self.context:
+            parent = self.parent.instance if self.parent is not None else None
+            self.context["starts"] = estimated_starts(parent if parent is not None else [allocation], self.context["positions"])
+        if allocation.id not in self.context["starts"]:
+            self.context["starts"].update(estimated_starts([allocation], self.context["positions"]))
+        return self.context["starts"][allocation.id]
 
 
 _DATETIME = serializers.DateTimeField()

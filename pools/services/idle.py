@@ -181,7 +181,8 @@ def allocation_demote(*, actor, allocation: Allocation, reason: str) -> Allocati
         allocation.priority, allocation.idle_acted_at = Priority.OFFLINE, now
         # A step of its history (running → running): metering cuts its records here, at the new class's price.
         AllocationEvent.objects.create(allocation=allocation, from_state=State.RUNNING, to_state=State.RUNNING,
-                                       actor_label=actor_label(actor), reason=f"moved to offline: {reason}"[:500])  # fmt: skip
+                                       previous_priority=Priority.INTERRUPTIBLE, actor_label=actor_label(actor),
+                                       reason=f"moved to offline: {reason}"[:500])  # fmt: skip
         audit_record(actor=actor, action="allocation.demote", obj=allocation, tenant_id=allocation.tenant_id,
                      changes={"priority": [Priority.INTERRUPTIBLE, Priority.OFFLINE], "reason": reason})  # fmt: skip
         _tell(allocation, "demoted")

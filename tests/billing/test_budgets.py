@@ -109,7 +109,8 @@ def _overspend(tenant, project, budget_amount, action, grace=3600):
         action=action,
         grace_seconds=grace,
     )
-    usage_meter(now=timezone.now())
+    usage_meter(now=timezone.now() + timedelta(hours=1))  # each slice's first hour closes
+    assert UsageRecord.objects.filter(tenant=tenant).exists()
     UsageRecord.objects.filter(tenant=tenant).update(amount=Decimal(budget_amount))  # as if it had run long
     return budget
 

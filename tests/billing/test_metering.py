@@ -34,8 +34,8 @@ def test_memory_is_priced_per_gib_hour(ledger):
     price("0", memory="0.50")
     ledger.run(ledger.project("acme"), ("2026-11-03 10:00:00", "2026-11-03 12:00:00"), units=10, mib=40960)
     usage_meter(now=at("2026-11-03 13:00:00"))
-    # 40 GiB × 0.50 × 2 h = 40.00
-    assert _records() == [(Decimal("7200"), Decimal("40.000000"))]
+    # 40 GiB × 0.50 × 2 h = 40.00, an hour a record
+    assert _records() == [(Decimal("3600"), Decimal("20.000000"))] * 2
 
 
 def test_a_preempted_and_requeued_slice_pays_only_its_running_time(ledger):
@@ -59,13 +59,19 @@ def test_a_month_boundary_splits_the_record(ledger):
     ]
 
 
-def test_running_work_is_metered_up_to_now_and_continued_later(ledger):
-    price("3.60")
+def test_running_work_is_written_an_hour_at_a_time_and_its_open_hour_counts_in_spend(ledger):
+    from billing.selectors import unmetered
+
+    price("3.60")  # 0.001 a second for a whole GPU
     alloc = ledger.run(ledger.project("acme"), ("2026-11-03 10:00:00", None), ended=None)
-    usage_meter(now=at("2026-11-03 10:10:00"))
-    usage_meter(now=at("2026-11-03 10:15:00"))
-    # 600 s then 300 s at 0.001 per second
-    assert _records(alloc) == [(Decimal("600"), Decimal("0.600000")), (Decimal("300"), Decimal("0.300000"))]
+    assert usage_meter(now=at("2026-11-03 10:10:00")) == 0
+    assert usage_meter(now=at("2026-11-03 10:15:00")) == 0  # the hour is open: nothing written yet
+    spent = unmetered([alloc.tenant_id], now=at("2026-11-03 10:15:00"), since=at("2026-11-01 00:00:00"))
+    assert spent[alloc.tenant_id] == Decimal("0.9")  # 900 s, counted all the same
+    assert usage_meter(now=at("2026-11-03 11:05:00")) == 1
+    assert _records(alloc) == [(Decimal("3600"), Decimal("3.600000"))]
+    spent = unmetered([alloc.tenant_id], now=at("2026-11-03 11:05:00"), since=at("2026-11-01 00:00:00"))
+    assert spent[alloc.tenant_id] == Decimal("0.3")  # the next hour's first 300 s
 
 
 def test_metering_twice_never_charges_twice(ledger):
@@ -164,16 +170,17 @@ def test_the_bulk_path_writes_exactly_what_the_slice_by_slice_path_writes(ledger
     ledger.run(project, ("2026-11-03 10:00:00", "2026-11-03 10:31:00.5"), units=13, mib=999, gpu=5)
     runs = [
         "2026-11-03 10:07:13.000001",
-        "2026-11-03 10:14:59",
         "2026-11-03 10:29:00",
-        "2026-11-03 10:44:00.777777",
-        "2026-11-03 23:59:59.5",
+        "2026-11-03 11:00:00.123457",  # on the running slices' hour mark
+        "2026-11-03 12:30:00",
+        "2026-11-03 23:59:59.5",  # eleven hours late
         "2026-11-04 00:03:00",
     ]
     bulk, exact = _meter_both_ways(ledger, monkeypatch, runs)
     assert bulk == exact
-    # 6 runs × 4 running slices, +4 at the price change, +4 at midnight; the ended one: 3 runs, a cut, its end.
-    assert len(bulk) == 4 * (6 + 2) + 5
+    # Each running slice: to the price change, to its 11:00 mark, 12 whole hours, to midnight, to its 00:00 mark;
+    # the one that ended: to the price change, to its end.
+    assert len(bulk) == 4 * 16 + 2
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the bulk path is PostgreSQL's")
@@ -184,7 +191,7 @@ def test_a_steady_run_is_written_in_bulk_and_never_twice(ledger, monkeypatch):
     project = ledger.project("acme")
     for i in range(3):
         ledger.run(project, ("2026-11-03 10:00:00", None), ended=None, gpu=i)
-    assert usage_meter(now=at("2026-11-03 10:01:00")) == 3  # first run: slice by slice
+    assert usage_meter(now=at("2026-11-03 10:01:00")) == 0  # first run, slice by slice: the first hours are open
     exact = services._meter_exact
 
     def nothing_left(book, now, tz):
@@ -193,6 +200,74 @@ def test_a_steady_run_is_written_in_bulk_and_never_twice(ledger, monkeypatch):
         return records
 
     monkeypatch.setattr(services, "_meter_exact", nothing_left)
-    assert usage_meter(now=at("2026-11-03 10:02:00")) == 3
-    assert usage_meter(now=at("2026-11-03 10:02:00")) == 0
-    assert sorted(set(_records())) == [(Decimal("60"), Decimal("0.060000"))]
+    assert usage_meter(now=at("2026-11-03 11:00:30")) == 3
+    assert usage_meter(now=at("2026-11-03 11:00:30")) == 0
+    assert usage_meter(now=at("2026-11-03 11:30:00")) == 0
+    assert sorted(set(_records())) == [(Decimal("3600"), Decimal("3.600000"))]
+
+
+def _history(ledger):
+    """A day of one tenant's work: a price change, a release, a preemption and its requeue, one demoted, midnight."""
+    from pools.models import AllocationEvent
+
+    price("3.70", "0.013")
+    price("5.10", "0.021", since="2026-11-03 13:20:00")
+    price("2.00", since="2026-11-03 00:00:00", priority="offline")
+    project = ledger.project("acme")
+    ledger.run(project, ("2026-11-03 10:00:00.5", None), units=7, mib=3001, ended=None)
+    ledger.run(project, ("2026-11-03 10:17:00", "2026-11-03 15:31:00.25"), units=33, mib=12345, gpu=1)
+    ledger.run(project, ("2026-11-03 09:00:00", "2026-11-03 11:00:00"), ("2026-11-03 12:10:00", None), ended=None, gpu=2)
+    demoted = ledger.run(project, ("2026-11-03 11:45:00", None), priority="interruptible", ended=None, gpu=3)
+    event = AllocationEvent.objects.create(allocation=demoted, from_state="running", to_state="running",
+                                           previous_priority="interruptible", actor_label="test")  # fmt: skip
+    AllocationEvent.objects.filter(id=event.id).update(at=at("2026-11-03 14:02:00"))
+    type(demoted).objects.filter(id=demoted.id).update(priority="offline")
+
+
+def _ledger_rows():
+    rows = UsageRecord.objects.order_by("slice_id", "start")
+    return [(r.slice_id, r.start, r.end, r.day, r.priority, r.seconds, r.amount, r.price_id) for r in rows]
+
+
+def test_the_same_history_metered_at_any_cadence_is_the_same_ledger_and_the_same_bill(ledger):
+    """Every minute, every 7 minutes, or once the next day: the same records, to the microsecond and the cent."""
+    from datetime import timedelta
+
+    from billing.services import statement_lines
+
+    _history(ledger)
+    start, end = at("2026-11-03 09:00:00"), at("2026-11-04 00:30:00")
+    ledgers, bills = [], []
+    for step in (timedelta(minutes=1), timedelta(minutes=7, seconds=13), end - start):
+        UsageRecord.objects.all().delete()
+        SliceMeter.objects.all().delete()
+        now = start
+        while now < end:
+            now = min(now + step, end)
+            usage_meter(now=now)
+        ledgers.append(_ledger_rows())
+        tenant = UsageRecord.objects.first().tenant
+        bills.append([(line["description"], line["amount"]) for line in statement_lines(tenant=tenant, month=at("2026-11-01 00:00:00"))])
+    assert ledgers[0] == ledgers[1] == ledgers[2]
+    assert bills[0] == bills[1] == bills[2]
+    # Rows a slice a day: about one an hour, not one a run.
+    per_slice = {}
+    for row in ledgers[0]:
+        per_slice[row[0]] = per_slice.get(row[0], 0) + 1
+    assert max(per_slice.values()) <= 26, per_slice
+
+
+def test_a_demoted_allocation_pays_each_class_for_its_own_time(ledger):
+    _history(ledger)
+    usage_meter(now=at("2026-11-03 16:00:00"))
+    demoted = UsageRecord.objects.filter(slice__accelerator=ledger.gpus[3]).order_by("start")
+    rows = [(r.start, r.end, r.priority) for r in demoted]
+    assert rows == [
+        (at("2026-11-03 11:45:00"), at("2026-11-03 12:45:00"), "interruptible"),
+        (at("2026-11-03 12:45:00"), at("2026-11-03 13:20:00"), "interruptible"),  # the price changes
+        (at("2026-11-03 13:20:00"), at("2026-11-03 13:45:00"), "interruptible"),
+        (at("2026-11-03 13:45:00"), at("2026-11-03 14:02:00"), "interruptible"),
+        (at("2026-11-03 14:02:00"), at("2026-11-03 14:45:00"), "offline"),  # moved to offline at 14:02
+        (at("2026-11-03 14:45:00"), at("2026-11-03 15:45:00"), "offline"),
+    ]
+    assert [r.price.compute_gpu_hour for r in demoted][-2:] == [Decimal("2.0000")] * 2

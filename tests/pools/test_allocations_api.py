@@ -185,3 +185,16 @@ def test_the_answer_to_a_request_is_what_reading_it_gives(fleet):
     assert made == {**seen, "usage": None}
     released = client.delete(f"/api/v1/allocations/{made['id']}").json()
     assert released == client.get(f"/api/v1/allocations/{made['id']}").json()
+
+
+def test_a_queued_allocation_is_estimated_to_start_when_the_lease_at_its_position_ends(fleet):
+    _, project, _, client = fleet.tenant("acme")
+    leases = [_ask(client, project, compute_units=100, memory_mib=1000, lease_seconds=s).json() for s in (7200, 3600)]
+    waiting = [_ask(client, project, compute_units=100, memory_mib=1000).json() for _ in range(3)]
+    ends = sorted(Allocation.objects.get(id=a["id"]).expires_at for a in leases)
+    page = {a["id"]: a for a in client.get("/api/v1/allocations?state=queued").json()["results"]}
+    assert [page[w["id"]]["queue_position"] for w in waiting] == [1, 2, 3]
+    # 1st in line: when the first lease ends; 2nd: the second; 3rd: no third lease ends.
+    assert [page[w["id"]]["estimated_start"] for w in waiting] == [e.isoformat().replace("+00:00", "Z") for e in ends] + [None]
+    one = client.get(f"/api/v1/allocations/{waiting[1]['id']}").json()
+    assert one["estimated_start"] == page[waiting[1]["id"]]["estimated_start"]

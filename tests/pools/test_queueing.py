@@ -1,5 +1,7 @@
 """Queue order: priority class, then fair share between tenants, then age; flooding starves no one."""
 
+import pytest
+
 from pools.queueing import Waiting, order
 
 
@@ -29,3 +31,83 @@ def test_weights_scale_the_share():
     queue = [w("a", "big", created=0), w("b", "small", created=1)]
     shares = {"big": 0.4, "small": 0.3}
     assert [x.id for x in order(queue, shares, total_units=1000, total_mib=10000, weights={"big": 2.0})] == ["a", "b"]
+
+
+def _greedy(waiting, shares, *, total_units, total_mib, weights=None):
+    """The order as first written: take the smallest (class, share, age) head, add its size, again (O(n²))."""
+    from pools.queueing import PRIORITY_RANK, dominant_share
+
+    weights, shares = weights or {}, dict(shares)
+    remaining = sorted(waiting, key=lambda x: (PRIORITY_RANK[x.priority], x.created_at))
+    result = []
+    while remaining:
+        best = min(
+            range(len(remaining)),
+            key=lambda i: (
+                PRIORITY_RANK[remaining[i].priority],
+                shares.get(remaining[i].tenant_id, 0.0) / weights.get(remaining[i].tenant_id, 1.0),
+                remaining[i].created_at,
+            ),
+        )
+        item = remaining.pop(best)
+        result.append(item)
+        shares[item.tenant_id] = shares.get(item.tenant_id, 0.0) + dominant_share(
+            item.compute_units, item.memory_mib, total_units, total_mib
+        )
+    return result
+
+
+def test_the_sort_is_the_greedy():
+    """Random queues (ties in age and size included): the one sort gives exactly the greedy's order."""
+    import random
+
+    PRIORITIES, UNITS, MIBS = ["realtime", "interruptible", "offline"], [25, 50, 100, 200], [1000, 4000, 16000]
+    rng = random.Random(13)
+    for _ in range(300):
+        tenants = [f"t{i}" for i in range(rng.randint(1, 6))]
+        queue = [
+            w(i, rng.choice(tenants), rng.choice(PRIORITIES), float(rng.randint(0, 20)), rng.choice(UNITS), rng.choice(MIBS))
+            for i in range(rng.randint(0, 60))
+        ]
+        shares = {t: rng.choice([0.0, 0.05, 0.1, 0.3]) for t in tenants if rng.random() < 0.7}
+        weights = {t: rng.choice([0.5, 1.0, 2.0]) for t in tenants if rng.random() < 0.5}
+        kwargs = {"total_units": 2000, "total_mib": 80000, "weights": weights}
+        assert [x.id for x in order(queue, shares, **kwargs)] == [x.id for x in _greedy(queue, shares, **kwargs)]
+
+
+def test_recent_use_is_summed_by_the_database_as_the_formula_says(fleet):
+    """tenant_shares: each ended allocation's dominant share × min(ran, half-life)/half-life × ½ per half-life since."""
+
+    from django.utils import timezone
+
+    from pools.models import Accelerator, Allocation
+    from pools.queueing import dominant_share
+    from pools.selectors import RECENT_USE_HALF_LIFE, tenant_shares
+
+    acme, acme_project, _, _ = fleet.tenant("acme")
+    globex, globex_project, _, _ = fleet.tenant("globex")
+    now = timezone.now()
+    half = RECENT_USE_HALF_LIFE
+    histories = {  # (count, units, mib, started, ended)
+        acme: [(1, 100, 40000, now - 3 * half, now - half), (2, 25, 1000, now - half / 4, now - half / 8)],
+        globex: [(1, 50, 80000, now - 2 * half, now - 2 * half + half / 2), (1, 100, 1000, now - 9 * half, now - 7 * half)],
+    }
+    project = {acme: acme_project, globex: globex_project}
+    for tenant, rows in histories.items():
+        for count, units, mib, started, ended in rows:
+            Allocation.objects.create(tenant=tenant, project=project[tenant], count=count, compute_units=units, memory_mib=mib,
+                                      state=Allocation.State.RELEASED, started_at=started, ended_at=ended)  # fmt: skip
+    gpus = Accelerator.objects.filter(gone_at=None)
+    total_units, total_mib = 100 * gpus.count(), sum(g.memory_mib for g in gpus)
+
+    def expected(rows):
+        return sum(
+            min((e - s) / half, 1.0) * 0.5 ** ((now - e) / half) * dominant_share(c * u, c * m, total_units, total_mib)
+            for c, u, m, s, e in rows
+            if e >= now - 6 * half
+        )
+
+    shares = tenant_shares(now)
+    assert shares[acme.id] == pytest.approx(expected(histories[acme]), rel=1e-6)  # SQLite counts in days (julianday)
+    assert shares[globex.id] == pytest.approx(expected(histories[globex]), rel=1e-6)  # SQLite counts in days (julianday)
+    assert shares[acme.id] > 0.1 and shares[globex.id] > 0.01

@@ -7,30 +7,44 @@ from django.utils.translation import gettext_noop as N_
 
 from ocenter.errors import Refused
 from pools.models import Allocation
+from pools.placement import Ask
 from pools.selectors import queue_order, tenant_usage
 from pools.services.allocations.claim import allocation_claim
 from pools.services.allocations.history import note_reason, transition
 from pools.services.allocations.reclaim import reclaim, victims_for
 from pools.services.allocations.release import release_finish
-from pools.services.allocations.room import try_place
-from tenants.models import Tenant
+from pools.services.allocations.room import fits, try_place
 from tenants.quotas import OverLimit
-from tenants.selectors import tenant_quotas
+from tenants.selectors import tenant_locked, tenant_quotas
 
 State = Allocation.State
+
+
+def _ask(shape: tuple) -> Ask:
+    """A queued request's placement ask, anywhere its constraints allow (its tenant's quotas are checked once it fits)."""
+    count, compute_units, memory_mib, policy, vendor, model, pool, region = shape
+    return Ask(count=count, compute_units=compute_units, memory_mib=memory_mib, policy=policy, vendor=vendor, model=model, pool=pool,
+               region=region, allowed=None)  # fmt: skip
 
 
 def queue_drain(*, limit: int = 500) -> int:
     """Place queued requests, in queue order, while there is room; claim those placed. Returns how many started.
 
+    A pass reads the fleet once, and skips without a query every request
+    that its view shows no room for (or whose shape found none already).
     Realtime work waiting on its tenant's limit reclaims the tenant's own
     offline and borrowed work again (something may have taken the room its
     first victims gave back); their release wakes the queue once more.
     """
     placed, victims = [], []
-    for waiting in queue_order(limit=limit):
+    no_room: set = set()  # shapes that found none this pass: room only shrinks as the pass places work
+    for number, waiting in enumerate(queue_order(limit=limit)):
+        # Checked on the view, before any lock or query; the view is read afresh once, by the first.
+        if waiting.shape in no_room or fits(_ask(waiting.shape), fresh=number == 0) is None:
+            no_room.add(waiting.shape)
+            continue
         with transaction.atomic():
-            Tenant.objects.select_for_update(of=("self",)).get(id=waiting.tenant_id)
+            tenant_locked(waiting.tenant_id)
             allocation = (
                 Allocation.objects.select_for_update(of=("self",), skip_locked=True)
                 .select_related("tenant")
@@ -42,7 +56,7 @@ def queue_drain(*, limit: int = 500) -> int:
             usage = tenant_usage([allocation.tenant_id]).get(allocation.tenant_id, [])
             quotas = tenant_quotas(allocation.tenant_id)
             try:
-                chosen = try_place(allocation, usage=usage, quotas=quotas)
+                chosen = try_place(allocation, usage=usage, quotas=quotas, reread=False)
             except OverLimit as over:
                 try:
                     victims += reclaim(allocation, victims_for(allocation, quotas=quotas, over=over, room_found=True), actor=None)

@@ -79,6 +79,17 @@ class Plan:
     ask: Ask
 
 
+def fits(ask: Ask, *, exclude=(), fresh: bool = False) -> tuple[list[GpuState], list[GpuState]] | None:
+    """(the GPUs ``ask`` would go to, the candidates they were chosen from) on this process's view of the fleet, or None."""
+    candidates = fleet.best(ask, exclude=exclude, limit=candidate_limit(ask), fresh=fresh)
+    chosen = place(ask, candidates)
+    if chosen is None:
+        # The best few could not hold it (a gang across pools, say): look at every GPU with room (in the view just read).
+        candidates = fleet.best(ask, exclude=exclude)
+        chosen = place(ask, candidates)
+    return None if chosen is None else (chosen, candidates)
+
+
 def plan(allocation: Allocation, *, usage: list, quotas, exclude=(), fresh: bool = False) -> Plan | None:
     """Place ``allocation`` on this process's view of the fleet and run admission; None when nothing has room.
 
@@ -86,22 +97,19 @@ def plan(allocation: Allocation, *, usage: list, quotas, exclude=(), fresh: bool
     quota or another admission check says no.
     """
     ask = ask_of(allocation, quotas)
-    candidates = fleet.best(ask, exclude=exclude, limit=candidate_limit(ask), fresh=fresh)
-    chosen = place(ask, candidates)
-    if chosen is None:
-        # The best few could not hold it (a gang across pools, say): look at every GPU with room (in the view just read).
-        candidates = fleet.best(ask, exclude=exclude)
-        chosen = place(ask, candidates)
-    if chosen is None:
+    found = fits(ask, exclude=exclude, fresh=fresh)
+    if found is None:
         return None
+    chosen, candidates = found
     admit(allocation, slice_asks(allocation, chosen), usage, quotas)
     return Plan(chosen, candidates, ask)
 
 
-def try_place(allocation: Allocation, *, usage: list, quotas, exclude=(), rows=()) -> list[Slice] | None:
+def try_place(allocation: Allocation, *, usage: list, quotas, exclude=(), rows=(), reread: bool = True) -> list[Slice] | None:
     """Place ``allocation``, take the room and hold its slices (under its tenant's lock): the slices held, or None.
 
-    A view that finds no room is read again before the answer is "none".
+    A view that finds no room is read again before the answer is "none"
+    (unless not ``reread``: the caller has just read it).
     ``rows``: for a request not stored yet, the rows that store it (itself,
     its history, its audit entry), written with its slices in the statement
     that takes the room (on PostgreSQL; right after it elsewhere).
@@ -111,7 +119,7 @@ def try_place(allocation: Allocation, *, usage: list, quotas, exclude=(), rows=(
     for _ in range(MAX_RESERVATIONS):
         found = plan(allocation, usage=usage, quotas=quotas, exclude=exclude, fresh=fresh)
         if found is None:
-            if fresh:
+            if fresh or not reread:
                 return None
             fresh = True  # perhaps only this process's view is out of date
             continue
