@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from billing.models import Budget, Price, UsageRecord
 from billing.rating import HOUR, MIB_PER_GIB, UNITS_PER_GPU, hourly, month_start, next_month, to_cents
-from ocenter.lib.rows import param
+from ocenter.lib.rows import adapted, param
 from ocenter.lib.units import COMPUTE_UNITS_PER_GPU
 from pools.models import Allocation, AllocationEvent, Slice
 
@@ -100,11 +100,6 @@ _UNMETERED_SQL = """
      GROUP BY a.tenant_id, p.name, g.model, a.priority"""
 
 
-def adapted(moment: datetime):
-    """A moment as raw SQL takes it (text on SQLite)."""
-    return connection.ops.adapt_datetimefield_value(moment)
-
-
 def unmetered(tenant_ids, *, now: datetime, since: datetime, project_id=None) -> dict:
     """``{tenant_id: Decimal}``: what these tenants' (None: every tenant's) running slices cost from their watermarks
     (or ``since``) to ``now``. One query."""
@@ -143,9 +138,7 @@ def due_slices(book: PriceBook, now: datetime, tz):
     return (
         Slice.objects.filter(started_at__isnull=False, started_at__lt=now)
         .annotate(metered_until=F("meter__metered_until"))
-        .alias(
-            crossed=RawSQL(_HOUR_CROSSED[connection.vendor], [connection.ops.adapt_datetimefield_value(now)], output_field=BooleanField())
-        )
+        .alias(crossed=RawSQL(_HOUR_CROSSED[connection.vendor], [adapted(now)], output_field=BooleanField()))
         .filter(Q(metered_until__isnull=True) | Q(metered_until__lt=now))
         .filter(
             Q(metered_until__isnull=True)

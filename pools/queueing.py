@@ -26,9 +26,9 @@ class Waiting:
     created_at: float
     compute_units: int  # all slices together
     memory_mib: int
-    # What placement needs (count, compute_units and memory_mib per slice, policy, vendor, model, pool, region):
-    # the drain checks it against its view before it locks anything.
-    shape: tuple = ()
+    # Where it may go, anywhere its constraints allow (a pools.placement.Ask; its tenant's quotas are checked once
+    # it fits): the drain checks it against its view before it locks anything.
+    shape: object = None
 
 
 def dominant_share(compute_units: float, memory_mib: float, total_units: float, total_mib: float) -> float:

@@ -8,7 +8,7 @@ from django.db.models import Count, F, Prefetch, Q, Sum
 from django.utils import timezone
 
 from ocenter.admission import UsageRow
-from ocenter.lib.rows import param
+from ocenter.lib.rows import adapted, param
 from ocenter.lib.units import COMPUTE_UNITS_PER_GPU
 from ocenter.seams import seams
 from pools import series
@@ -94,8 +94,8 @@ def tenant_shares(now=None, totals=None) -> dict:
                 "hl": half_life,
                 "units": float(total_units or 1),
                 "mib": float(total_mib or 1),
-                "since": connection.ops.adapt_datetimefield_value(now - 6 * RECENT_USE_HALF_LIFE),
-                "now": connection.ops.adapt_datetimefield_value(now),
+                "since": adapted(now - 6 * RECENT_USE_HALF_LIFE),
+                "now": adapted(now),
             },
         )
         for tenant_id, recent in cursor.fetchall():
@@ -110,8 +110,16 @@ def queue_order(*, limit: int | None = None) -> list[Waiting]:
     fields = ("id", "tenant_id", "priority", "created_at", "count", "compute_units", "memory_mib", "policy", "vendor",
               "accelerator_model", "pool_name", "region")  # fmt: skip
     waiting = [
-        Waiting(a_id, tenant_id, priority, created.timestamp(), count * units, count * mib, (count, units, mib, *where))
-        for a_id, tenant_id, priority, created, count, units, mib, *where in queued.values_list(*fields)
+        Waiting(
+            a_id,
+            tenant_id,
+            priority,
+            created.timestamp(),
+            count * units,
+            count * mib,
+            Ask(count=count, compute_units=units, memory_mib=mib, policy=policy, vendor=vendor, model=model, pool=pool, region=region),
+        )
+        for a_id, tenant_id, priority, created, count, units, mib, policy, vendor, model, pool, region in queued.values_list(*fields)
     ]
     if not waiting:
         return []

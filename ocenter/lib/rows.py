@@ -207,6 +207,11 @@ def param(field, value):
     return field.get_db_prep_value(value, connection, prepared=False)
 
 
+def adapted(moment):
+    """A moment as raw SQL takes it (text on SQLite)."""
+    return connection.ops.adapt_datetimefield_value(moment)
+
+
 def fetch(sql: str, params) -> list[dict]:
     """The rows of ``sql`` as dicts by column name."""
     with connection.cursor() as cursor:

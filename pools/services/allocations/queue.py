@@ -7,7 +7,6 @@ from django.utils.translation import gettext_noop as N_
 
 from ocenter.errors import Refused
 from pools.models import Allocation
-from pools.placement import Ask
 from pools.selectors import queue_order, tenant_usage
 from pools.services.allocations.claim import allocation_claim
 from pools.services.allocations.history import note_reason, transition
@@ -18,13 +17,6 @@ from tenants.quotas import OverLimit
 from tenants.selectors import tenant_locked, tenant_quotas
 
 State = Allocation.State
-
-
-def _ask(shape: tuple) -> Ask:
-    """A queued request's placement ask, anywhere its constraints allow (its tenant's quotas are checked once it fits)."""
-    count, compute_units, memory_mib, policy, vendor, model, pool, region = shape
-    return Ask(count=count, compute_units=compute_units, memory_mib=memory_mib, policy=policy, vendor=vendor, model=model, pool=pool,
-               region=region, allowed=None)  # fmt: skip
 
 
 def queue_drain(*, limit: int = 500) -> int:
@@ -40,7 +32,7 @@ def queue_drain(*, limit: int = 500) -> int:
     no_room: set = set()  # shapes that found none this pass: room only shrinks as the pass places work
     for number, waiting in enumerate(queue_order(limit=limit)):
         # Checked on the view, before any lock or query; the view is read afresh once, by the first.
-        if waiting.shape in no_room or fits(_ask(waiting.shape), fresh=number == 0) is None:
+        if waiting.shape in no_room or fits(waiting.shape, fresh=number == 0) is None:
             no_room.add(waiting.shape)
             continue
         with transaction.atomic():
