@@ -40,3 +40,7 @@ if settings.OCENTER_EMBEDDED_JOBS:
     protocols["lifespan"] = LifespanJobs()
 
 application = ProtocolTypeRouter(protocols)
+
+from ocenter.lib.warm import warm  # noqa: E402
+
+warm()

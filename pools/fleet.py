@@ -99,11 +99,31 @@ class FleetView:
         self.gpus[gpu_id] = moved
         bisect.insort(self.buckets[moved.allocated_units], moved, key=self._order)
 
+    def merge(self, gpus, *, read=()):
+        """Take ``gpus`` as they are now in the database; of the ids in ``read`` (read with them), drop those not among them."""
+        found = {gpu.id: gpu for gpu in gpus}
+        for gpu_id in {*found, *read}:
+            old = self.gpus.pop(gpu_id, None)
+            if old is not None:
+                self.buckets[old.allocated_units].remove(old)
+            new = found.get(gpu_id)
+            if new is not None:
+                self.gpus[gpu_id] = new
+                self.pool_costs[new.pool, new.region] = new.cost
+                bisect.insort(self.buckets[new.allocated_units], new, key=self._order)
+
+
+ANY = Ask(count=1, compute_units=0, memory_mib=0)
+
+
+def _pools(gpus) -> dict:
+    # A pool's agent URL and token are fixed when it is registered: claims take them from here.
+    return {pool.id: pool for pool in Pool.objects.filter(id__in={gpu.pool_id for gpu in gpus})}
+
 
 def _read() -> FleetView:
-    gpus = candidate_gpus(Ask(count=1, compute_units=0, memory_mib=0), with_room=False)
-    # A pool's agent URL and token are fixed when it is registered: claims take them from here.
-    return FleetView(gpus, {pool.id: pool for pool in Pool.objects.filter(id__in={gpu.pool_id for gpu in gpus})})
+    gpus = candidate_gpus(ANY, with_room=False)
+    return FleetView(gpus, _pools(gpus))
 
 
 class _Cache:
@@ -111,7 +131,8 @@ class _Cache:
 
     Requests go on with the old view meanwhile (reading 10,000 GPUs takes
     ~0.1 s here, and a request holds its tenant's lock); only the first
-    request, one that asks for a fresh view, or a setting of 0 reads in line.
+    request, or a setting of 0, reads it in line. Where the view is wrong,
+    only the GPUs in question are read again (``refresh``, ``correct``).
     """
 
     def __init__(self):
@@ -120,11 +141,16 @@ class _Cache:
         self._read_at = 0.0
         self._reading = False
 
-    def best(self, ask: Ask, *, exclude=(), limit: int | None = None, fresh: bool = False) -> list[GpuState]:
-        """FleetView.best on this process's view (read first if there is none, or when ``fresh``)."""
+    def best(self, ask: Ask, *, exclude=(), limit: int | None = None) -> list[GpuState]:
+        """FleetView.best on this process's view (read first if there is none)."""
+        view = self._current()
+        with self._lock:
+            return view.best(ask, exclude=exclude, limit=limit)
+
+    def _current(self) -> FleetView:
         seconds = settings.OCENTER_FLEET_SECONDS
         with self._lock:
-            view = None if fresh or seconds <= 0 else self._view
+            view = None if seconds <= 0 else self._view
             if view is not None and time.monotonic() - self._read_at >= seconds and not self._reading:
                 self._reading = True
                 threading.Thread(target=self._read_in_background, name="ocenter-fleet", daemon=True).start()
@@ -132,8 +158,27 @@ class _Cache:
             read_at, view = time.monotonic(), _read()
             with self._lock:
                 self._view, self._read_at = view, read_at
+        return view
+
+    def refresh(self, ask: Ask):
+        """The view shows no room for ``ask``: read the GPUs that have it in the database (none, when the view is right).
+
+        Other processes' releases show up here before the next full read, at
+        the cost of one narrow query instead of the whole fleet.
+        """
+        self._merge(candidate_gpus(ask, with_room=True))
+
+    def correct(self, gpu_ids):
+        """Room on these GPUs could not be taken: read them again (another process took it, or they went)."""
+        gpu_ids = list(gpu_ids)
+        self._merge(candidate_gpus(ANY, with_room=False, only=gpu_ids), read=gpu_ids)
+
+    def _merge(self, gpus, read=()):
+        view = self._current()
+        pools = _pools([gpu for gpu in gpus if gpu.pool_id not in view.pools])
         with self._lock:
-            return view.best(ask, exclude=exclude, limit=limit)
+            view.pools.update(pools)
+            view.merge(gpus, read=read)
 
     def _read_in_background(self):
         from django.db import connections

@@ -23,7 +23,7 @@ class Waiting:
     id: object
     tenant_id: object
     priority: str
-    created_at: float
+    created_at: float  # when it was asked, as any number that grows with it
     compute_units: int  # all slices together
     memory_mib: int
     # Where it may go, anywhere its constraints allow (a pools.placement.Ask; its tenant's quotas are checked once

@@ -105,22 +105,23 @@ def tenant_shares(now=None, totals=None) -> dict:
 
 
 def queue_order(*, limit: int | None = None) -> list[Waiting]:
-    """Queued allocations in the order they will be tried (priority, fair share, age)."""
+    """Queued allocations in the order they will be tried (priority, fair share, age).
+
+    Read as bare tuples (no model, no datetime: their order by age is the
+    order they are read in), each distinct shape built once: it is read
+    whole for every position shown, with thousands waiting.
+    """
     queued = Allocation.objects.filter(state=Allocation.State.QUEUED).order_by("created_at", "id")
-    fields = ("id", "tenant_id", "priority", "created_at", "count", "compute_units", "memory_mib", "policy", "vendor",
-              "accelerator_model", "pool_name", "region")  # fmt: skip
-    waiting = [
-        Waiting(
-            a_id,
-            tenant_id,
-            priority,
-            created.timestamp(),
-            count * units,
-            count * mib,
-            Ask(count=count, compute_units=units, memory_mib=mib, policy=policy, vendor=vendor, model=model, pool=pool, region=region),
-        )
-        for a_id, tenant_id, priority, created, count, units, mib, policy, vendor, model, pool, region in queued.values_list(*fields)
-    ]
+    fields = ("id", "tenant_id", "priority", "count", "compute_units", "memory_mib", "policy", "vendor", "accelerator_model",
+              "pool_name", "region")  # fmt: skip
+    shapes, waiting = {}, []
+    for age, (a_id, tenant_id, priority, *shape) in enumerate(queued.values_list(*fields)):
+        shape = tuple(shape)
+        ask = shapes.get(shape)
+        if ask is None:
+            count, units, mib, policy, vendor, model, pool, region = shape
+            ask = shapes[shape] = Ask(count, units, mib, policy=policy, vendor=vendor, model=model, pool=pool, region=region)
+        waiting.append(Waiting(a_id, tenant_id, priority, age, ask.count * ask.compute_units, ask.count * ask.memory_mib, ask))
     if not waiting:
         return []
     total_units, total_mib = _fleet_totals()
@@ -209,20 +210,16 @@ def allowed_scopes(quotas) -> frozenset:
     return frozenset((q.pool_name, q.accelerator_model) for q in quotas if q.project_id is None)
 
 
-def candidate_gpus(ask: Ask, *, with_room: bool, exclude=(), draining_too: bool = False) -> list[GpuState]:
-    """GPUs that meet the constraints and take placements now (or, ``draining_too``, once undrained).
+def candidate_gpus(ask: Ask, *, with_room: bool, exclude=(), only=None, draining_too: bool = False) -> list[GpuState]:
+    """GPUs that meet the constraints and take placements now (or, ``draining_too``, once undrained); ``only``: of these ids.
 
-    Two queries: the few live pools, then their GPUs (``Accelerator.objects.placeable()``).
+    One query (``Accelerator.objects.placeable()``, with its pool's name, region and cost).
     """
-    pools = Pool.objects.live() if draining_too else Pool.objects.placeable()
+    gpus = Accelerator.objects.serviceable() if draining_too else Accelerator.objects.placeable()
     if ask.pool:
-        pools = pools.filter(name=ask.pool)
+        gpus = gpus.filter(pool__name=ask.pool)
     if ask.region:
-        pools = pools.filter(region=ask.region)
-    live = {pid: (name, region, cost) for pid, name, region, cost in pools.values_list("id", "name", "region", "cost_weight")}
-    if not live:
-        return []
-    gpus = (Accelerator.objects.serviceable() if draining_too else Accelerator.objects.placeable()).filter(pool_id__in=list(live))
+        gpus = gpus.filter(pool__region=ask.region)
     if with_room:
         gpus = gpus.with_room(compute_units=ask.compute_units, memory_mib=ask.memory_mib)
     if ask.vendor:
@@ -231,12 +228,15 @@ def candidate_gpus(ask: Ask, *, with_room: bool, exclude=(), draining_too: bool 
         gpus = gpus.filter(model=ask.model)
     if exclude:
         gpus = gpus.exclude(id__in=exclude)
-    rows = gpus.values_list("id", "pool_id", "node_id", "vendor", "model", "memory_mib", "allocated_compute_units",
-                            "allocated_memory_mib", "outside_memory_mib", "fractional", "uuid")  # fmt: skip
+    if only is not None:
+        gpus = gpus.filter(id__in=only)
+    rows = gpus.values_list("id", "pool_id", "pool__name", "pool__region", "pool__cost_weight", "node_id", "vendor", "model",
+                            "memory_mib", "allocated_compute_units", "allocated_memory_mib", "outside_memory_mib", "fractional",
+                            "uuid")  # fmt: skip
     return [
         # Memory that outside processes hold counts as handed out: it is not there to be placed on.
-        GpuState(gid, *live[pid][:2], node, vendor, model, mib, units, min(mib, used_mib + outside), live[pid][2], pid, fractional, uuid)
-        for gid, pid, node, vendor, model, mib, units, used_mib, outside, fractional, uuid in rows
+        GpuState(gid, pool, region, node, vendor, model, mib, units, min(mib, used_mib + outside), cost, pid, fractional, uuid)
+        for gid, pid, pool, region, cost, node, vendor, model, mib, units, used_mib, outside, fractional, uuid in rows
     ]
 
 

@@ -156,3 +156,32 @@ def test_a_drain_pass_that_places_nothing_costs_the_same_for_any_queue(fleet):
         assert queue_drain() == 0
     assert Allocation.objects.filter(state=Allocation.State.QUEUED).count() == 22
     assert len(many) == len(few), (len(few), len(many))
+
+
+# A request that ends queued: the token, the project, BEGIN, the tenant's lock, its usage, its quotas, the GPUs
+# with room for it (the fleet view says none: is it out of date?), the kinds of GPU there are (is it a request
+# any GPU could take?), its hard budgets, the statement that stores it queued, COMMIT; then its place in the queue
+# (the queue, the fleet's size, what each tenant holds and used lately) and its estimated start.
+QUEUED_QUERIES = {"postgresql": 16, "sqlite": 18}
+
+
+def test_a_request_that_waits_costs_the_same_for_any_queue(fleet, settings):
+    """A queued POST neither reads the whole fleet again nor anything per waiting request."""
+    from rest_framework.test import APIClient
+
+    from tenants.services import token_create
+
+    settings.OCENTER_FLEET_SECONDS = 3600
+    tenant, project, user, _ = fleet.tenant("acme")
+    _, secret = token_create(actor=None, user=user, tenant=tenant, name="ci")
+    api = APIClient(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    whole = {"project": str(project.id), "compute_units": 100, "memory_mib": 100}
+    for _ in range(3):  # the fleet's two GPUs, then one waits (and the view and the token are warm)
+        api.post("/api/v1/allocations", whole, format="json")
+    few = _queries(lambda: api.post("/api/v1/allocations", whole, format="json"))
+    for _ in range(10):
+        api.post("/api/v1/allocations", whole, format="json")
+    many = _queries(lambda: api.post("/api/v1/allocations", whole, format="json"))
+    assert Allocation.objects.filter(state=Allocation.State.QUEUED).count() == 13
+    assert many == few, (few, many)
+    assert few <= QUEUED_QUERIES[connection.vendor], few

@@ -6,7 +6,10 @@ from django.db import transaction
 from django.utils.translation import gettext_noop as N_
 
 from ocenter.errors import Refused
+from ocenter.lib.units import COMPUTE_UNITS_PER_GPU as UNITS
+from pools.fleet import fleet
 from pools.models import Allocation
+from pools.placement import Ask
 from pools.selectors import queue_order, tenant_usage
 from pools.services.allocations.claim import allocation_claim
 from pools.services.allocations.history import note_reason, transition
@@ -22,17 +25,22 @@ State = Allocation.State
 def queue_drain(*, limit: int = 500) -> int:
     """Place queued requests, in queue order, while there is room; claim those placed. Returns how many started.
 
-    A pass reads the fleet once, and skips without a query every request
-    that its view shows no room for (or whose shape found none already).
+    A pass first reads the GPUs with room for the smallest request waiting
+    (room other processes gave back since this one's view was read), then
+    skips without a query every request that its view shows no room for (or
+    whose shape found none already).
     Realtime work waiting on its tenant's limit reclaims the tenant's own
     offline and borrowed work again (something may have taken the room its
     first victims gave back); their release wakes the queue once more.
     """
     placed, victims = [], []
     no_room: set = set()  # shapes that found none this pass: room only shrinks as the pass places work
-    for number, waiting in enumerate(queue_order(limit=limit)):
-        # Checked on the view, before any lock or query; the view is read afresh once, by the first.
-        if waiting.shape in no_room or fits(waiting.shape, fresh=number == 0) is None:
+    queue = queue_order(limit=limit)
+    for ask in smallest(w.shape for w in queue):
+        fleet.refresh(ask)
+    for waiting in queue:
+        # Checked on the view, before any lock or query.
+        if waiting.shape in no_room or fits(waiting.shape) is None:
             no_room.add(waiting.shape)
             continue
         with transaction.atomic():
@@ -66,3 +74,14 @@ def queue_drain(*, limit: int = 500) -> int:
     for victim in victims:
         release_finish(allocation=victim, final_state=State.PREEMPTED, actor=None)
     return len(placed)
+
+
+def smallest(shapes) -> list[Ask]:
+    """Asks that every GPU with room for one of ``shapes`` has room for: a fraction of a GPU and a whole one apart
+    (a whole GPU need not take fractions)."""
+    smallest: dict = {}
+    for shape in shapes:
+        whole = shape.compute_units >= UNITS
+        units, mib = smallest.get(whole, (UNITS, shape.memory_mib))
+        smallest[whole] = (min(units, shape.compute_units), min(mib, shape.memory_mib))
+    return [Ask(count=1, compute_units=units, memory_mib=mib) for units, mib in smallest.values()]

@@ -15,25 +15,27 @@ import hashlib
 import json
 
 from django.db import transaction
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 from django.utils.translation import gettext_noop as N_
 
 from ocenter.admission import REALTIME, SliceAsk
-from ocenter.audit import audit_entry, audit_record
+from ocenter.audit import audit_entry
 from ocenter.errors import DomainError, Refused, Unprocessable
-from pools.models import Accelerator, Allocation, Pool
-from pools.selectors import candidate_gpus, tenant_usage
+from ocenter.lib.rows import insert_all, saved
+from pools.models import LIVE_POOL_STATUSES, Accelerator, Allocation, Pool
+from pools.selectors import tenant_usage
 from pools.services.allocations.claim import allocation_claim
-from pools.services.allocations.history import announce, moved, note_reason, transition
+from pools.services.allocations.history import announce, moved, note_reason
 from pools.services.allocations.queue import queue_drain
 from pools.services.allocations.reclaim import reclaim, victims_for
 from pools.services.allocations.release import release_finish
-from pools.services.allocations.room import admit, ask_of, plan, try_place
+from pools.services.allocations.room import admit, plan, try_place
 from tenants.models import Tenant
 from tenants.quotas import OverLimit
 from tenants.selectors import tenant_locked, tenant_quotas
 
 State = Allocation.State
+NO_ROOM = N_("waiting for room: no GPU that matches has the compute and memory free")
 
 
 def _new_allocation(
@@ -125,25 +127,23 @@ def allocation_request(*, actor, tenant: Tenant, project, idempotency_key: str |
         else:
             room_found = over is not None
             if over is None:
-                # Nothing is stored yet: a request no GPU could ever take is an input error, not a wait.
-                _check_request_shape(allocation)
                 try:
-                    _check_admissible_somewhere(allocation, usage)
+                    _check_possible(allocation, usage, quotas)
                 except OverLimit as exc:
                     over = exc
             realtime = allocation.priority == REALTIME
             reclaiming = victims_for(allocation, quotas=quotas, over=over, room_found=room_found) if realtime else []
-            transition(allocation, State.QUEUED, actor=actor, reason=N_("requested"))
+            queued = moved(allocation, State.QUEUED, actor=actor, reason=N_("requested"))
+            # Why it waits is read when the event is shown; reclaiming says so once its victims are known.
+            allocation.reason = NO_ROOM
+            stored = [allocation, *queued, _audit_entry(allocation, actor)]
+            insert_all(stored)
+            saved(stored)
+            announce(queued)
             allocation.keep_slices([])
-            audit_record(actor=actor, action="allocation.request", obj=allocation, tenant_id=tenant.id, changes=_asked(allocation))
             victims = reclaim(allocation, reclaiming, actor=actor)
-            # Still queued, as recorded: only the reason it waits is new (and is read when the event is shown).
-            note_reason(
-                allocation,
-                f"making room: reclaiming {len(victims)} offline or borrowed allocation(s)"
-                if victims
-                else N_("waiting for room: no GPU that matches has the compute and memory free"),
-            )
+            if victims:
+                note_reason(allocation, f"making room: reclaiming {len(victims)} offline or borrowed allocation(s)")
     for victim in victims:
         release_finish(allocation=victim, final_state=State.PREEMPTED, actor=actor)
     if victims:
@@ -180,45 +180,57 @@ def allocation_preview(*, actor, tenant: Tenant, project, **spec) -> dict:
 # --- a request with no room ------------------------------------------------------
 
 
-def _check_request_shape(allocation: Allocation):
-    """Input errors (raised before anything is stored): name the field and what would be valid.
+def _check_possible(allocation: Allocation, usage: list, quotas):
+    """Refuse now, before anything is stored, a request no GPU could ever take.
 
-    Asked only of a request that fits nowhere now: one that was placed was well formed.
+    Asked only of a request that fits nowhere now (one that was placed was
+    possible). Input errors name the field and what would be valid; a
+    request no placement could admit (over its quota anywhere, no healthy
+    GPU of its kind) is refused. Two queries: the pools, and the GPUs there
+    are summed by kind (and the pools, to name them, when one asked for has none).
     """
-    present = Accelerator.objects.filter(gone_at=None)
-    if allocation.pool_name and not Pool.objects.filter(name=allocation.pool_name).exists():
+    kinds = list(
+        Accelerator.objects.filter(gone_at=None)
+        .values("pool__name", "pool__region", "pool__status", "vendor", "model", "health")
+        .annotate(gpus=Count("id"), largest=Max("memory_mib"), holding=Count("id", filter=Q(memory_mib__gte=allocation.memory_mib)))
+        .order_by()
+    )
+    named = {k["pool__name"] for k in kinds}
+    if allocation.pool_name and allocation.pool_name not in named and not Pool.objects.filter(name=allocation.pool_name).exists():
         known = ", ".join(Pool.objects.values_list("name", flat=True))
         raise DomainError(f"no pool named '{allocation.pool_name}'; known: {known}", field="pool")
-    if allocation.region and not Pool.objects.filter(region=allocation.region).exists():
+    regions = {k["pool__region"] for k in kinds}
+    if allocation.region and allocation.region not in regions and not Pool.objects.filter(region=allocation.region).exists():
         raise DomainError(f"no pool in region '{allocation.region}'", field="region")
-    if allocation.vendor and not present.filter(vendor__iexact=allocation.vendor).exists():
-        known = sorted(set(present.values_list("vendor", flat=True)))
-        raise DomainError(f"no GPU from vendor '{allocation.vendor}'; known: {', '.join(known)}", field="vendor")
-    if allocation.accelerator_model and not present.filter(model=allocation.accelerator_model).exists():
-        known = sorted(set(present.values_list("model", flat=True)))
-        raise DomainError(f"no GPU of model '{allocation.accelerator_model}'; known: {', '.join(known)}", field="accelerator_model")
-    matching = present
-    if allocation.vendor:
-        matching = matching.filter(vendor__iexact=allocation.vendor)
-    if allocation.accelerator_model:
-        matching = matching.filter(model=allocation.accelerator_model)
-    if allocation.pool_name:
-        matching = matching.filter(pool__name=allocation.pool_name)
-    fleet_figures = matching.aggregate(largest=Max("memory_mib"), gpus=Count("id"))
-    largest = fleet_figures["largest"] or 0
+    if allocation.vendor and not any(k["vendor"].lower() == allocation.vendor.lower() for k in kinds):
+        known = ", ".join(sorted({k["vendor"] for k in kinds}))
+        raise DomainError(f"no GPU from vendor '{allocation.vendor}'; known: {known}", field="vendor")
+    if allocation.accelerator_model and not any(k["model"] == allocation.accelerator_model for k in kinds):
+        known = ", ".join(sorted({k["model"] for k in kinds}))
+        raise DomainError(f"no GPU of model '{allocation.accelerator_model}'; known: {known}", field="accelerator_model")
+    matching = [
+        k
+        for k in kinds
+        if (not allocation.vendor or k["vendor"].lower() == allocation.vendor.lower())
+        and (not allocation.accelerator_model or k["model"] == allocation.accelerator_model)
+        and (not allocation.pool_name or k["pool__name"] == allocation.pool_name)
+    ]
+    largest, gpus = max((k["largest"] for k in matching), default=0), sum(k["gpus"] for k in matching)
     if allocation.memory_mib > largest:
         raise DomainError(
             f"memory_mib {allocation.memory_mib} is more than any matching GPU has (largest: {largest} MiB)", field="memory_mib"
         )
-    if allocation.count > fleet_figures["gpus"]:
-        raise DomainError(f"count {allocation.count} is more than the {fleet_figures['gpus']} matching GPUs", field="count")
-
-
-def _check_admissible_somewhere(allocation: Allocation, usage: list):
-    """Refuse now a request no placement could ever admit (over its quota anywhere, or no GPU of its kind)."""
-    ask = ask_of(allocation, None)
+    if allocation.count > gpus:
+        raise DomainError(f"count {allocation.count} is more than the {gpus} matching GPUs", field="count")
     # A drained pool will take work again: requests for it wait rather than being refused.
-    scopes = sorted({(g.pool, g.model) for g in candidate_gpus(ask, with_room=False, draining_too=True) if g.memory_mib >= ask.memory_mib})
+    scopes = sorted(
+        {
+            (k["pool__name"], k["model"])
+            for k in matching
+            if k["holding"] and k["health"] == Accelerator.Health.HEALTHY and k["pool__status"] in LIVE_POOL_STATUSES
+            and (not allocation.region or k["pool__region"] == allocation.region)
+        }
+    )  # fmt: skip
     if not scopes:
         raise Refused(
             "no healthy GPU in a live pool matches this request (model, vendor, pool, region and memory per slice); change the constraints",
@@ -227,7 +239,7 @@ def _check_admissible_somewhere(allocation: Allocation, usage: list):
     refusals = []
     for pool, model in scopes:
         try:
-            admit(allocation, [SliceAsk(pool, model, allocation.compute_units, allocation.memory_mib)] * allocation.count, usage)
+            admit(allocation, [SliceAsk(pool, model, allocation.compute_units, allocation.memory_mib)] * allocation.count, usage, quotas)
             return
         except Refused as exc:
             refusals.append(exc)

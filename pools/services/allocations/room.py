@@ -80,8 +80,13 @@ class Plan:
 
 
 def fits(ask: Ask, *, exclude=(), fresh: bool = False) -> tuple[list[GpuState], list[GpuState]] | None:
-    """(the GPUs ``ask`` would go to, the candidates they were chosen from) on this process's view of the fleet, or None."""
-    candidates = fleet.best(ask, exclude=exclude, limit=candidate_limit(ask), fresh=fresh)
+    """(the GPUs ``ask`` would go to, the candidates they were chosen from) on this process's view of the fleet, or None.
+
+    ``fresh``: the view has shown no room for it; read the GPUs the database says have room first.
+    """
+    if fresh:
+        fleet.refresh(ask)
+    candidates = fleet.best(ask, exclude=exclude, limit=candidate_limit(ask))
     chosen = place(ask, candidates)
     if chosen is None:
         # The best few could not hold it (a gang across pools, say): look at every GPU with room (in the view just read).
@@ -131,6 +136,7 @@ def try_place(allocation: Allocation, *, usage: list, quotas, exclude=(), rows=(
             held = _take_first(allocation, alike, rows)
             if held is None:
                 exclude |= {g.id for g in alike}  # taken by racing requests (or gone since the view was read)
+                fleet.correct(g.id for g in alike)
                 continue
         else:
             with transaction.atomic():  # a gang: all its GPUs or none
@@ -139,6 +145,7 @@ def try_place(allocation: Allocation, *, usage: list, quotas, exclude=(), rows=(
                     transaction.set_rollback(True)
             if held is None:
                 exclude |= {g.id for g in found.chosen}  # some are someone else's now: look past them
+                fleet.correct(g.id for g in found.chosen)
                 continue
         for s in held:
             _on_commit_add(s.accelerator_id, s.compute_units, s.memory_mib)
