@@ -110,3 +110,45 @@ def test_an_old_view_answers_at_once_while_a_new_one_is_read_in_the_background(a
         time.sleep(0.05)
     assert fleet.best(ask) == []
     fleet.forget()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_view_is_mended_where_it_is_wrong_not_read_whole(agents, django_user_model, settings):
+    """``refresh`` reads the GPUs with room for one ask, ``correct`` the GPUs named; the rest of the view stays as it was."""
+    settings.OCENTER_FLEET_SECONDS = 3600
+    Fleet(agents, django_user_model, nodes=1, gpus=3)
+    a, b, c = Accelerator.objects.order_by("id")
+    Accelerator.objects.update(allocated_compute_units=100)
+    fleet.forget()
+    ask = Ask(count=1, compute_units=40, memory_mib=100)
+    assert fleet.best(ask) == []
+    # Behind the view's back: one GPU freed, one taken to 70 units (still full in the view), one gone.
+    Accelerator.objects.filter(id=a.id).update(allocated_compute_units=0)
+    Accelerator.objects.filter(id=b.id).update(allocated_compute_units=70)
+    fleet.refresh(ask)
+    assert [g.id for g in fleet.best(ask)] == [a.id]  # b has no room for 40: not read, and the view had it full anyway
+    assert [g.id for g in fleet.best(Ask(count=1, compute_units=30, memory_mib=100))] == [a.id]  # b is still full here
+    Accelerator.objects.filter(id=a.id).update(allocated_compute_units=100)
+    Accelerator.objects.filter(id=c.id).update(gone_at="2026-01-01T00:00:00Z")
+    fleet.correct([a.id, b.id, c.id])
+    assert [g.id for g in fleet.best(Ask(count=1, compute_units=30, memory_mib=100))] == [b.id]
+    assert c.id not in fleet._current().gpus
+    fleet.forget()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_drain_sees_room_another_process_gave_back(agents, django_user_model, settings):
+    from pools.services.allocations import queue_drain
+
+    settings.OCENTER_FLEET_SECONDS = 3600
+    world = Fleet(agents, django_user_model, nodes=1, gpus=1)
+    tenant, project, _, _ = world.tenant("acme")
+    Accelerator.objects.update(allocated_compute_units=100)
+    fleet.forget()
+    waiting, _ = allocation_request(actor=None, tenant=tenant, project=project, count=1, compute_units=10, memory_mib=100)
+    assert waiting.state == Allocation.State.QUEUED
+    Accelerator.objects.update(allocated_compute_units=0)  # released by another process: this one's view still says full
+    assert queue_drain() == 1
+    waiting.refresh_from_db()
+    assert waiting.state == Allocation.State.RUNNING
+    fleet.forget()
