@@ -205,3 +205,14 @@ def choose_victims(ask: Ask, gpus, holders) -> tuple[list[GpuState], list] | Non
             if best is None or score < best[0]:
                 best = (score, chosen, victims)
     return (best[1], best[2]) if best else None
+
+
+def smallest(shapes) -> list[Ask]:
+    """Asks that every GPU with room for one of ``shapes`` has room for: a fraction of a GPU and a whole one apart
+    (a whole GPU need not take fractions)."""
+    least: dict = {}
+    for shape in shapes:
+        whole = shape.compute_units >= COMPUTE_UNITS_PER_GPU
+        units, mib = least.get(whole, (COMPUTE_UNITS_PER_GPU, shape.memory_mib))
+        least[whole] = (min(units, shape.compute_units), min(mib, shape.memory_mib))
+    return [Ask(count=1, compute_units=units, memory_mib=mib) for units, mib in least.values()]

@@ -98,3 +98,17 @@ def test_a_gang_reclaims_across_gpus_of_one_pool():
     holders = [holder("two-gpus", "offline", 1, (1, 100, 0), (2, 100, 0)), holder("x", "offline", 2, (3, 100, 0))]
     placement, victims = choose_victims(Ask(2, 100, 1000), fleet, holders)
     assert sorted(g.id for g in placement) == [1, 2] and [v.allocation_id for v in victims] == ["two-gpus"]
+
+
+def test_the_smallest_asks_are_held_by_every_gpu_with_room_for_any_shape():
+    from pools.placement import smallest
+
+    shapes = [
+        Ask(count=2, compute_units=50, memory_mib=4096, model="A100"),
+        Ask(count=1, compute_units=10, memory_mib=8192),
+        Ask(count=1, compute_units=100, memory_mib=40960),
+        Ask(count=1, compute_units=100, memory_mib=1024),
+    ]
+    assert sorted((a.compute_units, a.memory_mib) for a in smallest(shapes)) == [(10, 4096), (100, 1024)]
+    assert all(a.count == 1 and not a.model for a in smallest(shapes))
+    assert smallest([]) == []

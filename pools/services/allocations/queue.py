@@ -6,10 +6,9 @@ from django.db import transaction
 from django.utils.translation import gettext_noop as N_
 
 from ocenter.errors import Refused
-from ocenter.lib.units import COMPUTE_UNITS_PER_GPU as UNITS
 from pools.fleet import fleet
 from pools.models import Allocation
-from pools.placement import Ask
+from pools.placement import smallest
 from pools.selectors import queue_order, tenant_usage
 from pools.services.allocations.claim import allocation_claim
 from pools.services.allocations.history import note_reason, transition
@@ -74,14 +73,3 @@ def queue_drain(*, limit: int = 500) -> int:
     for victim in victims:
         release_finish(allocation=victim, final_state=State.PREEMPTED, actor=None)
     return len(placed)
-
-
-def smallest(shapes) -> list[Ask]:
-    """Asks that every GPU with room for one of ``shapes`` has room for: a fraction of a GPU and a whole one apart
-    (a whole GPU need not take fractions)."""
-    smallest: dict = {}
-    for shape in shapes:
-        whole = shape.compute_units >= UNITS
-        units, mib = smallest.get(whole, (UNITS, shape.memory_mib))
-        smallest[whole] = (min(units, shape.compute_units), min(mib, shape.memory_mib))
-    return [Ask(count=1, compute_units=units, memory_mib=mib) for units, mib in smallest.values()]
