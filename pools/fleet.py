@@ -168,10 +168,9 @@ class _Cache:
         """
         self._merge(candidate_gpus(ask, with_room=True))
 
-    def correct(self, gpu_ids):
+    def correct(self, gpu_ids: set):
         """Room on these GPUs could not be taken: read them again (another process took it, or they went)."""
-        gpu_ids = list(gpu_ids)
-        self._merge(candidate_gpus(ANY, with_room=False, only=gpu_ids), read=gpu_ids)
+        self._merge(candidate_gpus(ANY, with_room=False, only=list(gpu_ids)), read=gpu_ids)
 
     def _merge(self, gpus, read=()):
         view = self._current()

@@ -186,8 +186,8 @@ def _check_possible(allocation: Allocation, usage: list, quotas):
     Asked only of a request that fits nowhere now (one that was placed was
     possible). Input errors name the field and what would be valid; a
     request no placement could admit (over its quota anywhere, no healthy
-    GPU of its kind) is refused. Two queries: the pools, and the GPUs there
-    are summed by kind (and the pools, to name them, when one asked for has none).
+    GPU of its kind) is refused. One query, the GPUs there are summed by
+    kind (and the pools, to name them, when a pool or region asked for has none).
     """
     kinds = list(
         Accelerator.objects.filter(gone_at=None)
@@ -202,7 +202,8 @@ def _check_possible(allocation: Allocation, usage: list, quotas):
     regions = {k["pool__region"] for k in kinds}
     if allocation.region and allocation.region not in regions and not Pool.objects.filter(region=allocation.region).exists():
         raise DomainError(f"no pool in region '{allocation.region}'", field="region")
-    if allocation.vendor and not any(k["vendor"].lower() == allocation.vendor.lower() for k in kinds):
+    vendor = allocation.vendor.lower()
+    if vendor and not any(k["vendor"].lower() == vendor for k in kinds):
         known = ", ".join(sorted({k["vendor"] for k in kinds}))
         raise DomainError(f"no GPU from vendor '{allocation.vendor}'; known: {known}", field="vendor")
     if allocation.accelerator_model and not any(k["model"] == allocation.accelerator_model for k in kinds):
@@ -211,7 +212,7 @@ def _check_possible(allocation: Allocation, usage: list, quotas):
     matching = [
         k
         for k in kinds
-        if (not allocation.vendor or k["vendor"].lower() == allocation.vendor.lower())
+        if (not vendor or k["vendor"].lower() == vendor)
         and (not allocation.accelerator_model or k["model"] == allocation.accelerator_model)
         and (not allocation.pool_name or k["pool__name"] == allocation.pool_name)
     ]

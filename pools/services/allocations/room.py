@@ -135,8 +135,9 @@ def try_place(allocation: Allocation, *, usage: list, quotas, exclude=(), rows=(
             alike = [g for g in ranked(found.ask, found.candidates) if (g.pool, g.model) == (best.pool, best.model)]
             held = _take_first(allocation, alike, rows)
             if held is None:
-                exclude |= {g.id for g in alike}  # taken by racing requests (or gone since the view was read)
-                fleet.correct(g.id for g in alike)
+                lost = {g.id for g in alike}  # taken by racing requests (or gone since the view was read)
+                exclude |= lost
+                fleet.correct(lost)
                 continue
         else:
             with transaction.atomic():  # a gang: all its GPUs or none
@@ -144,8 +145,9 @@ def try_place(allocation: Allocation, *, usage: list, quotas, exclude=(), rows=(
                 if held is None:
                     transaction.set_rollback(True)
             if held is None:
-                exclude |= {g.id for g in found.chosen}  # some are someone else's now: look past them
-                fleet.correct(g.id for g in found.chosen)
+                lost = {g.id for g in found.chosen}  # some are someone else's now: look past them
+                exclude |= lost
+                fleet.correct(lost)
                 continue
         for s in held:
             _on_commit_add(s.accelerator_id, s.compute_units, s.memory_mib)
