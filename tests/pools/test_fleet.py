@@ -154,3 +154,31 @@ def test_a_drain_sees_room_another_process_gave_back(one_full_gpu):
     assert queue_drain() == 1
     waiting.refresh_from_db()
     assert waiting.state == Allocation.State.RUNNING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_catching_up_takes_again_only_the_gpus_that_changed(agents, django_user_model, settings):
+    settings.OCENTER_FLEET_SECONDS = 3600
+    world = Fleet(agents, django_user_model, nodes=2, gpus=2)
+    a, b, c, d = Accelerator.objects.order_by("id")
+    fleet.forget()
+    before = dict(fleet._current().gpus)
+    # Behind the view's back: one GPU half taken, one gone, one unhealthy; the others untouched.
+    Accelerator.objects.filter(id=a.id).update(allocated_compute_units=50, allocated_memory_mib=100, outside_memory_mib=20)
+    Accelerator.objects.filter(id=b.id).update(gone_at="2026-01-01T00:00:00Z")
+    Accelerator.objects.filter(id=c.id).update(health=Accelerator.Health.UNHEALTHY)
+    fleet.catch_up()
+    after = fleet._current().gpus
+    assert set(after) == {a.id, d.id}
+    assert (after[a.id].allocated_units, after[a.id].allocated_mib) == (50, 120)
+    assert after[d.id] is before[d.id]  # unchanged: not built again
+    assert [g.id for g in fleet.best(Ask(count=1, compute_units=60, memory_mib=100))] == [d.id]
+    # Healthy again: taken whole, as it is now.
+    Accelerator.objects.filter(id=c.id).update(health=Accelerator.Health.HEALTHY, allocated_compute_units=10)
+    fleet.catch_up()
+    assert fleet._current().gpus[c.id].allocated_units == 10
+    # A pool's cost changes every GPU's place under "cheapest": the view is read whole.
+    type(world.pool).objects.filter(id=world.pool.id).update(cost_weight=Decimal("0.5"))
+    fleet.catch_up()
+    assert {g.cost for g in fleet._current().gpus.values()} == {Decimal("0.5")}
+    fleet.forget()
