@@ -2,19 +2,22 @@
 
 from collections import defaultdict
 from datetime import timedelta
+from functools import cache
 
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import Count, F, Prefetch, Q, Sum
 from django.utils import timezone
 
 from ocenter.admission import UsageRow
-from ocenter.lib.rows import adapted, param
+from ocenter.lib.rows import adapted, columns, fetch, instance, param
 from ocenter.lib.units import COMPUTE_UNITS_PER_GPU
 from ocenter.seams import seams
 from pools import series
 from pools.models import Accelerator, Allocation, AllocationSeries, GpuSeries, IdlePolicy, Node, Pool, Slice
 from pools.placement import Ask, GpuState
 from pools.queueing import Waiting, dominant_share, order
+from tenants.models import Project, Tenant
 
 
 def pools_with_summary(pools=None) -> list[Pool]:
@@ -154,6 +157,41 @@ def estimated_starts(allocations, positions: dict) -> dict:
 def allocations_for(access):
     """The allocations this access may see."""
     return access.scope(Allocation.objects.select_related("tenant", "project"))
+
+
+@cache
+def _allocation_sql() -> str:
+    return (
+        f"SELECT {columns(Allocation, 'a')}, {columns(Tenant, 't', 't__')}, {columns(Project, 'p', 'p__')}, "
+        f"{columns(Slice, 's', 's__')}, {columns(Pool, 'pl', 'pl__')}, {columns(Accelerator, 'g', 'g__')} "
+        "FROM pools_allocation a JOIN tenants_tenant t ON t.id = a.tenant_id JOIN tenants_project p ON p.id = a.project_id "
+        "LEFT JOIN pools_slice s ON s.allocation_id = a.id LEFT JOIN pools_pool pl ON pl.id = s.pool_id "
+        'LEFT JOIN pools_accelerator g ON g.id = s.accelerator_id WHERE a.id = %s ORDER BY s."index"'
+    )
+
+
+def allocation_for(access, allocation_id) -> Allocation | None:
+    """The allocation, with its tenant, project and slices (each with its pool and GPU), if ``access`` reaches its tenant.
+
+    One query written out (a release's hot path), where ``allocations_for`` and a prefetch take two compiled ones.
+    """
+    try:
+        key = param(Allocation._meta.pk, allocation_id)
+    except ValidationError:
+        return None
+    rows = fetch(_allocation_sql(), [key])
+    if not rows:
+        return None
+    first, reached = rows[0], access.tenant_ids()
+    allocation = instance(Allocation, first, tenant=instance(Tenant, first, "t__"), project=instance(Project, first, "p__"))
+    if reached is not None and allocation.tenant_id not in reached:
+        return None
+    allocation.keep_slices(
+        instance(Slice, row, "s__", allocation=allocation, pool=instance(Pool, row, "pl__"), accelerator=instance(Accelerator, row, "g__"))
+        for row in rows
+        if row["s__id"] is not None
+    )
+    return allocation
 
 
 # A slice of this size is what most work asks for: free room that cannot hold it is stranded.

@@ -28,10 +28,10 @@ def _ask(api, project, units=10):
 # COMMIT included, as the test's SAVEPOINTs). PostgreSQL writes a step's tables in one statement (ocenter.lib.rows):
 # create is the token, the project, BEGIN, the tenant's lock, its usage, its quotas, its hard budgets, the statement
 # that takes the room and stores the request, COMMIT, and the compare-and-set that runs it once claimed; release is
-# the token, the allocation, its slices, two compare-and-sets and "does anyone wait?". SQLite takes a statement a table.
+# the token, the allocation with its slices, two compare-and-sets and "does anyone wait?". SQLite takes a statement a table.
 # Before issue 13: 28 and 21 (45 and 22 before issue 7).
 CREATE_QUERIES = {"postgresql": 10, "sqlite": 18}
-RELEASE_QUERIES = {"postgresql": 6, "sqlite": 15}
+RELEASE_QUERIES = {"postgresql": 5, "sqlite": 14}
 
 
 def test_allocation_create_and_release_stay_within_their_query_budget(fleet, settings):

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch
+from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
@@ -25,7 +26,7 @@ from pools.api.serializers import (
 )
 from pools.filters import AcceleratorFilter, AllocationFilter, PoolFilter
 from pools.models import Accelerator, Allocation, Pool, Slice
-from pools.selectors import allocation_usage, allocations_for, pool_utilization, pools_with_summary, usage_resolution
+from pools.selectors import allocation_for, allocation_usage, allocations_for, pool_utilization, pools_with_summary, usage_resolution
 from pools.services.allocations import allocation_release, allocation_request
 from tenants.access import Access, require_role
 from tenants.models import Role
@@ -131,7 +132,9 @@ class AllocationViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(responses={200: AllocationSerializer})
     def destroy(self, request, pk=None):
         """Release (idempotent: releasing a released allocation answers the same)."""
-        allocation = get_object_or_404(self.get_queryset(), id=pk)  # with its slices: released from here, and answered
+        allocation = allocation_for(Access.of(request), pk)  # with its slices: released from here, and answered
+        if allocation is None:
+            raise Http404("No Allocation matches the given query.")
         require_role(Access.of(request), allocation.tenant, Role.MEMBER, "Releasing GPU slices")
         return Response(self._body(allocation_release(actor=request.user, allocation=allocation)))
 

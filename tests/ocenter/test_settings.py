@@ -32,7 +32,7 @@ def test_production_defaults_are_safe():
     assert result.returncode == 0, result.stderr
     assert result.stdout.split(" ", 6) == [
         "False",
-        "django.db.backends.postgresql",
+        "ocenter.db.postgresql",
         "channels_redis.core.RedisChannelLayer",
         "False",
         "False",

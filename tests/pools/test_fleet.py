@@ -182,3 +182,29 @@ def test_catching_up_takes_again_only_the_gpus_that_changed(agents, django_user_
     fleet.catch_up()
     assert {g.cost for g in fleet._current().gpus.values()} == {Decimal("0.5")}
     fleet.forget()
+
+
+@pytest.mark.django_db
+def test_the_room_a_take_checks_is_the_room_with_room_means(agents, django_user_model):
+    from django.db import connection
+
+    from pools.services.allocations.room import _room_sql
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the statement that takes room is PostgreSQL's (elsewhere a conditional UPDATE a GPU)")
+    Fleet(agents, django_user_model, nodes=2, gpus=4)
+    gpus = list(Accelerator.objects.order_by("id"))
+    states = [(0, 0, 0, True), (90, 0, 0, True), (50, 70_000, 0, True), (0, 0, 75_000, True), (10, 0, 0, False), (100, 81_920, 0, True)]
+    for gpu, (units, mib, outside, fractional) in zip(gpus, states, strict=False):
+        Accelerator.objects.filter(id=gpu.id).update(
+            allocated_compute_units=units, allocated_memory_mib=mib, outside_memory_mib=outside, fractional=fractional
+        )
+    Accelerator.objects.filter(id=gpus[6].id).update(health=Accelerator.Health.UNHEALTHY)
+    ids = [g.id for g in gpus]
+    for units, mib in [(10, 1000), (10, 10_000), (50, 1000), (100, 1000), (100, 81_920), (1, 1)]:
+        allocation = Allocation(compute_units=units, memory_mib=mib)
+        sql, params = _room_sql(allocation, ids)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            taken = {row[0] for row in cursor.fetchall()}
+        assert taken == set(Accelerator.objects.placeable().with_room(compute_units=units, memory_mib=mib).values_list("id", flat=True))

@@ -19,12 +19,14 @@ Concurrency, said out loud:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from django.db import connection, transaction
 from django.db.models import F
 
 from ocenter.admission import REALTIME, AdmissionRequest, SliceAsk, run_admission_checks
 from ocenter.lib.rows import by_model, insert_all, insert_sql, saved, together
+from ocenter.lib.units import COMPUTE_UNITS_PER_GPU as UNITS
 from pools.fleet import candidate_limit, fleet
 from pools.models import Accelerator, Allocation, Slice
 from pools.placement import Ask, GpuState, place, ranked
@@ -171,10 +173,25 @@ def _is_borrowed(allocation: Allocation, asks: list[SliceAsk], usage: list, quot
 # --- taking and giving back room --------------------------------------------------
 
 
+@cache
+def _placeable_sql() -> tuple[str, tuple]:
+    # Compiled once: compiling the queryset cost more than the statement it leads.
+    return Accelerator.objects.placeable().values("id").order_by().query.sql_with_params()
+
+
 def _room_sql(allocation: Allocation, ids: list) -> tuple[str, list]:
-    """The GPUs of ``ids`` that are placeable and have room for one slice of ``allocation``, as SQL."""
-    room = Accelerator.objects.placeable().with_room(compute_units=allocation.compute_units, memory_mib=allocation.memory_mib)
-    return room.filter(id__in=ids).values("id").order_by().query.sql_with_params()
+    """The GPUs of ``ids`` that are placeable and have room for one slice of ``allocation``, as SQL (PostgreSQL).
+
+    The test of ``AcceleratorQuerySet.with_room``, written out (``tests/pools/test_fleet.py`` holds them equal).
+    """
+    sql, params = _placeable_sql()
+    g = "pools_accelerator"
+    fractional = "" if allocation.compute_units >= UNITS else f" AND {g}.fractional"
+    return (
+        f"{sql} AND {g}.allocated_compute_units <= %s AND {g}.memory_mib >= {g}.allocated_memory_mib + {g}.outside_memory_mib + %s"
+        f"{fractional} AND {g}.id = ANY(%s)",
+        [*params, UNITS - allocation.compute_units, allocation.memory_mib, ids],
+    )
 
 
 _ADD_ROOM = """UPDATE pools_accelerator SET allocated_compute_units = allocated_compute_units + %s,
