@@ -48,7 +48,7 @@ def _render_allocation(event, staff) -> str:
     )
     if allocation is None:
         return ""
-    allocation.position = queue_positions().get(allocation.id) if allocation.state == Allocation.State.QUEUED else None
+    allocation.position = queue_positions([allocation.id]).get(allocation.id) if allocation.state == Allocation.State.QUEUED else None
     allocation.activity = allocations_activity([allocation])[allocation.id]
     new = event.get("from") == ""
     context = {"a": allocation, "show_tenant": staff, "oob": not new, "currency": settings.OCENTER_CURRENCY}

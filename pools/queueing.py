@@ -47,12 +47,13 @@ def order(waiting: list[Waiting], shares: dict, *, total_units: int, total_mib: 
     by that key. Ties go to the earlier in ``waiting``, as the greedy's did.
     """
     weights = weights or {}
-    held = dict(shares)
+    ahead = {}  # per tenant: the sizes of its requests taken so far, summed in order (as SQL's running SUM does)
     keyed = []
     for index, item in sorted(enumerate(waiting), key=lambda p: (PRIORITY_RANK[p[1].priority], p[1].created_at, p[0])):
-        share = held.get(item.tenant_id, 0.0)
+        own = ahead.get(item.tenant_id, 0.0)
+        share = shares.get(item.tenant_id, 0.0) + own
         rank = PRIORITY_RANK[item.priority]
         keyed.append(((rank, share / weights.get(item.tenant_id, 1.0), item.created_at, index), item))
-        held[item.tenant_id] = share + dominant_share(item.compute_units, item.memory_mib, total_units, total_mib)
+        ahead[item.tenant_id] = own + dominant_share(item.compute_units, item.memory_mib, total_units, total_mib)
     keyed.sort(key=lambda pair: pair[0])
     return [item for _, item in keyed]

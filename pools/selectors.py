@@ -16,7 +16,7 @@ from ocenter.seams import seams
 from pools import series
 from pools.models import Accelerator, Allocation, AllocationSeries, GpuSeries, IdlePolicy, Node, Pool, Slice
 from pools.placement import Ask, GpuState
-from pools.queueing import Waiting, dominant_share, order
+from pools.queueing import PRIORITY_RANK, Waiting, dominant_share, order
 from tenants.models import Project, Tenant
 
 
@@ -132,9 +132,51 @@ def queue_order(*, limit: int | None = None) -> list[Waiting]:
     return ordered[:limit] if limit else ordered
 
 
-def queue_positions() -> dict:
-    """``{allocation_id: position}`` (1 = next), for every queued allocation."""
-    return {w.id: i for i, w in enumerate(queue_order(), start=1)}
+def queue_positions(ids=None) -> dict:
+    """``{allocation_id: position}`` (1 = next), for every queued allocation or those of ``ids``.
+
+    For a few (a page, one event) PostgreSQL works the order out where the
+    queue is, and only their positions come back: the same keys as
+    ``queueing.order`` (class, share with the tenant's earlier requests, age),
+    the same arithmetic, so the same positions.
+    """
+    if ids is not None and connection.vendor == "postgresql":
+        return _positions_of(list(ids))
+    positions = {w.id: i for i, w in enumerate(queue_order(), start=1)}
+    return positions if ids is None else {i: positions[i] for i in ids if i in positions}
+
+
+_POSITIONS = """
+    WITH shares AS (SELECT * FROM unnest(%(tenants)s::uuid[], %(shares)s::float8[]) AS s (tenant_id, share)),
+    q AS (SELECT id, tenant_id, CASE priority {ranks} END AS rank, ROW_NUMBER() OVER (ORDER BY created_at, id) AS age,
+                 COALESCE(GREATEST((count * compute_units)::float8 / %(units)s, (count * memory_mib)::float8 / %(mib)s), 0.0) AS size
+            FROM pools_allocation WHERE state = %(queued)s),
+    k AS (SELECT q.id, q.rank, q.age, COALESCE(s.share, 0.0) + COALESCE(SUM(q.size) OVER (PARTITION BY q.tenant_id
+                 ORDER BY q.rank, q.age ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0.0) AS share
+            FROM q LEFT JOIN shares s ON s.tenant_id = q.tenant_id),
+    p AS (SELECT id, ROW_NUMBER() OVER (ORDER BY rank, share, age) AS position FROM k)
+    SELECT id, position FROM p WHERE id = ANY(%(ids)s)"""
+
+
+def _positions_of(ids: list) -> dict:
+    if not ids:
+        return {}
+    total_units, total_mib = _fleet_totals()
+    shares = tenant_shares(totals=(total_units, total_mib))
+    ranks = " ".join(f"WHEN '{name}' THEN {rank}" for name, rank in PRIORITY_RANK.items())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _POSITIONS.format(ranks=ranks),
+            {
+                "tenants": list(shares),
+                "shares": list(shares.values()),
+                "units": total_units or None,  # no GPUs: no share (NULL, which GREATEST passes over)
+                "mib": total_mib or None,
+                "queued": Allocation.State.QUEUED,
+                "ids": ids,
+            },
+        )
+        return dict(cursor.fetchall())
 
 
 def estimated_starts(allocations, positions: dict) -> dict:

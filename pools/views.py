@@ -81,7 +81,7 @@ def pool_sync_now(request, pool_id):
 def _allocation_page(request, allocations, *, tenant=None, form=None):
     tenant_spend = month_spend([tenant.id]).get(tenant.id) if tenant else None
     page = CappedPaginator(allocations.prefetch_related("slices__pool").order_by("-created_at", "id"), 50).get_page(request.GET.get("page"))
-    positions = queue_positions()
+    positions = queue_positions(a.id for a in page if a.state == Allocation.State.QUEUED)
     activity = allocations_activity(page)
     for allocation in page:
         allocation.position = positions.get(allocation.id)

@@ -152,9 +152,11 @@ class AllocationSerializer(ModelSerializer):
     def get_queue_position(self, allocation) -> int | None:
         if allocation.state != Allocation.State.QUEUED:
             return None
-        # Worked out once per response, and only when something in it waits.
+        # Worked out once per response, for what waits in it.
         if "positions" not in self.context:
-            self.context["positions"] = queue_positions()
+            parent = self.parent.instance if self.parent is not None else None
+            waiting = [a.id for a in (parent if parent is not None else [allocation]) if a.state == Allocation.State.QUEUED]
+            self.context["positions"] = queue_positions(waiting)
         return self.context["positions"].get(allocation.id)
 
     def _activity(self, allocation) -> dict:

@@ -34,10 +34,14 @@ def test_weights_scale_the_share():
 
 
 def _greedy(waiting, shares, *, total_units, total_mib, weights=None):
-    """The order as first written: take the smallest (class, share, age) head, add its size, again (O(n²))."""
+    """The order as first written: take the smallest (class, share, age) head, add its size, again (O(n²)).
+
+    A tenant's share is its share now plus the sizes of its requests taken, those summed on their own (the rounding SQL's
+    running SUM has, so the database can give one request's position without reading the queue out).
+    """
     from pools.queueing import PRIORITY_RANK, dominant_share
 
-    weights, shares = weights or {}, dict(shares)
+    weights, taken = weights or {}, {}
     remaining = sorted(waiting, key=lambda x: (PRIORITY_RANK[x.priority], x.created_at))
     result = []
     while remaining:
@@ -45,15 +49,14 @@ def _greedy(waiting, shares, *, total_units, total_mib, weights=None):
             range(len(remaining)),
             key=lambda i: (
                 PRIORITY_RANK[remaining[i].priority],
-                shares.get(remaining[i].tenant_id, 0.0) / weights.get(remaining[i].tenant_id, 1.0),
+                (shares.get(remaining[i].tenant_id, 0.0) + taken.get(remaining[i].tenant_id, 0.0))
+                / weights.get(remaining[i].tenant_id, 1.0),
                 remaining[i].created_at,
             ),
         )
         item = remaining.pop(best)
         result.append(item)
-        shares[item.tenant_id] = shares.get(item.tenant_id, 0.0) + dominant_share(
-            item.compute_units, item.memory_mib, total_units, total_mib
-        )
+        taken[item.tenant_id] = taken.get(item.tenant_id, 0.0) + dominant_share(item.compute_units, item.memory_mib, total_units, total_mib)
     return result
 
 
@@ -111,3 +114,32 @@ def test_recent_use_is_summed_by_the_database_as_the_formula_says(fleet):
     assert shares[acme.id] == pytest.approx(expected(histories[acme]), rel=1e-6)  # SQLite counts in days (julianday)
     assert shares[globex.id] == pytest.approx(expected(histories[globex]), rel=1e-6)  # SQLite counts in days (julianday)
     assert shares[acme.id] > 0.1 and shares[globex.id] > 0.01
+
+
+def test_the_positions_of_a_few_are_their_places_in_the_whole_order(fleet, monkeypatch):
+    """``queue_positions(ids)`` (worked out by PostgreSQL for a page or one event) gives what the whole order gives."""
+    import random
+
+    from django.utils import timezone
+
+    from pools import selectors
+    from pools.models import Allocation
+
+    rng = random.Random(5)
+    tenants = [fleet.tenant(f"t{i}")[:2] for i in range(5)]
+    shares = {tenants[0][0].id: 0.1, tenants[1][0].id: 0.3, tenants[2][0].id: 0.1 + 0.2}  # 0.1 + 0.2 != 0.3 in floats
+    monkeypatch.setattr(selectors, "tenant_shares", lambda **kwargs: shares)
+    moment = timezone.now()
+    queued = []
+    for _ in range(300):
+        tenant, project = rng.choice(tenants)
+        queued.append(Allocation(tenant=tenant, project=project, state=Allocation.State.QUEUED,
+                                 priority=rng.choice(["realtime", "interruptible", "offline"]), count=rng.choice([1, 2]),
+                                 compute_units=rng.choice([10, 25, 50, 100]), memory_mib=rng.choice([1000, 4000, 40000])))  # fmt: skip
+    Allocation.objects.bulk_create(queued)
+    Allocation.objects.filter(id__in=[a.id for a in queued[::3]]).update(created_at=moment)  # ties in age go by id
+    whole = selectors.queue_positions()
+    assert sorted(whole.values()) == list(range(1, 301))
+    few = [a.id for a in rng.sample(queued, 40)]
+    assert selectors.queue_positions(few) == {i: whole[i] for i in few}
+    assert selectors.queue_positions([]) == {}
