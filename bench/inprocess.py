@@ -48,9 +48,12 @@ def _asks(rng, n):
     ]
 
 
-def _timed(fn, asks):
+def _timed(fn, asks, before=None):
+    """p50 and p99 of ``fn(ask)`` over ``asks``; ``before(ask)``, untimed, ahead of each."""
     times = []
     for ask in asks:
+        if before is not None:
+            before(ask)
         started = time.perf_counter()
         fn(ask)
         times.append((time.perf_counter() - started) * 1000)
@@ -61,7 +64,8 @@ def placement(iterations=1000):
     """The decision as a request makes it, over the bench's 10,000 GPUs made half full with mixed slices.
 
     ``decision``: the policy's best few from this process's view of the fleet, and the choice among
-    them; ``read``: reading that view from PostgreSQL (every OCENTER_FLEET_SECONDS per process); ``full_scan``:
+    them; ``read``: reading that view whole from PostgreSQL (a process's first request); ``catch_up``: bringing it
+    up to the database after 500 GPUs changed (in the background, every OCENTER_FLEET_SECONDS per process); ``full_scan``:
     the pure function over all 10,000 (the fallback when the best few cannot hold a gang).
     """
     rng = random.Random(1)
@@ -71,13 +75,24 @@ def placement(iterations=1000):
             allocated_memory_mib = (ARRAY[0, 20480, 40960])[1 + floor(random() * 3)::int] WHERE gone_at IS NULL""")
     try:
         asks = _asks(rng, iterations)
-        reads = _timed(lambda ask: fleet.best(ask, limit=1, fresh=True), asks[:20])
+        reads = _timed(lambda ask: (fleet.forget(), fleet.best(ask, limit=1)), asks[:20])
+        catch_ups = _timed(lambda ask: fleet.catch_up(), asks[:20], before=lambda ask: _others_change(500))
         decision = _timed(lambda ask: place(ask, fleet.best(ask, limit=candidate_limit(ask))), asks)
         everything = candidate_gpus(Ask(count=1, compute_units=0, memory_mib=0), with_room=False)
         full_scan = _timed(lambda ask: place(ask, everything), asks[:200])
     finally:
         Accelerator.objects.update(allocated_compute_units=0, allocated_memory_mib=0)
-    return {"gpus": len(everything), "iterations": iterations, **decision, "read": reads, "full_scan": full_scan}
+    return {"gpus": len(everything), "iterations": iterations, **decision, "read": reads, "catch_up": catch_ups, "full_scan": full_scan}
+
+
+def _others_change(n):
+    """What other processes do between two catch-ups: ``n`` GPUs' room changes (~80 cycles/s for 5 s)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE pools_accelerator SET allocated_compute_units = (ARRAY[0, 25, 50, 75])[1 + floor(random() * 4)::int]
+                WHERE id IN (SELECT id FROM pools_accelerator ORDER BY random() LIMIT %s)""",
+            [n],
+        )
 
 
 def running_allocations(count, began):

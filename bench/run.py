@@ -415,7 +415,8 @@ def report(r):
         (
             f"placement, {r['placement']['gpus']:,} GPUs half full",
             f"p50 {r['placement']['p50_ms']:.2f} ms, p99 {r['placement']['p99_ms']:.2f} ms "
-            f"(reading the view: p50 {r['placement']['read']['p50_ms']:.0f} ms, every 5 s per process; pure function over every GPU: "
+            f"(reading the view whole: p50 {r['placement']['read']['p50_ms']:.0f} ms; catching up, every 5 s per process: "
+            f"p50 {r['placement']['catch_up']['p50_ms']:.0f} ms; pure function over every GPU: "
             f"p99 {r['placement']['full_scan']['p99_ms']:.1f} ms)",
             "p99 ≤ 1 ms",
         ),

@@ -60,10 +60,11 @@ def _fleet_totals() -> tuple[int, int]:
 
 # Recent use, summed by the database (a busy hour ends tens of thousands of allocations): each ended allocation's
 # dominant share, times how long it ran (up to a half-life) over the half-life, halved for every half-life since.
+# In floats (date_part, not EXTRACT's numeric: ten times faster a row).
 _RECENT_USE = {
     True: """
-        SELECT tenant_id, SUM(LEAST(EXTRACT(EPOCH FROM ended_at - started_at), %(hl)s) / %(hl)s
-                              * POWER(0.5, EXTRACT(EPOCH FROM %(now)s - ended_at) / %(hl)s)
+        SELECT tenant_id, SUM(LEAST(date_part('epoch', ended_at - started_at), %(hl)s) / %(hl)s
+                              * POWER(0.5::float8, date_part('epoch', %(now)s - ended_at) / %(hl)s)
                               * GREATEST(count * compute_units / %(units)s, count * memory_mib / %(mib)s))
           FROM pools_allocation WHERE ended_at >= %(since)s AND started_at IS NOT NULL GROUP BY tenant_id""",
     False: """
