@@ -120,12 +120,12 @@ class FleetView:
     def sync(self, rooms) -> list:
         """Take what is allocated on each GPU from ``rooms`` (``placeable_rooms()``), drop the GPUs not there.
 
-        Returns the ids this view does not hold as they are (new to it, or changed in size or pool): read them whole.
+        Returns the ids this view does not hold as they are (new to it, or changed in size): read them whole.
         """
         changed, unknown = [], []
-        for gpu_id, pool_id, memory_mib, units, mib, fractional in rooms:
+        for gpu_id, memory_mib, units, mib, fractional in rooms:
             gpu = self.gpus.get(gpu_id)
-            if gpu is None or gpu.pool_id != pool_id or gpu.memory_mib != memory_mib:
+            if gpu is None or gpu.memory_mib != memory_mib:
                 unknown.append(gpu_id)
             elif (gpu.allocated_units, gpu.allocated_mib, gpu.fractional) != (units, mib, fractional):
                 changed.append(replace(gpu, allocated_units=units, allocated_mib=mib, fractional=fractional))
@@ -222,7 +222,7 @@ class _Cache:
         """
         read_at, view = time.monotonic(), self._view
         rooms = placeable_rooms()
-        pools = _pools({row[1] for row in rooms})
+        pools = {pool.id: pool for pool in Pool.objects.placeable()}
         if view is None or any(_placing(pool) != _placing(view.pools[pool.id]) for pool in pools.values() if pool.id in view.pools):
             view = _read()
             with self._lock:

@@ -7,6 +7,7 @@ from functools import cache
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import Count, F, Prefetch, Q, Sum
+from django.db.models.functions import Least
 from django.utils import timezone
 
 from ocenter.admission import UsageRow
@@ -322,14 +323,18 @@ def candidate_gpus(ask: Ask, *, with_room: bool, exclude=(), only=None, draining
 
 
 def placeable_rooms() -> list[tuple]:
-    """``(id, pool_id, memory_mib, allocated units, allocated MiB, fractional)`` of every GPU that takes placements now.
+    """``(id, memory_mib, allocated units, allocated MiB, fractional)`` of every GPU that takes placements now.
 
-    What changes between two reads of the fleet, and no more: a fifth of the cost of reading the GPUs whole.
-    Memory that outside processes hold counts as handed out (as in ``candidate_gpus``).
+    What changes between two reads of the fleet, and no more (a GPU never moves to another pool): a fraction of the
+    cost of reading the GPUs whole. Memory that outside processes hold counts as handed out (as in ``candidate_gpus``).
     """
-    rows = Accelerator.objects.placeable().order_by().values_list("id", "pool_id", "memory_mib", "allocated_compute_units",
-                                                                  "allocated_memory_mib", "outside_memory_mib", "fractional")  # fmt: skip
-    return [(gid, pid, mib, units, min(mib, used + outside), fractional) for gid, pid, mib, units, used, outside, fractional in rows]
+    held = Least("memory_mib", F("allocated_memory_mib") + F("outside_memory_mib"))
+    return list(
+        Accelerator.objects.placeable()
+        .order_by()
+        .annotate(held=held)
+        .values_list("id", "memory_mib", "allocated_compute_units", "held", "fractional")
+    )
 
 
 _TENANT_USAGE = """
