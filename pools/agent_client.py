@@ -106,6 +106,35 @@ class AgentClient:
     def release(self, allocation_id) -> bool:
         return self._call("DELETE", f"/v1/allocations/{allocation_id}")[1].get("released", False)
 
+    def claim_many(self, claims: list[dict]) -> dict:
+        """Claim several slices in one call (``POST /v1/claims``): ``{claim id: its claim}`` for those held.
+
+        Those missing were refused or not tried: the caller claims them one at
+        a time, which tells why. An agent without the call (404, 405) answers {}.
+        """
+        try:
+            results = self._call("POST", "/v1/claims", json={"claims": claims})[1].get("results", [])
+        except AgentError as exc:
+            if exc.status in (404, 405):
+                return {}
+            raise
+        return {str(r.get("id")): r["body"] for r in results if isinstance(r, dict) and r.get("status") in (200, 201)}
+
+    def release_many(self, ids: list) -> set:
+        """Release several claims in one call (``POST /v1/releases``); the ids it answered for (released, or never held).
+
+        An agent without the call (404, 405) is asked one claim at a time.
+        """
+        try:
+            results = self._call("POST", "/v1/releases", json={"ids": [str(i) for i in ids]})[1].get("results", [])
+        except AgentError as exc:
+            if exc.status not in (404, 405):
+                raise
+            for claim_id in ids:
+                self.release(claim_id)
+            return {str(i) for i in ids}
+        return {str(r["body"].get("id")) for r in results if isinstance(r, dict) and r.get("status") == 200}
+
     def metrics(self) -> dict:
         return self._call("GET", "/v1/metrics")[1]
 

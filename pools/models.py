@@ -245,6 +245,9 @@ class Allocation(models.Model):
     # Admitted beyond its tenant's guarantee: may be reclaimed by realtime work.
     borrowed = models.BooleanField(default=False)
     claim_attempts = models.PositiveSmallIntegerField(default=0)
+    # A member of a job array (one request for many independent allocations): the array's id, and its place in it.
+    array_id = models.UUIDField(null=True, blank=True, db_index=True)
+    array_index = models.PositiveSmallIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)

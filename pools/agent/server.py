@@ -162,6 +162,30 @@ class Agent:
             log.info("released %s on %s", claim.id, claim.gpu_uuid)
         return {"id": claim_id, "released": claim is not None}
 
+    def claim_many(self, body) -> dict:
+        """Several claims in one call, each answered as ``PUT /v1/allocations/{id}`` would answer it (idempotent by id)."""
+        results = []
+        for item in _batch(body, "claims"):
+            claim_id = item.get("id") if isinstance(item, dict) else None
+            try:
+                if claim_id is None:
+                    raise ApiError(400, "each claim is an object with its id, gpu_uuid, compute_units, memory_mib and labels")
+                status, answer = self.claim(str(claim_id), {k: v for k, v in item.items() if k != "id"})
+            except ApiError as exc:
+                status, answer = exc.status, {"status": exc.status, "detail": exc.detail, **exc.extra}
+            results.append({"id": claim_id, "status": status, "body": answer})
+        return {"results": results}
+
+    def release_many(self, body) -> dict:
+        """Several releases in one call, each answered as ``DELETE /v1/allocations/{id}`` would answer it."""
+        results = []
+        for claim_id in _batch(body, "ids"):
+            try:
+                results.append({"status": 200, "body": self.release(str(claim_id))})
+            except ApiError as exc:
+                results.append({"status": exc.status, "body": {"id": claim_id, "status": exc.status, "detail": exc.detail}})
+        return {"results": results}
+
     def metrics(self) -> dict:
         by_gpu: dict[str, list[Claim]] = {}
         for claim in self.store.all():
@@ -214,6 +238,17 @@ class Agent:
         # Every environment names its claim: the agent tells a claim's processes from anyone else's by it.
         body["env"] = {**self.backend.launch_env(gpu, claim.compute_units, claim.memory_mib), "OCENTER_CLAIM_ID": claim.id} if gpu else {}
         return body
+
+
+# The most claims or releases one batch call carries.
+MAX_BATCH = 500
+
+
+def _batch(body, key: str) -> list:
+    items = body.get(key) if isinstance(body, dict) else None
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+        raise ApiError(400, f'send {{"{key}": [...]}} with 1 to {MAX_BATCH} items', field=key)
+    return items
 
 
 def _check_id(claim_id: str) -> str:
@@ -319,7 +354,14 @@ class Handler(BaseHTTPRequestHandler):
             return answer
         if match and method == "DELETE":
             return 200, agent.release(match["id"])
-        if match or path in ("/v1/health", "/v1/inventory", "/v1/allocations", "/v1/metrics", "/v1/faults"):
+        if path == "/v1/claims" and method == "POST":
+            answer = agent.claim_many(body)
+            if agent.faults.lost_claim_answer_rate and random.random() < agent.faults.lost_claim_answer_rate:
+                raise AnswerLost
+            return 200, answer
+        if path == "/v1/releases" and method == "POST":
+            return 200, agent.release_many(body)
+        if match or path in ("/v1/health", "/v1/inventory", "/v1/allocations", "/v1/metrics", "/v1/faults", "/v1/claims", "/v1/releases"):
             raise ApiError(405, f"{method} is not allowed on {path}")
         raise ApiError(404, f"no such endpoint {path}; see /v1/openapi.json")
 

@@ -284,3 +284,42 @@ def test_the_outside_use_knob_is_reported_and_its_memory_is_taken(agent):
     assert refused.status_code == 409 and refused.json()["outside_memory_mib"] == 60_000
     assert _claim(client, gpu["uuid"], mib=gpu["memory_mib"] - 60_000).status_code == 201
     assert client.put("/v1/faults", json={"outside_use_mib": {"GPU-nope": 1}}).status_code == 422
+
+
+def test_a_batch_claims_each_as_its_own_call_would_and_stays_idempotent(agent):
+    client = agent.client()
+    gpu = _first_gpu(client)
+    ids = [str(uuid.uuid4()) for _ in range(4)]
+    claims = [
+        {"id": i, "gpu_uuid": gpu["uuid"], "compute_units": 30, "memory_mib": 1024, "labels": {"n": str(n)}} for n, i in enumerate(ids)
+    ]
+    first = client.post("/v1/claims", json={"claims": claims})
+    assert first.status_code == 200
+    results = first.json()["results"]
+    # 30 units each: three fit on the GPU, the fourth is refused as a single claim would be, with what is free.
+    assert [r["status"] for r in results] == [201, 201, 201, 409]
+    assert results[3]["body"]["code"] == "does_not_fit" and results[3]["body"]["free_compute_units"] == 10
+    assert results[0]["body"]["id"] == ids[0] and results[0]["body"]["env"]
+    again = client.post("/v1/claims", json={"claims": claims[:3]}).json()["results"]
+    assert [r["status"] for r in again] == [200, 200, 200]  # the same claims again: held already, not twice
+    assert len(client.get("/v1/allocations").json()["allocations"]) == 3
+    released = client.post("/v1/releases", json={"ids": [*ids[:2], ids[3]]}).json()["results"]
+    assert [r["body"]["released"] for r in released] == [True, True, False]
+    assert [c["id"] for c in client.get("/v1/allocations").json()["allocations"]] == [ids[2]]
+
+
+@pytest.mark.parametrize("path,body", [("/v1/claims", {"claims": []}), ("/v1/claims", [1]), ("/v1/releases", {"ids": "x"}),
+                                       ("/v1/releases", {"ids": ["a"] * 501})])  # fmt: skip
+def test_a_bad_batch_is_400_and_holds_nothing(agent, path, body):
+    client = agent.client()
+    response = client.post(path, json=body)
+    assert response.status_code == 400 and "1 to 500" in response.json()["detail"]
+    assert client.get("/v1/allocations").json()["allocations"] == []
+
+
+def test_a_bad_item_in_a_batch_is_answered_alone(agent):
+    client = agent.client()
+    gpu = _first_gpu(client)
+    good = {"id": str(uuid.uuid4()), "gpu_uuid": gpu["uuid"], "compute_units": 10, "memory_mib": 1}
+    results = client.post("/v1/claims", json={"claims": [{"gpu_uuid": gpu["uuid"]}, {**good, "compute_units": 0}, good]}).json()["results"]
+    assert [r["status"] for r in results] == [400, 422, 201]

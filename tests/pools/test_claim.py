@@ -124,6 +124,7 @@ def test_a_claim_that_cannot_be_undone_keeps_its_room_until_the_reconciler_relea
 
     monkeypatch.setattr(AgentClient, "claimed", unreachable)
     monkeypatch.setattr(AgentClient, "release", unreachable)
+    monkeypatch.setattr(AgentClient, "release_many", unreachable)
     allocation = _request(acme)
     monkeypatch.undo()
     assert allocation.state == State.FAILED

@@ -168,12 +168,21 @@ def _run(allocation: Allocation, slices: list[Slice], envs: dict, clients: PoolC
 
 
 def _undo(slices: list[Slice], clients: PoolClients) -> list[Slice]:
-    """Delete these claims on their agents (deleting one never made is not an error); returns those it could not."""
-    kept = []
+    """Delete these claims on their agents (deleting one never made is not an error); returns those it could not.
+
+    One call a pool (``release_many``); a claim it did not answer for is kept, for the reconciler.
+    """
+    by_pool: dict = {}
     for s in slices:
+        by_pool.setdefault(s.pool.id, []).append(s)
+    kept = []
+    for group in by_pool.values():
         try:
-            with_retries(clients(s.pool).release, s.id)
+            answered = with_retries(clients(group[0].pool).release_many, [s.id for s in group])
         except (AgentError, ValueError):
-            log.warning("could not undo claim %s on %s; the reconciler will release it", s.id, s.pool.name)
-            kept.append(s)
+            answered = set()
+        for s in group:
+            if str(s.id) not in answered:
+                log.warning("could not undo claim %s on %s; the reconciler will release it", s.id, s.pool.name)
+                kept.append(s)
     return kept
