@@ -25,7 +25,8 @@ class AllocationFilter(django_filters.FilterSet):
     tenant = django_filters.CharFilter(field_name="tenant__slug")
     project = django_filters.UUIDFilter(field_name="project_id")
     pool = django_filters.CharFilter(field_name="slices__pool__name", distinct=True)
+    array = django_filters.UUIDFilter(field_name="array_id", help_text="the members of one job array")
 
     class Meta:
         model = Allocation
-        fields = ["tenant", "project", "pool", "state", "priority"]
+        fields = ["tenant", "project", "pool", "state", "priority", "array"]

@@ -14,6 +14,8 @@ from ocenter.lib.units import COMPUTE_UNITS_PER_GPU
 LIVE_POOL_STATUSES = ("healthy", "degraded")
 # A bound on what a request may ask per slice (16 TiB: more than any GPU has); the fleet bounds the rest.
 MAX_SLICE_MEMORY_MIB = 2**24
+# The most members one job array asks for (and one batch call to an agent carries).
+MAX_ARRAY_MEMBERS = 500
 
 
 class PoolQuerySet(models.QuerySet):

@@ -4,7 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ocenter.api import ModelSerializer, Serializer
-from pools.models import MAX_SLICE_MEMORY_MIB, Accelerator, Allocation, AllocationEvent, Pool, Slice
+from pools.models import MAX_ARRAY_MEMBERS, MAX_SLICE_MEMORY_MIB, Accelerator, Allocation, AllocationEvent, Pool, Slice
 from pools.selectors import allocations_activity, estimated_starts, queue_positions
 from tenants.access import Access
 from tenants.selectors import project_for
@@ -93,6 +93,7 @@ class AllocationSerializer(ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     pool = serializers.CharField(source="pool_name", read_only=True)
     slices = SliceSerializer(many=True, read_only=True)
+    array = serializers.UUIDField(source="array_id", read_only=True, allow_null=True, help_text="the job array it is a member of")
     queue_position = serializers.SerializerMethodField()
     estimated_start = serializers.SerializerMethodField()
     unreachable_pools = serializers.SerializerMethodField(help_text="pools holding its slices that oCenter cannot reach now")
@@ -122,6 +123,8 @@ class AllocationSerializer(ModelSerializer):
             "borrowed",
             "preempted_by",
             "requeued_from",
+            "array",
+            "array_index",
             "queue_position",
             "estimated_start",
             "unreachable_pools",
@@ -143,6 +146,7 @@ class AllocationSerializer(ModelSerializer):
             "vendor": a.vendor, "accelerator_model": a.accelerator_model, "pool": a.pool_name, "region": a.region,
             "lease_seconds": a.lease_seconds, "labels": a.labels, "requeue_on_preempt": a.requeue_on_preempt, "borrowed": a.borrowed,
             "preempted_by": _id(a.preempted_by_id), "requeued_from": _id(a.requeued_from_id),
+            "array": _id(a.array_id), "array_index": a.array_index,
             "queue_position": self.get_queue_position(a), "estimated_start": self.get_estimated_start(a),
             "unreachable_pools": self.get_unreachable_pools(a), "usage": self.get_usage(a), "idle": self.get_idle(a),
             "slices": [_SLICE.to_representation(s) for s in a.slices.all()],
@@ -224,6 +228,16 @@ class AllocationRequestSerializer(Serializer):
         if len(labels) > 32 or any(len(k) > 63 for k in labels):
             raise serializers.ValidationError("at most 32 labels, keys of at most 63 characters.")
         return labels
+
+
+class AllocationArrayRequestSerializer(AllocationRequestSerializer):
+    members = serializers.IntegerField(min_value=1, max_value=MAX_ARRAY_MEMBERS, help_text="independent allocations, each of the rest")
+
+
+class AllocationArraySerializer(Serializer):
+    array = serializers.UUIDField()
+    counts = serializers.DictField(child=serializers.IntegerField(), help_text="members by state")
+    members = AllocationSerializer(many=True, help_text="in order; a member that waits says why (reason)")
 
 
 class SeriesQuerySerializer(Serializer):

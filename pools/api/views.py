@@ -15,6 +15,8 @@ from rest_framework.response import Response
 
 from pools.api.serializers import (
     AcceleratorSerializer,
+    AllocationArrayRequestSerializer,
+    AllocationArraySerializer,
     AllocationEventSerializer,
     AllocationRequestSerializer,
     AllocationSerializer,
@@ -27,7 +29,7 @@ from pools.api.serializers import (
 from pools.filters import AcceleratorFilter, AllocationFilter, PoolFilter
 from pools.models import Accelerator, Allocation, Pool, Slice
 from pools.selectors import allocation_for, allocation_usage, allocations_for, pool_utilization, pools_with_summary, usage_resolution
-from pools.services.allocations import allocation_release, allocation_request
+from pools.services.allocations import allocation_release, allocation_request, allocation_request_array
 from tenants.access import Access, require_role
 from tenants.models import Role
 
@@ -119,6 +121,37 @@ class AllocationViewSet(viewsets.ReadOnlyModelViewSet):
         # Just placed or queued, it has no minute of use yet and is not idle.
         activity = {allocation.id: {"usage": None, "idle": None}} if created else None
         return Response(self._body(allocation, activity), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(
+        request=AllocationArrayRequestSerializer,
+        responses={201: AllocationArraySerializer, 200: AllocationArraySerializer},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False, description="member i gets key/i")],
+    )
+    @action(detail=False, methods=["post"])
+    def array(self, request):
+        """A job array: ``members`` independent allocations of one shape, admitted together; each member's state, and why it waits."""
+        serializer = AllocationArrayRequestSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        project = data.pop("project")
+        require_role(Access.of(request), project.tenant, Role.MEMBER, "Requesting GPU slices")
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not 1 <= len(key) <= 196:
+            raise ValidationError({"Idempotency-Key": ["must be 1 to 196 characters (each member's key is key/index)."]})
+        data["pool_name"] = data.pop("pool")
+        members, created = allocation_request_array(actor=request.user, tenant=project.tenant, project=project, idempotency_key=key, **data)
+        context = self.get_serializer_context()
+        if created:  # just placed or queued: no minute of use yet, not idle
+            context["activity"] = {a.id: {"usage": None, "idle": None} for a in members}
+        counts: dict = {}
+        for member in members:
+            counts[member.state] = counts.get(member.state, 0) + 1
+        body = {
+            "array": str(members[0].array_id),
+            "counts": counts,
+            "members": AllocationSerializer(members, many=True, context=context).data,
+        }
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     def _body(self, allocation: Allocation, activity=None) -> dict:
         """The allocation's answer: from what the service left in hand, or read again when it left less."""

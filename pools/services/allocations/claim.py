@@ -14,6 +14,7 @@ Nothing is left on an agent that oCenter does not hold active:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import timedelta
 
@@ -85,6 +86,33 @@ def allocation_claim(*, allocation_id, actor=None, placed: tuple[Allocation, lis
     if allocation.state == State.CLAIMING:
         return allocation_claim(allocation_id=allocation.id, actor=actor)
     return allocation
+
+
+def allocations_claim(*, placed: list[tuple[Allocation, list[Slice]]], actor=None) -> list[Allocation]:
+    """Claim the slices of several ``claiming`` allocations just placed (a job array's): one call a pool.
+
+    Those whose claims all came back held run; the others are claimed one by
+    one (``allocation_claim``), which settles what the batch may have held and
+    places them again, queues or fails them as for any request.
+    """
+    clients, by_pool, claims = PoolClients(), {}, {}
+    for allocation, slices in placed:
+        for s in slices:
+            by_pool.setdefault(s.pool.id, []).append((allocation, s))
+    for group in by_pool.values():
+        body = []
+        for allocation, s in group:
+            labels = {**allocation.labels, "allocation": str(allocation.id), "tenant": allocation.tenant.slug}
+            body.append({"id": str(s.id), "gpu_uuid": s.accelerator.uuid, "compute_units": s.compute_units,
+                         "memory_mib": s.memory_mib, "labels": labels})  # fmt: skip
+        with contextlib.suppress(AgentError, ValueError):  # each is claimed on its own below, which settles what this may have held
+            claims.update(clients(group[0][1].pool).claim_many(body))
+    return [
+        _run(allocation, slices, {s.id: claims[str(s.id)].get("env", {}) for s in slices}, clients, actor=actor)
+        if all(str(s.id) in claims for s in slices)
+        else allocation_claim(allocation_id=allocation.id, actor=actor, placed=(allocation, slices))
+        for allocation, slices in placed
+    ]
 
 
 def _after_failure(allocation: Allocation, problem: Exception, failed: Slice, *, actor, place_again: bool):

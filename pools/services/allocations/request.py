@@ -11,20 +11,22 @@ record the reconciler can finish or undo.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import uuid
 
 from django.db import transaction
 from django.db.models import Count, Max, Q
 from django.utils.translation import gettext_noop as N_
 
-from ocenter.admission import REALTIME, SliceAsk
+from ocenter.admission import REALTIME, SliceAsk, UsageRow
 from ocenter.audit import audit_entry
 from ocenter.errors import DomainError, Refused, Unprocessable
 from ocenter.lib.rows import insert_all, saved
-from pools.models import LIVE_POOL_STATUSES, Accelerator, Allocation, Pool
+from pools.models import LIVE_POOL_STATUSES, MAX_ARRAY_MEMBERS, Accelerator, Allocation, Pool, Slice
 from pools.selectors import tenant_usage
-from pools.services.allocations.claim import allocation_claim
+from pools.services.allocations.claim import allocation_claim, allocations_claim
 from pools.services.allocations.history import announce, moved, note_reason
 from pools.services.allocations.queue import queue_drain
 from pools.services.allocations.reclaim import reclaim, victims_for
@@ -152,6 +154,100 @@ def allocation_request(*, actor, tenant: Tenant, project, idempotency_key: str |
     elif held:
         allocation = allocation_claim(allocation_id=allocation.id, actor=actor, placed=(allocation, held))
     return allocation, True
+
+
+# --- job arrays ----------------------------------------------------------------
+#
+# One request for many independent allocations (not a gang: ``count`` is that), each placed on its own, with its
+# own id, state and idempotency key (``key/index``). They are admitted together, under one hold of the tenant's
+# lock, against usage and quotas read once: each member placed adds its slices to the usage the next is admitted
+# against. Once one finds no room, or its quota is full, it and every member after it wait, saying why, written in
+# one statement. After the commit, each pool's agent gets its members' claims in one call.
+
+
+def allocation_request_array(
+    *, actor, tenant: Tenant, project, members: int, idempotency_key: str | None = None, **spec
+) -> tuple[list[Allocation], bool]:
+    """Ask for ``members`` allocations of ``spec`` (as ``allocation_request`` takes it) at once; return (members, created).
+
+    Raises (and stores nothing) when the first member is refused or could
+    never be placed; a later member refused by its quota waits instead
+    ("waiting for quota: …"), for the quota its own array frees. A retried
+    array with the same key returns the members it made the first time.
+    """
+    if not 1 <= members <= MAX_ARRAY_MEMBERS:
+        raise Unprocessable(f"members must be 1 to {MAX_ARRAY_MEMBERS}", field="members")
+    array_id, placed = uuid.uuid4(), []
+    with transaction.atomic():
+        tenant = tenant_locked(tenant.id)
+        if idempotency_key:
+            existing = _made_before(tenant, idempotency_key, members, project=project, spec=spec, actor=actor)
+            if existing is not None:
+                return existing, False
+        if not tenant.is_active:
+            raise Refused(f"{tenant.slug} is suspended: it cannot start new work")
+        usage = tenant_usage([tenant.id]).get(tenant.id, [])
+        quotas = tenant_quotas(tenant.id)
+        made, waiting, why = [], [], ""
+        for index in range(members):
+            key = f"{idempotency_key}/{index}" if idempotency_key else None
+            allocation = _new_allocation(actor=actor, tenant=tenant, project=project, idempotency_key=key, **spec)
+            allocation.array_id, allocation.array_index = array_id, index
+            if key:
+                allocation.request_digest = _digest(allocation)
+            made.append(allocation)
+            if not why:
+                rows = moved(allocation, State.CLAIMING, actor=actor, via=State.QUEUED, reason=N_("placed"))
+                try:
+                    held = try_place(allocation, usage=usage, quotas=quotas, rows=[allocation, *rows, _audit_entry(allocation, actor)])
+                except Refused as exc:
+                    if index == 0 and not isinstance(exc, OverLimit):
+                        raise
+                    held, why = None, f"waiting for quota: {exc.detail}"
+                if held:
+                    announce(rows)
+                    usage = [*usage, *_held(allocation, held)]
+                    placed.append((allocation, held))
+                    continue
+                if not why:
+                    if index == 0:
+                        with contextlib.suppress(OverLimit):  # realtime over its limit waits for room made
+                            _check_possible(allocation, usage, quotas)
+                    why = NO_ROOM  # room only shrinks while the array is placed: the rest wait without trying
+                allocation.state = State.QUEUED
+            queued = moved(allocation, State.QUEUED, actor=actor, reason=N_("requested"))
+            allocation.reason = why
+            allocation.keep_slices([])
+            waiting += [allocation, *queued, _audit_entry(allocation, actor)]
+        insert_all(waiting)
+        saved(waiting)
+        announce(waiting)
+    ran = {a.id: a for a in allocations_claim(placed=placed, actor=actor)}
+    return [ran.get(a.id, a) for a in made], True
+
+
+def _held(allocation: Allocation, held: list[Slice]) -> list[UsageRow]:
+    """What a member just placed adds to its tenant's usage, for the members after it."""
+    return [UsageRow(allocation.project_id, s.pool.name, s.accelerator.model, allocation.priority, s.compute_units, s.memory_mib, 1)
+            for s in held]  # fmt: skip
+
+
+def _made_before(tenant: Tenant, key: str, members: int, *, project, spec: dict, actor) -> list[Allocation] | None:
+    """The members an array under ``key`` made, or None when there was none; the same key for another array is refused."""
+    first = Allocation.objects.filter(tenant=tenant, idempotency_key=f"{key}/0").first()
+    if first is None:
+        return None
+    asked = _new_allocation(actor=actor, tenant=tenant, project=project, **spec)
+    same = first.array_id is not None and first.request_digest in ("", _digest(asked))
+    made = list(Allocation.objects.filter(array_id=first.array_id).order_by("array_index")) if same else []
+    if not same or len(made) != members:
+        raise Unprocessable(
+            f"Idempotency-Key '{key}' was used for a different request (array {first.array_id}); "
+            "send that request again to see its answer, or use a new key for this one",
+            field="Idempotency-Key",
+            code="idempotency_key_reused",
+        )
+    return made
 
 
 def _asked(allocation: Allocation) -> dict:
