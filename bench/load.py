@@ -165,6 +165,54 @@ async def fixed_rate(url, tenants, rate, seconds, grace=30):
     }
 
 
+async def arrays(url, tenants, clients, seconds, members=50):
+    """Closed loop: ``clients`` workers each ask for job arrays of ``members`` (10 units each) as fast as they can.
+
+    The figure is members answered ``running`` per second. Releases are not in it: every member is released
+    afterwards, one call each, outside the timing (the fleet has room for every member the run asks for).
+    """
+    running, errors, answers, made = 0, [], [], []
+    deadline = time.perf_counter() + seconds
+
+    async def worker(i):
+        nonlocal running
+        connection, tenant = Connection(url), tenants[i % len(tenants)]
+        body = {"project": tenant["project"], "compute_units": 10, "memory_mib": 1024, "members": members}
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                response = await connection.request("POST", "/api/v1/allocations/array", token=tenant["token"], body=body)
+            except HTTPError as exc:
+                errors.append(str(exc))
+                continue
+            if response.status_code != 201:
+                errors.append(f"{response.status_code} {response.text[:120]}")
+                continue
+            answers.append((time.perf_counter() - started) * 1000)
+            answer = response.json()
+            running += answer["counts"].get("running", 0)
+            made.extend((tenant["token"], m["id"]) for m in answer["members"])
+        connection.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(clients)))
+    elapsed = time.perf_counter() - started
+    await _release_all(url, made)
+    return {"clients": clients, "members": members, "seconds": round(elapsed, 1), "running": running,
+            "per_second": round(running / elapsed, 1), "errors": len(errors), "first_errors": errors[:3],
+            "answer": summary(answers)}  # fmt: skip
+
+
+async def _release_all(url, made, clients=32):
+    async def worker(share):
+        connection = Connection(url)
+        for token, allocation_id in share:
+            await connection.request("DELETE", f"/api/v1/allocations/{allocation_id}", token=token)
+        connection.close()
+
+    await asyncio.gather(*(worker(made[i::clients]) for i in range(clients)))
+
+
 async def gets(url, path, clients, seconds):
     """Closed loop: ``clients`` workers GET ``path`` as fast as they can (the floors: no token, no body)."""
     count, errors = 0, 0
@@ -223,6 +271,7 @@ async def main():
     results["sustainable_rate"] = await fixed_rate(url, tenants, sustainable, spec["seconds"])
     results["event_latency"] = await event_latency(url, spec["ws_url"], tenants[0], spec["events"])
     results["fixed_rate"] = await fixed_rate(url, tenants, spec["rate"], spec["seconds"])
+    results["arrays"] = await arrays(url, tenants, 4, spec["seconds"])
     rates = [r["per_second"] for r in results["throughput"]]
     results["throughput_median"] = statistics.median(rates)
     print(json.dumps(results))
