@@ -9,10 +9,25 @@ def _json(schema, description):
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _results(body):
-    """A batch call's answer: per item, the status and body its single call would have answered."""
-    item = {"type": "object", "required": ["status", "body"], "properties": {"id": {}, "status": {"type": "integer"}, "body": body}}
-    return {"type": "object", "required": ["results"], "properties": {"results": {"type": "array", "items": item}}}
+_CLAIM_ID = {"type": "object", "required": ["id"], "properties": {"id": {"type": "string", "format": "uuid"}}}
+
+
+def _batch_call(summary: str, key: str, item: dict, answer: dict) -> dict:
+    """A batch call: ``{key: [...]}`` with 1 to 500 items in; per item, in order, the status and body its single call would answer."""
+    batch = {"type": "object", "required": [key], "properties": {key: {"type": "array", "minItems": 1, "maxItems": 500, "items": item}}}
+    result = {"type": "object", "required": ["status", "body"], "properties": {"id": {}, "status": {"type": "integer"}, "body": answer}}
+    results = {"type": "object", "required": ["results"], "properties": {"results": {"type": "array", "items": result}}}
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": batch}}},
+            "responses": {
+                "200": _json(results, "Each item's answer, in order"),
+                "400": _json(_error, f'Not {{"{key}": [...]}} with 1 to 500 items'),
+                **_errors,
+            },
+        }
+    }
 
 
 _errors = {
@@ -173,66 +188,18 @@ OPENAPI = {
                 },
             },
         },
-        "/v1/claims": {
-            "post": {
-                "summary": "Claim several slices in one call (up to 500), each as PUT /v1/allocations/{id} would (idempotent by id)",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["claims"],
-                                "properties": {
-                                    "claims": {
-                                        "type": "array",
-                                        "minItems": 1,
-                                        "maxItems": 500,
-                                        "items": {
-                                            "allOf": [
-                                                {"$ref": "#/components/schemas/ClaimRequest"},
-                                                {
-                                                    "type": "object",
-                                                    "required": ["id"],
-                                                    "properties": {"id": {"type": "string", "format": "uuid"}},
-                                                },
-                                            ]
-                                        },
-                                    }
-                                },
-                            }
-                        }
-                    },
-                },
-                "responses": {
-                    "200": _json(_results({"oneOf": [{"$ref": "#/components/schemas/Claim"}, _error]}), "Each claim's answer, in order"),
-                    "400": _json(_error, 'Not {"claims": [...]} with 1 to 500 items'),
-                    **_errors,
-                },
-            }
-        },
-        "/v1/releases": {
-            "post": {
-                "summary": "Release several claims in one call (up to 500), each as DELETE /v1/allocations/{id} would",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["ids"],
-                                "properties": {"ids": {"type": "array", "minItems": 1, "maxItems": 500, "items": {"type": "string"}}},
-                            }
-                        }
-                    },
-                },
-                "responses": {
-                    "200": _json(_results({"type": "object"}), "Each release's answer, in order"),
-                    "400": _json(_error, 'Not {"ids": [...]} with 1 to 500 items'),
-                    **_errors,
-                },
-            }
-        },
+        "/v1/claims": _batch_call(
+            "Claim several slices in one call (up to 500), each as PUT /v1/allocations/{id} would (idempotent by id)",
+            "claims",
+            {"allOf": [{"$ref": "#/components/schemas/ClaimRequest"}, _CLAIM_ID]},
+            {"oneOf": [{"$ref": "#/components/schemas/Claim"}, _error]},
+        ),
+        "/v1/releases": _batch_call(
+            "Release several claims in one call (up to 500), each as DELETE /v1/allocations/{id} would",
+            "ids",
+            {"type": "string"},
+            {"type": "object"},
+        ),
         "/v1/metrics": {
             "get": {
                 "summary": "Per-GPU utilization, memory, power, temperature; per-claim usage",

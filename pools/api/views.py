@@ -108,15 +108,7 @@ class AllocationViewSet(viewsets.ReadOnlyModelViewSet):
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
     )
     def create(self, request):
-        serializer = AllocationRequestSerializer(data=request.data, context=self.get_serializer_context())
-        serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        project = data.pop("project")
-        require_role(Access.of(request), project.tenant, Role.MEMBER, "Requesting GPU slices")
-        key = request.headers.get("Idempotency-Key")
-        if key is not None and not 1 <= len(key) <= 200:
-            raise ValidationError({"Idempotency-Key": ["must be 1 to 200 characters."]})
-        data["pool_name"] = data.pop("pool")
+        project, data, key = self._asked(request, AllocationRequestSerializer, longest_key=200)
         allocation, created = allocation_request(actor=request.user, tenant=project.tenant, project=project, idempotency_key=key, **data)
         # Just placed or queued, it has no minute of use yet and is not idle.
         activity = {allocation.id: {"usage": None, "idle": None}} if created else None
@@ -125,20 +117,14 @@ class AllocationViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         request=AllocationArrayRequestSerializer,
         responses={201: AllocationArraySerializer, 200: AllocationArraySerializer},
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False, description="member i gets key/i")],
+        parameters=[
+            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False, description="member i is kept under key/i")
+        ],
     )
     @action(detail=False, methods=["post"])
     def array(self, request):
         """A job array: ``members`` independent allocations of one shape, admitted together; each member's state, and why it waits."""
-        serializer = AllocationArrayRequestSerializer(data=request.data, context=self.get_serializer_context())
-        serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        project = data.pop("project")
-        require_role(Access.of(request), project.tenant, Role.MEMBER, "Requesting GPU slices")
-        key = request.headers.get("Idempotency-Key")
-        if key is not None and not 1 <= len(key) <= 196:
-            raise ValidationError({"Idempotency-Key": ["must be 1 to 196 characters (each member's key is key/index)."]})
-        data["pool_name"] = data.pop("pool")
+        project, data, key = self._asked(request, AllocationArrayRequestSerializer, longest_key=196)  # "key/499" fits in 200
         members, created = allocation_request_array(actor=request.user, tenant=project.tenant, project=project, idempotency_key=key, **data)
         context = self.get_serializer_context()
         if created:  # just placed or queued: no minute of use yet, not idle
@@ -152,6 +138,19 @@ class AllocationViewSet(viewsets.ReadOnlyModelViewSet):
             "members": AllocationSerializer(members, many=True, context=context).data,
         }
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    def _asked(self, request, serializer_class, *, longest_key: int):
+        """(project, spec, Idempotency-Key) of a request for slices, its caller a member of the project's tenant."""
+        serializer = serializer_class(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        project = data.pop("project")
+        require_role(Access.of(request), project.tenant, Role.MEMBER, "Requesting GPU slices")
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not 1 <= len(key) <= longest_key:
+            raise ValidationError({"Idempotency-Key": [f"must be 1 to {longest_key} characters."]})
+        data["pool_name"] = data.pop("pool")
+        return project, data, key
 
     def _body(self, allocation: Allocation, activity=None) -> dict:
         """The allocation's answer: from what the service left in hand, or read again when it left less."""
