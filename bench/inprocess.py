@@ -238,6 +238,52 @@ def queue_curve(sizes=(100, 1000, 5000)):
     return curve
 
 
+def _copies(model, template_id, n, **columns):
+    """``n`` copies of one row of ``model``, made by PostgreSQL; ``columns``: SQL over ``t`` (the row) and ``g`` (1…n)."""
+    names = [f.column for f in model._meta.concrete_fields]
+    quoted = ", ".join(connection.ops.quote_name(c) for c in names)
+    chosen = ", ".join(columns.get(c, f"t.{connection.ops.quote_name(c)}") for c in names)
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({quoted}) SELECT {chosen} FROM {table} t, generate_series(1, %s) g WHERE t.id = %s", [n, template_id]
+        )
+        cursor.execute(f"ANALYZE {table}")
+
+
+def long_lists(rows=1_000_000):
+    """The first page of the allocations (API) and of the audit log (API and console) with a million rows each.
+
+    The rows ended days ago (out of fair share's recent use) and are deleted afterwards.
+    """
+    from ocenter.models import AuditEntry
+
+    tenant = Tenant.objects.order_by("slug").first()
+    long_ago = timezone.now() - timedelta(days=3)
+    template = Allocation.objects.create(tenant=tenant, project=tenant.projects.first(), compute_units=10, memory_mib=1024,
+                                         state=Allocation.State.RELEASED, started_at=long_ago, ended_at=long_ago)  # fmt: skip
+    entry = AuditEntry.objects.create(actor_label="bench", action="bench.row", object_type="bench", tenant_id=tenant.id)
+    Allocation.objects.filter(id=template.id).update(created_at=long_ago)
+    AuditEntry.objects.filter(id=entry.id).update(at=long_ago)
+    staff = get_user_model().objects.create_user(f"bench-lists-{uuid.uuid4().hex[:6]}", is_staff=True)
+    client = Client()
+    client.force_login(staff)
+    try:
+        shift = "t.{} - g * interval '1 second'"
+        _copies(Allocation, template.id, rows - 1, id="gen_random_uuid()", created_at=shift.format("created_at"),
+                ended_at=shift.format("ended_at"))  # fmt: skip
+        _copies(AuditEntry, entry.id, rows - 1, id="gen_random_uuid()", at=shift.format("at"))
+        pages = {}
+        paths = {"allocations_api": "/api/v1/allocations", "audit_api": "/api/v1/audit", "audit_console": "/console/audit/"}
+        for name, path in paths.items():
+            client.get(path)
+            pages[name], pages[f"{name}_queries"] = _ms(lambda path=path: client.get(path))
+        return {"rows": rows, **pages}
+    finally:
+        Allocation.objects.filter(tenant=tenant, state=Allocation.State.RELEASED, created_at__lte=long_ago).delete()
+        AuditEntry.objects.filter(action="bench.row").delete()
+
+
 def overview():
     staff = get_user_model().objects.create_user(f"bench-staff-{uuid.uuid4().hex[:6]}", is_staff=True)
     client = Client()

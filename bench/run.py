@@ -455,6 +455,12 @@ def report(r):
             "≤ 150 ms, bounded queries",
         ),
         (
+            f"first page of a list with {r['long_lists']['rows']:,} rows",
+            f"allocations (API) {r['long_lists']['allocations_api']} ms / {r['long_lists']['allocations_api_queries']} queries; "
+            f"audit log: API {r['long_lists']['audit_api']} ms, console {r['long_lists']['audit_console']} ms",
+            "≤ 50 ms",
+        ),
+        (
             f"a minute of metrics into the series ({r['sampling']['gpus']:,} GPUs, {r['sampling']['slices']:,} slices)",
             f"runs: {', '.join(f'{x} s' for x in r['sampling']['runs_seconds'])} (the first creates the hour's rows)",
             "well inside a minute",

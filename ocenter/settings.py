@@ -209,6 +209,8 @@ OCENTER_AGENT_TIMEOUT = float(os.getenv("OCENTER_AGENT_TIMEOUT", "5"))
 # How old this process's view of the fleet may get before placement reads it again (pools.fleet).
 # The room itself is always checked in the database; a staler view only costs retries and packing.
 OCENTER_FLEET_SECONDS = float(os.getenv("OCENTER_FLEET_SECONDS", "5"))
+# How old the tenants' summed recent use (fair share's memory, half-life an hour) may get before it is summed again.
+OCENTER_SHARES_SECONDS = float(os.getenv("OCENTER_SHARES_SECONDS", "5"))
 
 # Admission checks run, in order, on every allocation request (like Django's
 # password validators): each refuses by raising ocenter.errors.Refused.

@@ -1,9 +1,11 @@
 """Reads of pools and their hardware, shaped for pages and the API."""
 
+import time
 from collections import defaultdict
 from datetime import timedelta
 from functools import cache
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import Count, F, Prefetch, Q, Sum
@@ -79,9 +81,9 @@ _RECENT_USE = {
 def tenant_shares(now=None, totals=None) -> dict:
     """Each tenant's dominant share of the fleet: what it holds now plus a decaying memory of recent use.
 
-    Three queries: the fleet's size (unless ``totals`` gives it), what each tenant holds, what each used lately.
+    Three queries: the fleet's size (unless ``totals`` gives it), what each tenant holds, what each used lately
+    (that one at most every OCENTER_SHARES_SECONDS, unless ``now`` is given).
     """
-    now = now or timezone.now()
     total_units, total_mib = totals or _fleet_totals()
     held = (
         Slice.objects.filter(active=True)
@@ -90,6 +92,25 @@ def tenant_shares(now=None, totals=None) -> dict:
         .order_by()
     )
     shares = {r["allocation__tenant_id"]: dominant_share(r["units"], r["mib"], total_units, total_mib) for r in held}
+    for tenant_id, recent in _recent_use(now, total_units, total_mib).items():
+        shares[tenant_id] = shares.get(tenant_id, 0.0) + recent
+    return shares
+
+
+_recent_cache: dict = {}
+
+
+def _recent_use(now, total_units: int, total_mib: int) -> dict:
+    """``{tenant_id: recent use}`` summed by the database; without ``now``, as summed within OCENTER_SHARES_SECONDS.
+
+    Summing reads every allocation ended in the last six half-lives (a busy
+    fleet ends tens of thousands an hour), and the sum moves slowly (its
+    half-life is an hour): every page, event and drain pass need not sum it again.
+    """
+    cached = _recent_cache.get((total_units, total_mib))
+    if now is None and cached is not None and time.monotonic() - cached[0] < settings.OCENTER_SHARES_SECONDS:
+        return cached[1]
+    read_at, moment = time.monotonic(), now or timezone.now()
     half_life = RECENT_USE_HALF_LIFE.total_seconds()
     key = Allocation._meta.get_field("tenant")
     with connection.cursor() as cursor:
@@ -99,14 +120,15 @@ def tenant_shares(now=None, totals=None) -> dict:
                 "hl": half_life,
                 "units": float(total_units or 1),
                 "mib": float(total_mib or 1),
-                "since": adapted(now - 6 * RECENT_USE_HALF_LIFE),
-                "now": adapted(now),
+                "since": adapted(moment - 6 * RECENT_USE_HALF_LIFE),
+                "now": adapted(moment),
             },
         )
-        for tenant_id, recent in cursor.fetchall():
-            tenant_id = key.to_python(tenant_id)
-            shares[tenant_id] = shares.get(tenant_id, 0.0) + float(recent)
-    return shares
+        recent = {key.to_python(tenant_id): float(used) for tenant_id, used in cursor.fetchall()}
+    if now is None:
+        _recent_cache.clear()
+        _recent_cache[total_units, total_mib] = (read_at, recent)
+    return recent
 
 
 def queue_order(*, limit: int | None = None) -> list[Waiting]:

@@ -21,6 +21,7 @@ CELERY_TASK_ALWAYS_EAGER = True
 OCENTER_AGENT_TIMEOUT = 2.0
 # Placement reads the fleet afresh for every request: tests change it behind the view's back.
 OCENTER_FLEET_SECONDS = 0
+OCENTER_SHARES_SECONDS = 0  # and sums recent use afresh
 OCENTER_AGENT_CONNECT_TIMEOUT = 1.0
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -143,3 +143,28 @@ def test_the_positions_of_a_few_are_their_places_in_the_whole_order(fleet, monke
     few = [a.id for a in rng.sample(queued, 40)]
     assert selectors.queue_positions(few) == {i: whole[i] for i in few}
     assert selectors.queue_positions([]) == {}
+
+
+def test_recent_use_is_summed_again_only_once_it_is_old(fleet, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from pools.models import Allocation
+    from pools.selectors import tenant_shares
+
+    tenant, project, _, _ = fleet.tenant("acme")
+    now = timezone.now()
+
+    def ended():
+        Allocation.objects.create(tenant=tenant, project=project, compute_units=100, memory_mib=1000, state=Allocation.State.RELEASED,
+                                  started_at=now - timedelta(minutes=30), ended_at=now - timedelta(minutes=1))  # fmt: skip
+
+    ended()
+    first = tenant_shares()[tenant.id]  # summed now (tests sum every time), and kept
+    settings.OCENTER_SHARES_SECONDS = 3600
+    ended()
+    assert tenant_shares()[tenant.id] == first  # summed a moment ago: not again
+    assert tenant_shares(now)[tenant.id] == pytest.approx(2 * first, rel=1e-3)  # a moment asked for is summed for it
+    settings.OCENTER_SHARES_SECONDS = 0
+    assert tenant_shares()[tenant.id] == pytest.approx(2 * first, rel=1e-3)
