@@ -444,8 +444,9 @@ def report(r):
                 f"queue of {q['waiting']:,} waiting (10,000 GPUs, full)",
                 f"positions {q['positions_ms']} ms; queued POST {q['post_queued_ms']} ms / {q['post_queued_queries']} queries; "
                 f"list page {q['list_page_ms']} ms / {q['list_page_queries']} queries; event {q['event_ms']} ms; "
-                f"drain, nothing fits {q['drain_nothing_fits_ms']} ms / {q['drain_queries']} queries",
-                "≤ 100 ms; ≤ 50 ms; ≤ 50 ms; ≤ 50 ms; ≤ 100 ms",
+                f"drain, nothing fits {q['drain_nothing_fits_ms']} ms / {q['drain_queries']} queries; "
+                f"drain, a GPU freed {q['drain_one_gpu_freed_ms']} ms",
+                "≤ 100 ms; ≤ 50 ms; ≤ 50 ms; ≤ 50 ms; ≤ 100 ms; ≤ 1 s",
             )
             for q in r["queue"]
         ),
