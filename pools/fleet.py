@@ -138,7 +138,8 @@ ANY = Ask(count=1, compute_units=0, memory_mib=0)
 
 def _pools(pool_ids) -> dict:
     # A pool's agent URL and token are fixed when it is registered: claims take them from here.
-    return {pool.id: pool for pool in Pool.objects.filter(id__in=set(pool_ids))} if pool_ids else {}
+    ids = set(pool_ids)
+    return {pool.id: pool for pool in Pool.objects.filter(id__in=ids)} if ids else {}
 
 
 def _read() -> FleetView:
@@ -218,7 +219,7 @@ class _Cache:
     def catch_up(self):
         """Bring the view up to the database: only the GPUs whose room changed are taken again (all of them when a pool changed).
 
-        Reading 10,000 GPUs whole costs ~25 ms of this process's CPU, their rooms ~5 ms: requests running beside it feel the difference.
+        Reading 10,000 GPUs whole costs ~45 ms of this process's CPU, catching up ~11 ms: requests running beside it feel the difference.
         """
         read_at, view = time.monotonic(), self._view
         rooms = placeable_rooms()
