@@ -25,7 +25,7 @@ from django.utils.translation import gettext_noop as N_
 from ocenter.errors import Refused
 from ocenter.lib.rows import guarded
 from pools.agent_client import AgentClient, AgentConflict, AgentError, AgentUnreachable, PoolClients, with_retries
-from pools.models import Allocation, Slice
+from pools.models import MAX_ARRAY_MEMBERS, Allocation, Slice
 from pools.selectors import tenant_usage
 from pools.services.allocations.history import announce, moved, transition
 from pools.services.allocations.release import release_finish
@@ -100,13 +100,11 @@ def allocations_claim(*, placed: list[tuple[Allocation, list[Slice]]], actor=Non
         for s in slices:
             by_pool.setdefault(s.pool.id, []).append((allocation, s))
     for group in by_pool.values():
-        body = []
-        for allocation, s in group:
-            labels = {**allocation.labels, "allocation": str(allocation.id), "tenant": allocation.tenant.slug}
-            body.append({"id": str(s.id), "gpu_uuid": s.accelerator.uuid, "compute_units": s.compute_units,
-                         "memory_mib": s.memory_mib, "labels": labels})  # fmt: skip
-        with contextlib.suppress(AgentError, ValueError):  # each is claimed on its own below, which settles what this may have held
-            claims.update(clients(group[0][1].pool).claim_many(body))
+        body = [{"id": str(s.id), "gpu_uuid": s.accelerator.uuid, "compute_units": s.compute_units, "memory_mib": s.memory_mib,
+                 "labels": _labels(allocation)} for allocation, s in group]  # fmt: skip
+        for start in range(0, len(body), MAX_ARRAY_MEMBERS):  # as many as one batch call carries
+            with contextlib.suppress(AgentError, ValueError):  # each is claimed on its own below, which settles what this may have held
+                claims.update(clients(group[0][1].pool).claim_many(body[start : start + MAX_ARRAY_MEMBERS]))
     return [
         _run(allocation, slices, {s.id: claims[str(s.id)].get("env", {}) for s in slices}, clients, actor=actor)
         if all(str(s.id) in claims for s in slices)
@@ -150,7 +148,7 @@ def _claim(client: AgentClient, s: Slice, allocation: Allocation) -> dict:
             gpu_uuid=s.accelerator.uuid,
             compute_units=s.compute_units,
             memory_mib=s.memory_mib,
-            labels={**allocation.labels, "allocation": str(allocation.id), "tenant": allocation.tenant.slug},
+            labels=_labels(allocation),
         )
     except AgentUnreachable as exc:  # no answer: the claim may have been made, and its answer lost
         try:
@@ -161,6 +159,11 @@ def _claim(client: AgentClient, s: Slice, allocation: Allocation) -> dict:
             raise
         log.info("claim %s on %s was made, though its answer was lost (%s)", s.id, s.pool.name, exc)
         return held
+
+
+def _labels(allocation: Allocation) -> dict:
+    """What a claim carries to its agent: the request's labels, and whose it is."""
+    return {**allocation.labels, "allocation": str(allocation.id), "tenant": allocation.tenant.slug}
 
 
 def _run(allocation: Allocation, slices: list[Slice], envs: dict, clients: PoolClients, *, actor) -> Allocation:
