@@ -18,7 +18,7 @@ django.setup()
 
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
-from django.db.models import Count, Sum  # noqa: E402
+from django.db.models import AutoField, Count, Sum  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
@@ -241,13 +241,14 @@ def queue_curve(sizes=(100, 1000, 5000)):
 
 def _copies(model, template_id, n, **columns):
     """``n`` copies of one row of ``model``, made by PostgreSQL; ``columns``: SQL over ``t`` (the row) and ``g`` (1…n)."""
-    names = [f.column for f in model._meta.concrete_fields]
+    names = [f.column for f in model._meta.concrete_fields if f.column in columns or not isinstance(f, AutoField)]
     quoted = ", ".join(connection.ops.quote_name(c) for c in names)
     chosen = ", ".join(columns.get(c, f"t.{connection.ops.quote_name(c)}") for c in names)
     table = model._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} ({quoted}) SELECT {chosen} FROM {table} t, generate_series(1, %s) g WHERE t.id = %s", [n, template_id]
+            f"INSERT INTO {table} ({quoted}) SELECT {chosen} FROM {table} t, generate_series(1, %s) g WHERE t.id = %s",
+            [n, template_id],
         )
         cursor.execute(f"ANALYZE {table}")
 
@@ -286,6 +287,21 @@ def long_lists(rows=1_000_000):
             cursor.execute("DELETE FROM ocenter_auditentry WHERE action = 'bench.row'")
 
 
+def ledger(records=1_000_000):
+    """The console overview as the ledger grows: as metering left it, then with a million older records copied in."""
+    template = UsageRecord.objects.order_by("start").first()
+    before = overview()
+    try:
+        hours = "t.{} - g * interval '1 hour'"  # records of at most an hour, a whole hour apart: no two overlap
+        _copies(UsageRecord, template.id, records, start=hours.format("start"), end=hours.format("end"), day="t.day - (g / 24 + 1)")
+        after = overview()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM billing_usagerecord WHERE slice_id = %s AND start < %s", [template.slice_id, template.start])
+    return {"records_before": UsageRecord.objects.count(), "records_added": records, "before_ms": before["median_ms"],
+            "after_ms": after["median_ms"], "queries": after["queries"]}  # fmt: skip
+
+
 def _free_one_gpu():
     """Another process released a whole GPU: room for two of the queue's requests (50 units each)."""
     gpu = Accelerator.objects.filter(allocated_compute_units=100, slices__isnull=True).order_by("id").first()
@@ -322,6 +338,7 @@ def main():
     results["overview"] = overview()
     running_allocations(count - min(count, 50_000), began)
     results["metering"] = metering(began)
+    results["ledger"] = ledger()
     results["sampling"] = sampling()
     results["long_lists"] = long_lists()
     UsageRecord.objects.all().delete()

@@ -456,6 +456,11 @@ def report(r):
             "≤ 150 ms, bounded queries",
         ),
         (
+            f"console overview as the ledger grows ({r['ledger']['records_before']:,} → +{r['ledger']['records_added']:,} records)",
+            f"{r['ledger']['before_ms']:.0f} ms → {r['ledger']['after_ms']:.0f} ms, {r['ledger']['queries']} queries",
+            "flat",
+        ),
+        (
             f"first page of a list with {r['long_lists']['rows']:,} rows",
             f"allocations (API) {r['long_lists']['allocations_api']} ms / {r['long_lists']['allocations_api_queries']} queries; "
             f"audit log: API {r['long_lists']['audit_api']} ms, console {r['long_lists']['audit_console']} ms",
