@@ -1,6 +1,7 @@
 """Job arrays against a real agent: members placed one by one, written and claimed in bulk, each with its own state and key."""
 
 import threading
+import uuid
 
 import pytest
 from django.db import connections
@@ -141,3 +142,26 @@ def test_a_bad_member_count_is_a_400_naming_it_and_stores_nothing(agents, django
     assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
     assert "members" in response.json()["errors"]
     assert not Allocation.objects.exists()
+
+
+def test_an_agent_without_batch_calls_has_its_claims_released_one_at_a_time(agents, django_user_model, monkeypatch):
+    """The client's fallback, against a real agent that answers the batch paths as an older agent would (404)."""
+    from pools.agent_client import AgentError
+
+    fleet = Fleet(agents, django_user_model, nodes=1, gpus=2)
+    client = AgentClient.for_pool(fleet.pool)
+    gpu = fleet.agent.client().get("/v1/inventory").json()["nodes"][0]["accelerators"][0]["uuid"]
+    held = [str(s) for s in (uuid.uuid4(), uuid.uuid4())]
+    for claim_id in held:
+        client.claim(claim_id, gpu_uuid=gpu, compute_units=10, memory_mib=100)
+    real_call = AgentClient._call
+
+    def older_agent(self, method, path, **kwargs):
+        if method == "POST":
+            raise AgentError(f"agent answered 404 to POST {path}", status=404)
+        return real_call(self, method, path, **kwargs)
+
+    monkeypatch.setattr(AgentClient, "_call", older_agent)
+    assert client.claim_many([{"id": str(uuid.uuid4()), "gpu_uuid": gpu, "compute_units": 10, "memory_mib": 100}]) == {}
+    assert client.release_many(held) == set(held)
+    assert fleet.claims() == []
