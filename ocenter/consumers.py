@@ -9,7 +9,9 @@ token) join that tenant's group.
   first replays the allocation transitions missed while disconnected.
 """
 
+import asyncio
 import json
+import time
 from datetime import datetime
 from urllib.parse import parse_qs
 
@@ -77,6 +79,14 @@ def _render_spend(event, staff) -> str:
     return render_to_string("includes/_tenant_spend.html", {"tenant": tenant, "spend": row, "oob": True})
 
 
+def _render_capacity() -> str:
+    """The overview's allocated bars and fragmentation tile, to swap in out of band."""
+    from pools.selectors import capacity, fragmentation
+
+    context = {"by_pool": capacity("pool__name"), "by_model": capacity("model"), "fragmentation": fragmentation(), "oob": True}
+    return render_to_string("console/_capacity.html", context) + render_to_string("console/_fragmentation.html", context)
+
+
 RENDERERS = {
     "usage.metered": _render_spend,
     "pool.updated": _render_pool_row,
@@ -112,15 +122,49 @@ class _ScopedConsumer(AsyncWebsocketConsumer):
 
 
 class LiveConsumer(_ScopedConsumer):
-    """Pushes the events a user may see, as HTML fragments for htmx."""
+    """Pushes the events a user may see, as HTML fragments for htmx.
+
+    ``?view=overview`` (the console's overview) also gets the allocated bars
+    and the fragmentation tile when allocations move, at most once a
+    ``CAPACITY_SECONDS``: they sum the whole fleet.
+    """
+
+    CAPACITY_SECONDS = 1.0
+
+    async def connect(self):
+        self.view = parse_qs(self.scope.get("query_string", b"").decode()).get("view", [""])[0]
+        self.capacity_at, self.capacity_due = 0.0, False
+        await super().connect()
 
     async def ocenter_event(self, message):
-        render = RENDERERS.get(message["event"].get("kind"))
+        event = message["event"]
+        render = RENDERERS.get(event.get("kind"))
         if render is None:
             return
-        html = await database_sync_to_async(render)(message["event"], STAFF_GROUP in self.joined)
+        staff = STAFF_GROUP in self.joined
+        html = await database_sync_to_async(render)(event, staff)
         if html:
             await self.send(text_data=html)
+        if staff and self.view == "overview" and event.get("kind") == "allocation.updated":
+            await self._capacity_soon()
+
+    async def _capacity_soon(self):
+        if self.capacity_due:  # one is on its way: it will show this change too
+            return
+        self.capacity_due = True
+        wait = max(0.0, self.capacity_at + self.CAPACITY_SECONDS - time.monotonic())
+        self.capacity_task = asyncio.create_task(self._send_capacity(wait))
+
+    async def _send_capacity(self, wait: float):
+        await asyncio.sleep(wait)
+        self.capacity_due, self.capacity_at = False, time.monotonic()
+        await self.send(text_data=await database_sync_to_async(_render_capacity)())
+
+    async def disconnect(self, code):
+        task = getattr(self, "capacity_task", None)
+        if task is not None:
+            task.cancel()
+        await super().disconnect(code)
 
 
 def _missed(user, token, since: datetime) -> list[dict]:

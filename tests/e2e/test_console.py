@@ -1,5 +1,6 @@
 """The console and portal in real headless Chromium: what issue 14 found broken, each shown working."""
 
+import time
 from decimal import Decimal
 
 import pytest
@@ -8,7 +9,7 @@ from django.utils import timezone
 from billing.services import price_set
 from pools.services.sync import pool_sync
 from tests.agents import a100_nodes
-from tests.e2e.test_browser import _connected, _login, _member
+from tests.e2e.test_browser import _connected, _login, _member, _user
 from tests.factories import PoolFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -24,6 +25,28 @@ def bj(agents):
     return pool
 
 
+def _wait_for_text(page, selector: str, pattern: str, timeout=5_000):
+    """Until the element's text matches ``pattern`` (a JavaScript regular expression)."""
+    page.wait_for_function(f"() => {{ const e = document.querySelector('{selector}'); return e && /{pattern}/.test(e.textContent) }}",
+                           timeout=timeout)  # fmt: skip
+
+
+def _ask(server, username, **spec):
+    """A request through the server's API (events reach pages only from the server's own process)."""
+    import httpx
+
+    from pools.models import Allocation
+    from tenants.models import Membership
+    from tenants.services import token_create
+
+    member = Membership.objects.select_related("tenant", "user").get(user__username=username)
+    _, secret = token_create(actor=None, user=member.user, tenant=member.tenant, name="browser-test")
+    body = {"project": str(member.tenant.projects.get().id), "compute_units": 25, "memory_mib": 1024, **spec}
+    response = httpx.post(f"{server}/api/v1/allocations", json=body, headers={"Authorization": f"Bearer {secret}"}, timeout=10)
+    assert response.status_code == 201, response.text
+    return Allocation.objects.get(id=response.json()["id"])
+
+
 def _htmx_errors(page) -> list:
     errors = []
     page.on("console", lambda message: errors.append(message.text) if "htmx:" in message.text else None)
@@ -37,9 +60,28 @@ def test_the_request_preview_follows_every_change(server, browser, bj):
     fit = page.locator("#fit")
     page.fill("#id_memory_mib", "2048")
     page.fill("#id_compute_units", "25")
-    page.wait_for_function("() => document.querySelector('#fit') && /25\\.00/.test(document.querySelector('#fit').textContent)", timeout=5_000)
+    _wait_for_text(page, "#fit", "25\\.00")
     page.fill("#id_compute_units", "50")
-    page.wait_for_function("() => document.querySelector('#fit') && /50\\.00/.test(document.querySelector('#fit').textContent)", timeout=5_000)
+    _wait_for_text(page, "#fit", "50\\.00")
     page.fill("#id_compute_units", "500")  # past a GPU: the preview says what is wrong
     page.wait_for_function("() => document.querySelector('#fit .fit-no') !== null", timeout=5_000)
     assert fit.count() == 1 and errors == []
+
+
+def test_the_overview_has_one_socket_and_its_bars_and_feed_follow_allocations(server, browser, bj):
+    _member("acme")
+    _user("operator", is_staff=True)
+    page = _login(browser, server, "operator", "/console/")
+    sockets = []
+    page.on("websocket", lambda socket: sockets.append(socket.url))
+    page.reload()
+    _connected(page)
+    _wait_for_text(page, "#capacity", "0% compute")
+    started = time.monotonic()
+    allocation = _ask(server, "acme-user", compute_units=100)
+    _wait_for_text(page, "#capacity", "25% compute", timeout=2_000)  # one of four GPUs, within 2 s of the event
+    assert time.monotonic() - started < 2.5
+    _wait_for_text(page, "#fragmentation", "%")
+    page.wait_for_timeout(500)
+    assert page.locator("#event-feed li", has_text=str(allocation.id)[:8]).count() == 3  # requested, placed, running: once each
+    assert len(sockets) == 1 and page.evaluate("window.__notReloaded") is None  # reloaded once, on purpose, to count sockets
