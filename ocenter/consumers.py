@@ -12,6 +12,7 @@ token) join that tenant's group.
 import asyncio
 import json
 import time
+import uuid
 from datetime import datetime
 from urllib.parse import parse_qs
 
@@ -20,6 +21,13 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
 from ocenter.events import STAFF_GROUP, tenant_group
+
+
+def _uuid(text: str):
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
 
 
 def _groups_for(user, token) -> list[str]:
@@ -87,6 +95,20 @@ def _render_capacity() -> str:
     return render_to_string("console/_capacity.html", context) + render_to_string("console/_fragmentation.html", context)
 
 
+def _render_gpu_rooms(allocation_id, pool_id) -> str:
+    """The pool page's cells for the GPUs of this allocation's slices in that pool: what is handed out, and to whom."""
+    from pools.models import Accelerator, Slice
+
+    gpu_ids = Slice.objects.filter(allocation_id=allocation_id, pool_id=pool_id).values("accelerator_id")
+    gpus = list(Accelerator.objects.filter(id__in=gpu_ids))
+    held = {}
+    for s in Slice.objects.filter(accelerator__in=gpus, active=True).select_related("allocation__tenant"):
+        held.setdefault(s.accelerator_id, []).append(s)
+    for gpu in gpus:
+        gpu.held = held.get(gpu.id, [])
+    return "".join(render_to_string("pools/_gpu_room.html", {"gpu": gpu, "oob": True}) for gpu in gpus)
+
+
 RENDERERS = {
     "usage.metered": _render_spend,
     "pool.updated": _render_pool_row,
@@ -126,13 +148,17 @@ class LiveConsumer(_ScopedConsumer):
 
     ``?view=overview`` (the console's overview) also gets the allocated bars
     and the fragmentation tile when allocations move, at most once a
-    ``CAPACITY_SECONDS``: they sum the whole fleet.
+    ``CAPACITY_SECONDS``: they sum the whole fleet. ``?view=pool&pool=ID`` (a
+    pool's page) gets the cells of the GPUs an allocation moved on there.
+    Staff only: these are the console's pages.
     """
 
     CAPACITY_SECONDS = 1.0
 
     async def connect(self):
-        self.view = parse_qs(self.scope.get("query_string", b"").decode()).get("view", [""])[0]
+        asked = parse_qs(self.scope.get("query_string", b"").decode())
+        self.view = asked.get("view", [""])[0]
+        self.pool = _uuid(asked.get("pool", [""])[0])
         self.capacity_at, self.capacity_due = 0.0, False
         await super().connect()
 
@@ -145,8 +171,13 @@ class LiveConsumer(_ScopedConsumer):
         html = await database_sync_to_async(render)(event, staff)
         if html:
             await self.send(text_data=html)
-        if staff and self.view == "overview" and event.get("kind") == "allocation.updated":
-            await self._capacity_soon()
+        if staff and event.get("kind") == "allocation.updated":
+            if self.view == "overview":
+                await self._capacity_soon()
+            elif self.view == "pool" and self.pool:
+                rooms = await database_sync_to_async(_render_gpu_rooms)(event["allocation"], self.pool)
+                if rooms:
+                    await self.send(text_data=rooms)
 
     async def _capacity_soon(self):
         if self.capacity_due:  # one is on its way: it will show this change too

@@ -85,3 +85,18 @@ def test_the_overview_has_one_socket_and_its_bars_and_feed_follow_allocations(se
     page.wait_for_timeout(500)
     assert page.locator("#event-feed li", has_text=str(allocation.id)[:8]).count() == 3  # requested, placed, running: once each
     assert len(sockets) == 1 and page.evaluate("window.__notReloaded") is None  # reloaded once, on purpose, to count sockets
+
+
+def test_the_pool_grid_follows_allocations_live(server, browser, bj):
+    _member("acme")
+    _user("operator", is_staff=True)
+    page = _login(browser, server, "operator", f"/console/pools/{bj.id}/")
+    _connected(page)
+    assert page.locator(".gpu .chip").count() == 0
+    started = time.monotonic()
+    allocation = _ask(server, "acme-user", compute_units=60)
+    page.locator(".gpu-room .chip", has_text="acme 60u").wait_for(timeout=2_000)
+    assert time.monotonic() - started < 2.5
+    gpu = allocation.slices.get().accelerator_id
+    assert "60u" in page.locator(f"#gpu-room-{gpu}").inner_text()
+    assert page.evaluate("window.__notReloaded") is True
