@@ -127,19 +127,30 @@ def tenant_billing(request, slug):
             "form": form,
             "is_admin": access.has_role(tenant.id, Role.ADMIN),
             "currency": settings.OCENTER_CURRENCY,
-            "bars": _bars(by_day, since),
+            "chart": _bars(by_day, since),
         },
     )
 
 
-def _bars(by_day, since, height=100):
-    """An SVG bar per day (drawn by the server: no chart library)."""
+# The spend chart's geometry, in its view box's units: the y axis's labels left of ``LEFT``, a slot a day, dates below.
+CHART_WIDTH, CHART_LEFT, CHART_TOP, CHART_BASE, CHART_DAYS = 600, 48, 8, 110, 31
+
+
+def _bars(by_day, since):
+    """The spend chart, drawn by the server (no chart library): a bar a day from ``since`` to today, inside its box,
+    with the y axis's top amount and a date every week on the x axis."""
+    slot = (CHART_WIDTH - CHART_LEFT) / CHART_DAYS
     top = max((row["amount"] for row in by_day), default=Decimal(0)) or Decimal(1)
     bars = []
     for row in by_day:
-        h = int(row["amount"] / top * height)
-        bars.append({"x": (row["day"] - since).days * 20, "y": 110 - h, "height": h, "day": row["day"], "amount": row["amount"]})
-    return bars
+        index = (row["day"] - since).days
+        if 0 <= index < CHART_DAYS:
+            h = int(row["amount"] / top * (CHART_BASE - CHART_TOP))
+            bars.append({"x": round(CHART_LEFT + index * slot + 1, 1), "y": CHART_BASE - h, "width": round(slot - 2, 1), "height": h,
+                         "day": row["day"], "amount": row["amount"]})  # fmt: skip
+    dates = [{"x": round(CHART_LEFT + i * slot + slot / 2, 1), "day": since + timedelta(days=i)} for i in range(0, CHART_DAYS, 7)]
+    return {"bars": bars, "dates": dates, "top": to_cents(top), "left": CHART_LEFT, "base": CHART_BASE, "right": CHART_WIDTH,
+            "top_y": CHART_TOP}  # fmt: skip
 
 
 @login_required

@@ -44,7 +44,9 @@ def _ask(server, username, **spec):
     body = {"project": str(member.tenant.projects.get().id), "compute_units": 25, "memory_mib": 1024, **spec}
     response = httpx.post(f"{server}/api/v1/allocations", json=body, headers={"Authorization": f"Bearer {secret}"}, timeout=10)
     assert response.status_code == 201, response.text
-    return Allocation.objects.get(id=response.json()["id"])
+    allocation = Allocation.objects.get(id=response.json()["id"])
+    allocation.release = lambda: httpx.delete(f"{server}/api/v1/allocations/{allocation.id}", headers={"Authorization": f"Bearer {secret}"})
+    return allocation
 
 
 def _htmx_errors(page) -> list:
@@ -100,3 +102,27 @@ def test_the_pool_grid_follows_allocations_live(server, browser, bj):
     gpu = allocation.slices.get().accelerator_id
     assert "60u" in page.locator(f"#gpu-room-{gpu}").inner_text()
     assert page.evaluate("window.__notReloaded") is True
+
+
+def test_the_spend_chart_draws_today_inside_its_box_with_axes_and_dates(server, browser, bj):
+    from billing.models import UsageRecord
+    from tenants.models import Role
+
+    _member("acme", role=Role.OWNER)
+    allocation = _ask(server, "acme-user", compute_units=100)
+    time.sleep(1)
+    assert allocation.release().status_code == 200  # its piece of the ledger closes at the next metering run
+    deadline = time.monotonic() + 15
+    while not UsageRecord.objects.exists() and time.monotonic() < deadline:  # metered every second here
+        time.sleep(0.3)
+    page = _login(browser, server, "acme-user", "/t/acme/billing/")
+    chart = page.locator("#spend-chart")
+    box = chart.evaluate("svg => svg.viewBox.baseVal.width")
+    bars = chart.evaluate(
+        "svg => [...svg.querySelectorAll('rect')].map(r => [r.x.baseVal.value, r.width.baseVal.value, r.height.baseVal.value])"
+    )
+    assert bars and all(x >= 0 and x + width <= box for x, width, _ in bars), (bars, box)
+    assert bars[-1][2] > 0  # today's bar, drawn
+    ticks = chart.locator("text.tick").all_text_contents()
+    assert len([t for t in ticks if "-" in t]) >= 4  # a date every week
+    assert "0" in ticks and len(chart.locator("line.axis").all()) == 2
