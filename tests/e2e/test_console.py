@@ -126,3 +126,14 @@ def test_the_spend_chart_draws_today_inside_its_box_with_axes_and_dates(server, 
     ticks = chart.locator("text.tick").all_text_contents()
     assert len([t for t in ticks if "-" in t]) >= 4  # a date every week
     assert "0" in ticks and len(chart.locator("line.axis").all()) == 2
+
+
+def test_a_description_of_one_long_word_does_not_widen_the_page(server, browser, bj):
+    from tenants.models import Project, Role
+
+    _member("acme", role=Role.OWNER)
+    Project.objects.filter(tenant__slug="acme").update(description="x" * 2000)
+    page = _login(browser, server, "acme-user", "/t/acme/")
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0, width
