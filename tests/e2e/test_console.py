@@ -137,3 +137,31 @@ def test_a_description_of_one_long_word_does_not_widen_the_page(server, browser,
     for width in (1280, 390):
         page.set_viewport_size({"width": width, "height": 900})
         assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0, width
+
+
+def test_refusals_and_missing_pages_are_ocenters_own_with_a_way_back(transactional_db, browser, bj):
+    from tests.e2e.conftest import _serve
+
+    _member("acme")
+    serving = _serve(DEBUG="0", ALLOWED_HOSTS="127.0.0.1,localhost")  # Django's own 404 page shows only without DEBUG
+    server = next(serving)
+    try:
+        page = _login(browser, server, "acme-user", "/t/acme/")
+        missing = "There is nothing here"
+        for path, status, heading in [("/console/", 403, "You cannot open this page"), ("/t/acme/no-such-page/", 404, missing),
+                                      ("/t/globex/", 404, missing)]:  # fmt: skip
+            response = page.goto(f"{server}{path}")
+            assert response.status == status, path
+            assert page.get_by_role("heading", name=heading).is_visible()
+            page.get_by_role("link", name="Back to your start page").click()
+            page.wait_for_url(lambda u: "/t/acme" in u or u.rstrip("/") == server, timeout=5_000)
+    finally:
+        next(serving, None)
+
+
+def test_a_server_error_page_needs_nothing_but_itself():
+    from django.test import RequestFactory
+    from django.views.defaults import server_error
+
+    response = server_error(RequestFactory().get("/"))
+    assert response.status_code == 500 and b"Something went wrong on our side" in response.content and b'href="/"' in response.content
