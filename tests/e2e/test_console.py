@@ -165,3 +165,23 @@ def test_a_server_error_page_needs_nothing_but_itself():
 
     response = server_error(RequestFactory().get("/"))
     assert response.status_code == 500 and b"Something went wrong on our side" in response.content and b'href="/"' in response.content
+
+
+def test_chinese_pills_links_and_dates_stay_on_one_line_and_the_nav_a_row_on_a_phone(server, browser, bj):
+    from tests.e2e.test_browser import _user as user
+
+    _member("acme")
+    user("operator", is_staff=True)
+    _ask(server, "acme-user", compute_units=25)
+    page = _login(browser, server, "operator", "/console/allocations/")
+    page.context.add_cookies([{"name": "django_language", "value": "zh-hans", "url": server}])
+    for path, selector in [("/console/allocations/", ".status"), ("/console/allocations/", "td button"), ("/console/audit/", "td time")]:
+        page.goto(f"{server}{path}")
+        lines = page.locator(selector).evaluate_all("els => els.map(e => e.getClientRects().length)")
+        heights = page.locator(selector).evaluate_all("els => els.map(e => e.getBoundingClientRect().height)")
+        assert lines and max(lines) == 1 and max(heights) < 30, (path, selector, lines, heights)
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.goto(f"{server}/console/")
+    tops = page.locator(".nav a").evaluate_all("els => els.map(e => Math.round(e.getBoundingClientRect().top))")
+    assert len(tops) >= 4 and len(set(tops)) < len(tops) / 2, tops  # rows of links, not one link a row
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
