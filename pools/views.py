@@ -97,6 +97,7 @@ def _allocation_page(request, allocations, *, tenant=None, form=None):
             "tenant_spend": tenant_spend,
             "states": Allocation.State.choices,
             "state": request.GET.get("state", ""),
+            "filtered": any(request.GET.get(name) for name in ("state", "priority", "pool", "tenant", "project")),
             "priorities": Allocation.Priority.choices,
             "pools": Pool.objects.values_list("name", flat=True),
             "currency": settings.OCENTER_CURRENCY,

@@ -185,3 +185,35 @@ def test_chinese_pills_links_and_dates_stay_on_one_line_and_the_nav_a_row_on_a_p
     tops = page.locator(".nav a").evaluate_all("els => els.map(e => Math.round(e.getBoundingClientRect().top))")
     assert len(tops) >= 4 and len(set(tops)) < len(tops) / 2, tops  # rows of links, not one link a row
     assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+
+
+def test_lists_keep_their_filters_say_when_nothing_matches_and_show_changes_readably(server, browser, bj):
+    from django.contrib.auth import get_user_model
+
+    from pools.models import Allocation
+    from tenants.models import Tenant
+    from tenants.services import quota_set
+    from tests.e2e.test_browser import _user as user
+
+    _member("acme")
+    user("operator", is_staff=True)
+    tenant = Tenant.objects.get(slug="acme")
+    project = tenant.projects.get()
+    Allocation.objects.bulk_create([Allocation(tenant=tenant, project=project, compute_units=10, memory_mib=100, state="queued")
+                                    for _ in range(60)])  # fmt: skip
+    operator = get_user_model().objects.get(username="operator")
+    quota_set(actor=operator, tenant=tenant, project=None, guarantee_compute_units=0, limit_compute_units=100, guarantee_memory_mib=0,
+              limit_memory_mib=10**6, guarantee_slices=0, limit_slices=10)  # fmt: skip
+    page = _login(browser, server, "operator", "/console/allocations/")
+    page.goto(f"{server}/console/allocations/?priority=offline&state=queued")
+    older = page.get_by_role("link", name="older →")
+    href = older.get_attribute("href")
+    assert "priority=offline" in href and "state=queued" in href and "page=2" in href
+    older.click()
+    page.wait_for_url(lambda u: "page=2" in u and "priority=offline" in u)
+    page.goto(f"{server}/console/allocations/?priority=realtime")
+    assert page.get_by_text("No allocation matches these filters.").is_visible()
+    assert page.get_by_text("No allocation yet.").count() == 0
+    page.goto(f"{server}/console/audit/")
+    shown = " ".join(page.locator("code.changes").all_inner_texts())
+    assert "limit_compute_units" in shown and "None" not in shown and "{'" not in shown
