@@ -58,6 +58,7 @@ def console_billing(request):
                 "forecast": budget_forecast(budget, now) if budget else None,
             }
         )
+        rows[-1]["over"] = _over(rows[-1]["forecast"], budget)
     last_month = month_start(month_start(now, local_tz()) - timedelta(days=1), local_tz())
     return render(
         request,
@@ -110,9 +111,9 @@ def tenant_billing(request, slug):
     budgets = []
     for b in Budget.objects.filter(tenant=tenant).select_related("project"):
         spent = budget_spent(b, now)
-        budgets.append(
-            {"budget": b, "spent": to_cents(spent), "forecast": budget_forecast(b, now), "percent": float(spent / b.amount * 100)}
-        )
+        forecast = budget_forecast(b, now)
+        budgets.append({"budget": b, "spent": to_cents(spent), "forecast": forecast, "over": _over(forecast, b),
+                        "percent": float(spent / b.amount * 100)})  # fmt: skip
     return render(
         request,
         "billing/tenant.html",
@@ -130,6 +131,11 @@ def tenant_billing(request, slug):
             "chart": _bars(by_day, since),
         },
     )
+
+
+def _over(forecast, budget) -> Decimal | None:
+    """By how much the forecast passes the budget at the end of its period (None: it does not)."""
+    return to_cents(forecast - budget.amount) if budget is not None and forecast is not None and forecast > budget.amount else None
 
 
 # The spend chart's geometry, in its view box's units: the y axis's labels left of ``LEFT``, a slot a day, dates below.

@@ -217,3 +217,17 @@ def test_lists_keep_their_filters_say_when_nothing_matches_and_show_changes_read
     page.goto(f"{server}/console/audit/")
     shown = " ".join(page.locator("code.changes").all_inner_texts())
     assert "limit_compute_units" in shown and "None" not in shown and "{'" not in shown
+
+
+def test_a_forecast_over_its_budget_is_flagged_in_the_portal_and_the_console(server, browser, bj):
+    from billing.services import budget_set
+    from tenants.models import Role, Tenant
+    from tests.e2e.test_browser import _user as user
+
+    _member("acme", role=Role.OWNER)
+    user("operator", is_staff=True)
+    budget_set(actor=None, tenant=Tenant.objects.get(slug="acme"), amount=Decimal("0.50"))
+    _ask(server, "acme-user", compute_units=100)  # 100 a GPU-hour: far past 0.50 by the month's end
+    for who, path in [("acme-user", "/t/acme/billing/"), ("operator", "/console/billing/")]:
+        page = _login(browser, server, who, path)
+        page.get_by_role("alert").filter(has_text="forecast over budget by").wait_for(timeout=10_000)
