@@ -24,3 +24,12 @@ document.addEventListener("htmx:wsOpen", (event) => {
     htmx.ajax("GET", window.location.href, { target: "#" + region.id, select: "#" + region.id, swap: "outerHTML" });
   }
 });
+
+// A form answered with errors: focus goes to the first field that has one (or the form's own error), not the page body.
+document.addEventListener("htmx:afterSwap", (event) => {
+  const swapped = event.detail.elt;
+  const wrong = swapped.querySelector && swapped.querySelector('[aria-invalid="true"], form .error');
+  if (!wrong) return;
+  if (!wrong.matches("input, select, textarea")) wrong.setAttribute("tabindex", "-1");
+  wrong.focus();
+});

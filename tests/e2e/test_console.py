@@ -231,3 +231,16 @@ def test_a_forecast_over_its_budget_is_flagged_in_the_portal_and_the_console(ser
     for who, path in [("acme-user", "/t/acme/billing/"), ("operator", "/console/billing/")]:
         page = _login(browser, server, who, path)
         page.get_by_role("alert").filter(has_text="forecast over budget by").wait_for(timeout=10_000)
+
+
+def test_after_a_form_error_focus_is_on_what_to_change(server, browser, bj):
+    _member("acme")
+    page = _login(browser, server, "acme-user", "/t/acme/allocations/")
+    page.fill("#id_count", "64")  # more than the pool's four GPUs: the server says so on the field
+    page.fill("#id_memory_mib", "1024")
+    page.click("#request-form button[type=submit]")
+    page.locator("#request-form .error, #request-form [aria-invalid=true]").first.wait_for(timeout=5_000)
+    page.wait_for_timeout(200)
+    focused = page.evaluate("document.activeElement && (document.activeElement.id || document.activeElement.className)")
+    assert focused not in ("", None) and focused != "body", focused
+    assert page.evaluate("document.activeElement !== document.body")
