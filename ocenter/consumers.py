@@ -21,6 +21,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
 from ocenter.events import STAFF_GROUP, tenant_group
+from ocenter.timezones import rendered_in, zone_of
 
 
 def _uuid(text: str):
@@ -160,6 +161,7 @@ class LiveConsumer(_ScopedConsumer):
         self.view = asked.get("view", [""])[0]
         self.pool = _uuid(asked.get("pool", [""])[0])
         self.capacity_at, self.capacity_due = 0.0, False
+        self.zone = zone_of(cookies=self.scope.get("cookies"))
         await super().connect()
 
     async def ocenter_event(self, message):
@@ -168,7 +170,7 @@ class LiveConsumer(_ScopedConsumer):
         if render is None:
             return
         staff = STAFF_GROUP in self.joined
-        html = await database_sync_to_async(render)(event, staff)
+        html = await database_sync_to_async(rendered_in)(self.zone, render, event, staff)
         if html:
             await self.send(text_data=html)
         if staff and event.get("kind") == "allocation.updated":

@@ -33,3 +33,11 @@ document.addEventListener("htmx:afterSwap", (event) => {
   if (!wrong.matches("input, select, textarea")) wrong.setAttribute("tabindex", "-1");
   wrong.focus();
 });
+
+// Times are shown in the browser's zone: the server reads it from this cookie (ocenter/timezones.py).
+(() => {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  if (zone && !document.cookie.split("; ").includes("ocenter_tz=" + encodeURIComponent(zone))) {
+    document.cookie = "ocenter_tz=" + encodeURIComponent(zone) + "; path=/; max-age=31536000; SameSite=Lax";
+  }
+})();

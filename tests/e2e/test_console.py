@@ -244,3 +244,25 @@ def test_after_a_form_error_focus_is_on_what_to_change(server, browser, bj):
     focused = page.evaluate("document.activeElement && (document.activeElement.id || document.activeElement.className)")
     assert focused not in ("", None) and focused != "body", focused
     assert page.evaluate("document.activeElement !== document.body")
+
+
+def test_times_are_in_the_browsers_zone_and_say_so(server, browser, bj):
+    from datetime import timedelta as delta
+
+    from ocenter.models import AuditEntry
+    from tests.e2e.test_browser import PASSWORD
+    from tests.e2e.test_browser import _user as user
+
+    user("operator", is_staff=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Asia/Shanghai")
+    page = context.new_page()
+    page.goto(f"{server}/login/?next=/console/audit/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda u: u.endswith("/console/audit/"))
+    entry = AuditEntry.objects.create(actor_label="test", action="test.moment", object_type="test")
+    page.reload()  # the zone's cookie was set by the first page
+    assert page.locator(".tz").inner_text() == "Asia/Shanghai"
+    shown = page.locator("tr", has_text="test.moment").locator("time").inner_text()
+    assert shown == (entry.at + delta(hours=8)).strftime("%Y-%m-%d %H:%M:%S")
