@@ -266,3 +266,15 @@ def test_times_are_in_the_browsers_zone_and_say_so(server, browser, bj):
     assert page.locator(".tz").inner_text() == "Asia/Shanghai"
     shown = page.locator("tr", has_text="test.moment").locator("time").inner_text()
     assert shown == (entry.at + delta(hours=8)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def test_chinese_pages_group_thousands(server, browser, bj):
+    from tests.e2e.test_browser import _user as user
+
+    user("operator", is_staff=True)
+    page = _login(browser, server, "operator", f"/console/pools/{bj.id}/")
+    page.context.add_cookies([{"name": "django_language", "value": "zh-hans", "url": server}])
+    page.reload()
+    assert page.locator("html").get_attribute("lang") == "zh-hans"
+    cell = page.locator(".gpu-room").first.inner_text()
+    assert "81,920" in cell, cell
