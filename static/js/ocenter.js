@@ -41,3 +41,9 @@ document.addEventListener("htmx:afterSwap", (event) => {
     document.cookie = "ocenter_tz=" + encodeURIComponent(zone) + "; path=/; max-age=31536000; SameSite=Lax";
   }
 })();
+
+// A form that asks first (data-confirm, in the page's language): no inline script.
+document.addEventListener("submit", (event) => {
+  const form = event.target.closest("form[data-confirm]");
+  if (form && !window.confirm(form.dataset.confirm)) event.preventDefault();
+});

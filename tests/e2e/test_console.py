@@ -278,3 +278,24 @@ def test_chinese_pages_group_thousands(server, browser, bj):
     assert page.locator("html").get_attribute("lang") == "zh-hans"
     cell = page.locator(".gpu-room").first.inner_text()
     assert "81,920" in cell, cell
+
+
+def test_confirm_dialogs_speak_the_pages_language(server, browser, bj):
+    from tests.e2e.test_browser import _user as user
+
+    user("operator", is_staff=True)
+    page = _login(browser, server, "operator", f"/console/pools/{bj.id}/")
+    page.context.add_cookies([{"name": "django_language", "value": "zh-hans", "url": server}])
+    page.reload()
+    asked = []
+
+    def dismiss(dialog):
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    page.locator("form[data-confirm] button").first.click()
+    page.wait_for_timeout(300)
+    assert asked and "排空 bj" in asked[0], asked
+    assert page.url.endswith(f"/console/pools/{bj.id}/")  # dismissed: nothing was sent
+    assert not type(bj).objects.get(id=bj.id).draining
