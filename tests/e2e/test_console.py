@@ -9,7 +9,7 @@ from django.utils import timezone
 from billing.services import price_set
 from pools.services.sync import pool_sync
 from tests.agents import a100_nodes
-from tests.e2e.test_browser import _connected, _login, _member, _user
+from tests.e2e.test_browser import PASSWORD, _connected, _login, _member, _user
 from tests.factories import PoolFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -168,10 +168,8 @@ def test_a_server_error_page_needs_nothing_but_itself():
 
 
 def test_chinese_pills_links_and_dates_stay_on_one_line_and_the_nav_a_row_on_a_phone(server, browser, bj):
-    from tests.e2e.test_browser import _user as user
-
     _member("acme")
-    user("operator", is_staff=True)
+    _user("operator", is_staff=True)
     _ask(server, "acme-user", compute_units=25)
     page = _login(browser, server, "operator", "/console/allocations/")
     page.context.add_cookies([{"name": "django_language", "value": "zh-hans", "url": server}])
@@ -193,10 +191,9 @@ def test_lists_keep_their_filters_say_when_nothing_matches_and_show_changes_read
     from pools.models import Allocation
     from tenants.models import Tenant
     from tenants.services import quota_set
-    from tests.e2e.test_browser import _user as user
 
     _member("acme")
-    user("operator", is_staff=True)
+    _user("operator", is_staff=True)
     tenant = Tenant.objects.get(slug="acme")
     project = tenant.projects.get()
     Allocation.objects.bulk_create([Allocation(tenant=tenant, project=project, compute_units=10, memory_mib=100, state="queued")
@@ -222,10 +219,9 @@ def test_lists_keep_their_filters_say_when_nothing_matches_and_show_changes_read
 def test_a_forecast_over_its_budget_is_flagged_in_the_portal_and_the_console(server, browser, bj):
     from billing.services import budget_set
     from tenants.models import Role, Tenant
-    from tests.e2e.test_browser import _user as user
 
     _member("acme", role=Role.OWNER)
-    user("operator", is_staff=True)
+    _user("operator", is_staff=True)
     budget_set(actor=None, tenant=Tenant.objects.get(slug="acme"), amount=Decimal("0.50"))
     _ask(server, "acme-user", compute_units=100)  # 100 a GPU-hour: far past 0.50 by the month's end
     for who, path in [("acme-user", "/t/acme/billing/"), ("operator", "/console/billing/")]:
@@ -250,10 +246,8 @@ def test_times_are_in_the_browsers_zone_and_say_so(server, browser, bj):
     from datetime import timedelta as delta
 
     from ocenter.models import AuditEntry
-    from tests.e2e.test_browser import PASSWORD
-    from tests.e2e.test_browser import _user as user
 
-    user("operator", is_staff=True)
+    _user("operator", is_staff=True)
     context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Asia/Shanghai")
     page = context.new_page()
     page.goto(f"{server}/login/?next=/console/audit/")
@@ -269,9 +263,7 @@ def test_times_are_in_the_browsers_zone_and_say_so(server, browser, bj):
 
 
 def test_chinese_pages_group_thousands(server, browser, bj):
-    from tests.e2e.test_browser import _user as user
-
-    user("operator", is_staff=True)
+    _user("operator", is_staff=True)
     page = _login(browser, server, "operator", f"/console/pools/{bj.id}/")
     page.context.add_cookies([{"name": "django_language", "value": "zh-hans", "url": server}])
     page.reload()
@@ -281,9 +273,7 @@ def test_chinese_pages_group_thousands(server, browser, bj):
 
 
 def test_confirm_dialogs_speak_the_pages_language(server, browser, bj):
-    from tests.e2e.test_browser import _user as user
-
-    user("operator", is_staff=True)
+    _user("operator", is_staff=True)
     page = _login(browser, server, "operator", f"/console/pools/{bj.id}/")
     page.context.add_cookies([{"name": "django_language", "value": "zh-hans", "url": server}])
     page.reload()
