@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from billing.models import MAX_GRACE_SECONDS, PRIORITIES, Budget
 
@@ -14,7 +15,9 @@ class PriceForm(forms.Form):
     priority = forms.ChoiceField(choices=[("", _("every class")), *PRIORITIES], required=False, label=_("Class"))
     compute_gpu_hour = forms.DecimalField(min_value=Decimal(0), max_digits=14, decimal_places=4, label=_("Per GPU-hour"))
     memory_gib_hour = forms.DecimalField(min_value=Decimal(0), max_digits=14, decimal_places=6, initial=0, label=_("Per GiB-hour"))
-    effective_from = forms.DateTimeField(label=_("From"), help_text=_("e.g. 2026-12-01 00:00; usage before it keeps the old price."))
+    effective_from = forms.DateTimeField(
+        label=pgettext_lazy("a price applies from", "From"), help_text=_("e.g. 2026-12-01 00:00; usage before it keeps the old price.")
+    )
 
 
 class BudgetForm(forms.Form):

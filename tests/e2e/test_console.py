@@ -289,3 +289,12 @@ def test_confirm_dialogs_speak_the_pages_language(server, browser, bj):
     assert asked and "排空 bj" in asked[0], asked
     assert page.url.endswith(f"/console/pools/{bj.id}/")  # dismissed: nothing was sent
     assert not type(bj).objects.get(id=bj.id).draining
+
+
+def test_the_price_books_from_is_when_a_price_applies_in_chinese(server, browser, bj):
+    _user("operator", is_staff=True)
+    page = _login(browser, server, "operator", "/console/billing/")
+    page.context.add_cookies([{"name": "django_language", "value": "zh-hans", "url": server}])
+    page.reload()
+    headers = page.locator("th").all_inner_texts()
+    assert "生效时间" in headers and "来源" not in headers  # "source" is the audit log's From (an IP address), not this one
