@@ -226,7 +226,11 @@ def test_a_forecast_over_its_budget_is_flagged_in_the_portal_and_the_console(ser
     _ask(server, "acme-user", compute_units=100)  # 100 a GPU-hour: far past 0.50 by the month's end
     for who, path in [("acme-user", "/t/acme/billing/"), ("operator", "/console/billing/")]:
         page = _login(browser, server, who, path)
-        page.get_by_role("alert").filter(has_text="forecast over budget by").wait_for(timeout=10_000)
+        alerts = page.get_by_role("alert").filter(has_text="forecast over budget by")
+        alerts.first.wait_for(timeout=10_000)
+        assert alerts.count() == 1, who
+        over = Decimal(alerts.inner_text().rsplit(" ", 1)[-1].replace(",", ""))
+        assert over > 0, who  # by how much, past the 0.50
 
 
 def test_after_a_form_error_focus_is_on_what_to_change(server, browser, bj):
