@@ -206,7 +206,7 @@ def allocation_request_array(
                     held, why = None, f"waiting for quota: {exc.detail}"
                 if held:
                     announce(rows)
-                    usage = [*usage, *_held(allocation, held)]
+                    usage += _held(allocation, held)
                     placed.append((allocation, held))
                     continue
                 if not why:
