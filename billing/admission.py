@@ -9,6 +9,7 @@ from django.utils import timezone
 from billing.models import Budget
 from billing.rating import hourly, to_cents
 from billing.selectors import PriceBook, budget_spent
+from ocenter import reasons
 from ocenter.admission import AdmissionRequest
 from ocenter.errors import Refused
 from ocenter.lib.rows import columns, fetch, instance, param
@@ -47,8 +48,8 @@ def budget_check(request: AdmissionRequest):
         spent = budget_spent(budget, now)
         if spent >= budget.amount:
             raise Refused(
-                f"budget {budget} is spent: {to_cents(spent)} of {budget.amount} {settings.OCENTER_CURRENCY}; "
-                "ask an admin to raise it, or wait for the next period",
+                reasons.BUDGET_SPENT
+                % {"budget": budget, "spent": to_cents(spent), "amount": budget.amount, "currency": settings.OCENTER_CURRENCY},
                 code="budget_exhausted",
                 budget=str(budget.id),
                 limit=str(budget.amount),
@@ -69,8 +70,8 @@ def budget_check(request: AdmissionRequest):
             cost = to_cents(per_hour * Decimal(request.lease_seconds) / 3600)
             if spent + cost > budget.amount:
                 raise Refused(
-                    f"over its lease this request would cost {cost} {settings.OCENTER_CURRENCY}, and budget {budget} "
-                    f"has {to_cents(budget.amount - spent)} left; ask for a shorter lease or fewer slices",
+                    reasons.BUDGET_OVERRUN
+                    % {"cost": cost, "currency": settings.OCENTER_CURRENCY, "budget": budget, "left": to_cents(budget.amount - spent)},
                     code="budget_would_overrun",
                     budget=str(budget.id),
                     limit=str(budget.amount),

@@ -20,6 +20,7 @@ from django.utils import timezone
 from billing.models import Adjustment, Budget, BudgetAlert, Notification, Price, SliceMeter, Statement, StatementLine, UsageRecord
 from billing.rating import amount, cut, midnights, month_start, next_month, seconds_between, to_cents
 from billing.selectors import PriceBook, budget_period, budget_spent, due_slices, local_tz
+from ocenter import reasons
 from ocenter.audit import audit_record
 from ocenter.errors import Conflict, DomainError
 from ocenter.events import STAFF_GROUP, publish_on_commit, tenant_group
@@ -320,8 +321,15 @@ def budgets_evaluate(*, now: datetime | None = None) -> dict:
                     notification_send(
                         tenant_id=budget.tenant_id,
                         kind="budget",
-                        message=f"{budget} has spent {to_cents(spent)} {settings.OCENTER_CURRENCY} "
-                        f"({percent:.0f}% of {budget.amount}) — threshold {threshold}%",
+                        message=reasons.BUDGET_THRESHOLD
+                        % {
+                            "budget": budget,
+                            "spent": to_cents(spent),
+                            "currency": settings.OCENTER_CURRENCY,
+                            "percent": f"{percent:.0f}",
+                            "amount": budget.amount,
+                            "threshold": threshold,
+                        },
                         now=now,
                     )
         if percent >= 100:

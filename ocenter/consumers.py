@@ -21,7 +21,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
 from ocenter.events import STAFF_GROUP, tenant_group
-from ocenter.timezones import rendered_in, zone_of
+from ocenter.timezones import language_of, rendered_in, zone_of
 
 
 def _uuid(text: str):
@@ -162,6 +162,8 @@ class LiveConsumer(_ScopedConsumer):
         self.pool = _uuid(asked.get("pool", [""])[0])
         self.capacity_at, self.capacity_due = 0.0, False
         self.zone = zone_of(cookies=self.scope.get("cookies"))
+        accept = dict(self.scope.get("headers", [])).get(b"accept-language", b"").decode("latin-1")
+        self.language = language_of(self.scope.get("cookies"), accept)
         await super().connect()
 
     async def ocenter_event(self, message):
@@ -170,16 +172,20 @@ class LiveConsumer(_ScopedConsumer):
         if render is None:
             return
         staff = STAFF_GROUP in self.joined
-        html = await database_sync_to_async(rendered_in)(self.zone, render, event, staff)
+        html = await self._rendered(render, event, staff)
         if html:
             await self.send(text_data=html)
         if staff and event.get("kind") == "allocation.updated":
             if self.view == "overview":
                 await self._capacity_soon()
             elif self.view == "pool" and self.pool:
-                rooms = await database_sync_to_async(_render_gpu_rooms)(event["allocation"], self.pool)
+                rooms = await self._rendered(_render_gpu_rooms, event["allocation"], self.pool)
                 if rooms:
                     await self.send(text_data=rooms)
+
+    async def _rendered(self, render, *args) -> str:
+        """``render(*args)`` as this socket's person reads it: their language, their time zone."""
+        return await database_sync_to_async(rendered_in)(self.zone, self.language, render, *args)
 
     async def _capacity_soon(self):
         if self.capacity_due:  # one is on its way: it will show this change too
@@ -191,7 +197,7 @@ class LiveConsumer(_ScopedConsumer):
     async def _send_capacity(self, wait: float):
         await asyncio.sleep(wait)
         self.capacity_due, self.capacity_at = False, time.monotonic()
-        await self.send(text_data=await database_sync_to_async(_render_capacity)())
+        await self.send(text_data=await self._rendered(_render_capacity))
 
     async def disconnect(self, code):
         task = getattr(self, "capacity_task", None)

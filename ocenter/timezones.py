@@ -6,9 +6,10 @@ platform's ``TIME_ZONE``.
 """
 
 import zoneinfo
+from contextlib import nullcontext
 from urllib.parse import unquote
 
-from django.utils import timezone
+from django.utils import timezone, translation
 
 COOKIE = "ocenter_tz"
 
@@ -39,9 +40,22 @@ class TimeZoneMiddleware:
         return self.get_response(request)
 
 
-def rendered_in(zone, render, *args):
-    """``render(*args)`` with times in ``zone`` (a websocket's fragments, rendered away from any request)."""
-    if zone is None:
-        return render(*args)
-    with timezone.override(zone):
+def language_of(cookies=None, accept: str = "") -> str:
+    """The language a websocket's person reads: the one their pages are in (its cookie, else what the browser asks)."""
+    from django.conf import settings
+    from django.utils.translation import get_supported_language_variant
+    from django.utils.translation.trans_real import parse_accept_lang_header
+
+    chosen = (cookies or {}).get(settings.LANGUAGE_COOKIE_NAME)
+    for code in [chosen] if chosen else [code for code, _ in parse_accept_lang_header(accept) if code != "*"]:
+        try:
+            return get_supported_language_variant(code)
+        except LookupError:
+            continue
+    return settings.LANGUAGE_CODE
+
+
+def rendered_in(zone, language: str, render, *args):
+    """``render(*args)`` with times in ``zone`` and words in ``language`` (a websocket's fragments, rendered away from any request)."""
+    with translation.override(language), timezone.override(zone) if zone is not None else nullcontext():
         return render(*args)

@@ -299,7 +299,8 @@ def fragmentation() -> dict:
         "free_units": free,
         "stranded_units": stranded,
         "percent": 100 * stranded / free if free else 0,
-        "typical": f"{TYPICAL_SLICE_UNITS} units, {TYPICAL_SLICE_MIB // 1024} GiB",
+        "typical_units": TYPICAL_SLICE_UNITS,
+        "typical_mib": TYPICAL_SLICE_MIB,
     }
 
 

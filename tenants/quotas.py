@@ -12,6 +12,7 @@ it was given.
 
 from dataclasses import dataclass
 
+from ocenter import reasons
 from ocenter.admission import REALTIME, AdmissionRequest, UsageRow
 from ocenter.errors import Refused
 
@@ -106,11 +107,11 @@ class OverLimit(Refused):
         self.needs = needs
 
 
-def _refusal(quota, d: str, *, kind: str, bound: int, held: int, asked: int, realtime: bool = False, extra: str = "") -> dict:
+def _refusal(quota, d: str, *, kind: str, bound: int, held: int, asked: int, realtime: bool = False) -> dict:
     who = "project" if quota.project_id else "tenant"
+    figures = {"who": who, "scope": quota.scope_label, "kind": kind, "bound": bound, "unit": UNITS[d], "held": held, "asked": asked}
     return {
-        "detail": f"the {who}'s quota for {quota.scope_label}: its {kind} is {bound} {UNITS[d]}; {held} are held"
-        f"{' by realtime work' if realtime else ''} and the request asks {asked}{extra}",
+        "detail": (reasons.QUOTA_FULL_REALTIME if realtime else reasons.QUOTA_FULL) % figures,
         "code": "quota_exceeded",
         "quota": str(quota.id),
         "dimension": d,
@@ -134,7 +135,7 @@ def check_request(quotas: list, request: AdmissionRequest):
         scope = {"project_id": request.project_id, "pool_name": ask.pool_name, "accelerator_model": ask.accelerator_model}
         if not any(applies(q, **scope) for q in tenant_wide):
             raise Refused(
-                f"the tenant has no quota for {ask.accelerator_model} in pool {ask.pool_name}; ask the platform team for one",
+                reasons.NO_QUOTA % {"model": ask.accelerator_model, "pool": ask.pool_name},
                 code="no_quota",
                 pool=ask.pool_name,
                 accelerator_model=ask.accelerator_model,
@@ -162,7 +163,6 @@ def check_request(quotas: list, request: AdmissionRequest):
                         held=usage.used_realtime[d],
                         asked=asked[d],
                         realtime=True,
-                        extra="; realtime work must fit the guarantee, interruptible or offline work may borrow up to the limit",
                     )
                 )
             if asked[d] > usage.left[d]:

@@ -1,6 +1,7 @@
 """Template helpers shared by every page."""
 
 from django import template
+from django.utils.translation import gettext
 
 register = template.Library()
 
@@ -37,3 +38,99 @@ def changes(value) -> str:
         else:
             parts.append(f"{name}: {shown(change)}")
     return "; ".join(parts)
+
+
+@register.filter
+def reason(value) -> str:
+    """A stored reason (English, as the API gives it) in the page's language."""
+    from ocenter.reasons import say
+
+    return say(value or "")
+
+
+@register.filter
+def state(value) -> str:
+    """An allocation state's value (``queued``) as its label in the page's language; empty: a new allocation."""
+    from pools.models import Allocation
+
+    if not value:
+        return gettext("new")
+    return Allocation.State(value).label if value in Allocation.State.values else value
+
+
+@register.filter
+def mib(value) -> str:
+    """GPU memory as people read it: whole GiB where it is (``16 GiB``), else MiB (``1,500 MiB``), thousands grouped."""
+    from django.contrib.humanize.templatetags.humanize import intcomma
+
+    if value is None or value == "":
+        return ""
+    value = int(value)
+    if value >= 1024 and value % 1024 == 0:
+        return f"{intcomma(value // 1024)} GiB"
+    return f"{intcomma(value)} MiB"
+
+
+@register.filter
+def price(value) -> str:
+    """A price with two decimals, or as many more as it needs (``10.40``, ``0.02``, ``0.0125``): a column reads alike."""
+    from decimal import Decimal
+
+    from django.utils.formats import number_format
+
+    if value is None or value == "":
+        return ""
+    value = Decimal(value).normalize()
+    places = max(2, -value.as_tuple().exponent)
+    return number_format(value, places, use_l10n=True, force_grouping=True)
+
+
+@register.filter
+def actor(label) -> str:
+    """An audit entry's or event's actor label (stored in English) in the page's language."""
+    if label == "system":
+        return gettext("system")
+    if " via token " in label:
+        user, credential = label.split(" via token ", 1)
+        return gettext("%(user)s via token %(token)s") % {"user": user, "token": credential}
+    if label.startswith("token "):
+        return gettext("token %(token)s") % {"token": label.removeprefix("token ")}
+    return label
+
+
+@register.filter
+def units(value) -> str:
+    """Compute units (100 make a whole GPU) with their name, in the page's language."""
+    from django.contrib.humanize.templatetags.humanize import intcomma
+    from django.utils.translation import ngettext
+
+    count = int(value or 0)
+    return ngettext("%(count)s unit", "%(count)s units", count) % {"count": intcomma(count)}
+
+
+@register.filter
+def amount(value, dimension: str) -> str:
+    """An amount of a quota's ``dimension``: compute units named, memory in GiB or MiB, slices counted."""
+    from django.contrib.humanize.templatetags.humanize import intcomma
+
+    if dimension == "memory_mib":
+        return mib(value)
+    if dimension == "compute_units":
+        return units(value)
+    return intcomma(value)
+
+
+@register.filter
+def priority(value) -> str:
+    """A priority class's value (``offline``) as its label in the page's language."""
+    from pools.models import Allocation
+
+    return Allocation.Priority(value).label if value in Allocation.Priority.values else value
+
+
+@register.filter
+def moment(value):
+    """An ISO 8601 time (as events carry them) as a datetime, for ``date`` and ``time`` to show in the page's zone."""
+    from django.utils.dateparse import parse_datetime
+
+    return parse_datetime(value) if isinstance(value, str) else value

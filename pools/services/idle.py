@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from ocenter import reasons
 from ocenter.audit import actor_label, audit_record
 from ocenter.errors import DomainError
 from ocenter.events import STAFF_GROUP, publish_on_commit, tenant_group
@@ -120,36 +121,38 @@ def _spent(allocation: Allocation, since, now):
 def _flag(allocation: Allocation, idle_since, policy: IdlePolicy, now):
     _mark(allocation, "idle", idle_since=idle_since, idle_flagged_at=now)
     spent = _spent(allocation, idle_since, now)
-    message = (
-        f"allocation {str(allocation.id)[:8]} has been idle since {timezone.localtime(idle_since):%Y-%m-%d %H:%M} (below "
-        f"{policy.threshold_percent}% of its compute and no process for {policy.idle_minutes} minutes)"
-        + (f", {spent} {settings.OCENTER_CURRENCY} spent while idle" if spent else "")
-        + f": {_what_happens(allocation, policy)}"
-    )
+    message = reasons.IDLE_FLAGGED % {
+        "allocation": str(allocation.id)[:8],
+        "since": f"{timezone.localtime(idle_since):%Y-%m-%d %H:%M}",
+        "threshold": policy.threshold_percent,
+        "minutes": policy.idle_minutes,
+        "spent": reasons.SPENT_WHILE_IDLE % {"amount": spent, "currency": settings.OCENTER_CURRENCY} if spent else "",
+        "next": _what_happens(allocation, policy),
+    }
     seams.notify(tenant_id=allocation.tenant_id, kind="idle", message=message)
 
 
 def _what_happens(allocation: Allocation, policy: IdlePolicy) -> str:
     if allocation.priority == Priority.REALTIME:
-        return "it is realtime work, so it stays; release it if it is done"
+        return reasons.STAYS_REALTIME
     if policy.action == IdlePolicy.Action.NOTIFY:
-        return "nothing more happens to it"
+        return reasons.NOTHING_MORE
     demoted = policy.action == IdlePolicy.Action.DEMOTE and allocation.priority == Priority.INTERRUPTIBLE
-    return f"it will be {'moved to offline' if demoted else 'released'} in {policy.grace_minutes} minutes unless it works again"
+    return (reasons.WILL_BE_DEMOTED if demoted else reasons.WILL_BE_RELEASED) % {"minutes": policy.grace_minutes}
 
 
 def _act(allocation: Allocation, policy: IdlePolicy, now):
     """The grace is over: warn realtime work, release (or move to offline) the rest, as the policy says."""
-    reason = f"idle since {timezone.localtime(allocation.idle_since):%Y-%m-%d %H:%M} (idle policy)"
+    reason = reasons.IDLE_SINCE % {"since": f"{timezone.localtime(allocation.idle_since):%Y-%m-%d %H:%M}"}
     if allocation.priority == Priority.REALTIME or policy.action == IdlePolicy.Action.NOTIFY:
         _mark(allocation, "idle_warned", idle_acted_at=now)
         seams.notify(tenant_id=allocation.tenant_id, kind="idle",
-                     message=f"allocation {str(allocation.id)[:8]} is still idle, {reason}; it keeps its GPUs")  # fmt: skip
+                     message=reasons.STILL_IDLE % {"allocation": str(allocation.id)[:8], "reason": reason})  # fmt: skip
     elif policy.action == IdlePolicy.Action.DEMOTE and allocation.priority == Priority.INTERRUPTIBLE:
         allocation_demote(actor=None, allocation=allocation, reason=reason)
     else:
         _mark(allocation, "idle_released", idle_acted_at=now)
-        allocation_release(actor=None, allocation=allocation, reason=f"released: {reason}")
+        allocation_release(actor=None, allocation=allocation, reason=reasons.RELEASED % {"reason": reason})
 
 
 def _mark(allocation: Allocation, what: str, **fields):
@@ -182,9 +185,11 @@ def allocation_demote(*, actor, allocation: Allocation, reason: str) -> Allocati
         # A step of its history (running → running): metering cuts its records here, at the new class's price.
         AllocationEvent.objects.create(allocation=allocation, from_state=State.RUNNING, to_state=State.RUNNING,
                                        previous_priority=Priority.INTERRUPTIBLE, actor_label=actor_label(actor),
-                                       reason=f"moved to offline: {reason}"[:500])  # fmt: skip
+                                       reason=(reasons.MOVED_TO_OFFLINE % {"reason": reason})[:500])  # fmt: skip
         audit_record(actor=actor, action="allocation.demote", obj=allocation, tenant_id=allocation.tenant_id,
                      changes={"priority": [Priority.INTERRUPTIBLE, Priority.OFFLINE], "reason": reason})  # fmt: skip
         _tell(allocation, "demoted")
-    seams.notify(tenant_id=allocation.tenant_id, kind="idle", message=f"allocation {str(allocation.id)[:8]} was moved to offline: {reason}")
+    seams.notify(
+        tenant_id=allocation.tenant_id, kind="idle", message=reasons.WAS_DEMOTED % {"allocation": str(allocation.id)[:8], "reason": reason}
+    )
     return allocation

@@ -97,10 +97,10 @@ def test_the_pool_grid_follows_allocations_live(server, browser, bj):
     assert page.locator(".gpu .chip").count() == 0
     started = time.monotonic()
     allocation = _ask(server, "acme-user", compute_units=60)
-    page.locator(".gpu-room .chip", has_text="acme 60u").wait_for(timeout=2_000)
+    page.locator(".gpu-room .chip", has_text="acme · 60 units").wait_for(timeout=2_000)
     assert time.monotonic() - started < 2.5
     gpu = allocation.slices.get().accelerator_id
-    assert "60u" in page.locator(f"#gpu-room-{gpu}").inner_text()
+    assert "60 units" in page.locator(f"#gpu-room-{gpu}").inner_text()
     assert page.evaluate("window.__notReloaded") is True
 
 
@@ -302,3 +302,77 @@ def test_the_price_books_from_is_when_a_price_applies_in_chinese(server, browser
     page.reload()
     headers = page.locator("th").all_inner_texts()
     assert "生效时间" in headers and "来源" not in headers  # "source" is the audit log's From (an IP address), not this one
+
+
+# Words a Chinese page may show in Latin letters: names (the product, units, the data's own names), not sentences.
+LATIN_OK = {"oCenter", "API", "GPU", "GPUs", "MiB", "GiB", "NVIDIA", "A100-SXM4-80GB", "CNY", "UTC", "ocn", "acme", "acme-user", "operator",
+            "main", "bj", "Main", "Acme", "browser-test", "n00", "cn-test", "simulated"}  # fmt: skip
+LATIN_TEXT = """() => {
+  const skip = 'code, pre, .user-text, .recorded, select, noscript, script, style, .tz';
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const texts = [];
+  for (let node; (node = walker.nextNode());) {
+    const parent = node.parentElement;
+    if (parent && !parent.closest(skip) && parent.checkVisibility()) texts.push(node.textContent);
+  }
+  for (const e of document.querySelectorAll('[title], [placeholder], [aria-label], [data-confirm], [hx-confirm]'))
+    for (const name of ['title', 'aria-label', 'data-confirm', 'hx-confirm'])
+      if (e.hasAttribute(name) && !e.closest(skip)) texts.push(e.getAttribute(name));
+  return texts.join(' | ');
+}"""
+
+
+def _english_left(page) -> list[str]:
+    import re
+
+    text = page.evaluate(LATIN_TEXT)
+    found = []
+    for match in re.finditer(r"[A-Za-z][\w'-]*[A-Za-z]", text):
+        word = match.group()
+        if word not in LATIN_OK and not re.fullmatch(r"[0-9a-f-]+|GPU-[0-9a-f-]+|ocn_\w+", word):  # ids and token prefixes
+            found.append(f"{word}: {' '.join(text[max(0, match.start() - 30) : match.end() + 30].split())}")
+    return found
+
+
+def test_chinese_pages_and_their_live_parts_are_chinese_throughout(server, browser, bj):
+    from django.contrib.auth import get_user_model
+
+    from billing.services import budget_set, notification_send
+    from ocenter import reasons
+    from tenants.models import Role, Tenant
+
+    _member("acme", role=Role.OWNER)
+    _user("operator", is_staff=True)
+    tenant = Tenant.objects.get(slug="acme")
+    budget_set(actor=get_user_model().objects.get(username="operator"), tenant=tenant, amount=Decimal("5000.00"))
+    spent = reasons.SPENT_WHILE_IDLE % {"amount": "0.05", "currency": "CNY"}
+    notification_send(tenant_id=tenant.id, kind="idle", message=reasons.IDLE_FLAGGED % {
+        "allocation": "7fe2a523", "since": "2026-12-02 15:26", "threshold": 5, "minutes": 2, "spent": spent,
+        "next": reasons.WILL_BE_RELEASED % {"minutes": 15}})  # fmt: skip
+    _ask(server, "acme-user", compute_units=100, count=4)
+    _ask(server, "acme-user", compute_units=50)  # no room left: it waits, saying why
+    pages = {
+        "operator": ["/console/", "/console/pools/", f"/console/pools/{bj.id}/", "/console/allocations/", "/console/tenants/",
+                     "/console/billing/", "/console/idle/", "/console/audit/", "/t/acme/"],
+        "acme-user": ["/t/acme/", "/t/acme/allocations/", "/t/acme/billing/", "/t/acme/idle/"],
+    }  # fmt: skip
+    left = {}
+    for who, paths in pages.items():
+        page = _login(browser, server, who, paths[0])
+        page.context.add_cookies([{"name": "django_language", "value": "zh-hans", "url": server}])
+        for path in paths:
+            page.goto(f"{server}{path}")
+            if found := _english_left(page):
+                left[path] = found
+    assert left == {}, left
+    page = _login(browser, server, "operator", "/console/")
+    page.context.add_cookies([{"name": "django_language", "value": "zh-hans", "url": server}])
+    page.reload()
+    _connected(page)
+    page.locator("#event-feed li").first.wait_for()
+    before = page.locator("#event-feed li").count()
+    _ask(server, "acme-user", compute_units=25)  # queued too: its events arrive over the socket
+    page.wait_for_function(f"() => document.querySelectorAll('#event-feed li').length > {before}", timeout=5_000)
+    page.wait_for_timeout(1_200)  # the capacity tiles follow at most once a second
+    assert _english_left(page) == []
+    assert "排队中" in page.locator("#event-feed").inner_text()

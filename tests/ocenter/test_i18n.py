@@ -18,8 +18,8 @@ def _untranslated(catalogue: str) -> tuple[int, list[str]]:
     for line in [*catalogue.splitlines(), ""]:
         if line.startswith("msgid "):
             current, msgid, msgstr = "id", [line[7:-1]], []
-        elif line.startswith("msgstr "):
-            current, msgstr = "str", [line[8:-1]]
+        elif line.startswith("msgstr"):  # msgstr "…", or msgstr[0] "…" of a plural
+            current, msgstr = "str", [line.split(" ", 1)[1][1:-1]]
         elif line.startswith('"') and current:
             (msgid if current == "id" else msgstr).append(line[1:-1])
         elif not line.strip() and current:

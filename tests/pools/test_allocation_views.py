@@ -89,7 +89,7 @@ def test_the_pool_page_shows_who_holds_which_slice_of_which_gpu(client, fleet, s
     api.post("/api/v1/allocations", {"project": str(project.id), "compute_units": 50, "memory_mib": 2048}, format="json")
     client.force_login(staff)
     page = client.get(reverse("pools:detail", args=[fleet.pool.id])).content.decode()
-    assert "acme 50u" in page and "50u · 2,048 / 81,920 MiB" in page
+    assert "acme · 50 units" in page and "50 units · 2 GiB / 80 GiB" in page
 
 
 def test_the_console_list_filters_like_the_api(client, fleet, staff):

@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_noop as N_
 
+from ocenter import reasons
 from ocenter.errors import Refused
 from ocenter.lib.rows import guarded
 from pools.agent_client import AgentClient, AgentConflict, AgentError, AgentUnreachable, PoolClients, with_retries
@@ -123,10 +124,10 @@ def _after_failure(allocation: Allocation, problem: Exception, failed: Slice, *,
         except Refused as exc:
             placed, problem = None, exc
         if placed:
-            transition(allocation, State.CLAIMING, actor=actor, reason=f"agent refused a GPU ({problem}); placed again",
+            transition(allocation, State.CLAIMING, actor=actor, reason=reasons.PLACED_AGAIN % {"problem": problem},
                        claim_attempts=attempts, borrowed=allocation.borrowed)  # fmt: skip
         else:
-            transition(allocation, State.QUEUED, actor=actor, reason=f"waiting for room after the agent refused: {problem}",
+            transition(allocation, State.QUEUED, actor=actor, reason=reasons.WAITING_AFTER_REFUSAL % {"problem": problem},
                        claim_attempts=attempts)  # fmt: skip
     else:
         transition(
@@ -135,7 +136,7 @@ def _after_failure(allocation: Allocation, problem: Exception, failed: Slice, *,
             actor=actor,
             audit=True,
             ended_at=timezone.now(),
-            reason=f"could not claim on {failed.pool.name}: {problem}",
+            reason=reasons.COULD_NOT_CLAIM % {"pool": failed.pool.name, "problem": problem},
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils.translation import gettext_noop as N_
 
+from ocenter import reasons
 from ocenter.errors import Refused
 from pools.fleet import fleet
 from pools.models import Allocation
@@ -60,10 +61,10 @@ def queue_drain(*, limit: int = 500) -> int:
                 try:
                     victims += reclaim(allocation, victims_for(allocation, quotas=quotas, over=over, room_found=True), actor=None)
                 except Refused as exc:
-                    note_reason(allocation, f"waiting for quota: {exc.detail}")
+                    note_reason(allocation, reasons.WAITING_FOR_QUOTA % {"detail": exc.detail})
                 continue
             except Refused as exc:
-                note_reason(allocation, f"waiting for quota: {exc.detail}")
+                note_reason(allocation, reasons.WAITING_FOR_QUOTA % {"detail": exc.detail})
                 continue
             if chosen:
                 transition(allocation, State.CLAIMING, actor=None, reason=N_("placed from the queue"), borrowed=allocation.borrowed)

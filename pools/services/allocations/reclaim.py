@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from django.db.models import Q
 
+from ocenter import reasons
 from ocenter.errors import Refused
 from pools.models import Allocation, Slice
 from pools.placement import RECLAIM_ORDER, Holder, choose_victims, place
@@ -72,8 +73,8 @@ def reclaim(allocation: Allocation, victim_ids: list, *, actor) -> list[Allocati
             actor=actor,
             audit=True,
             preempted_by=allocation,
-            reason=f"preempted by realtime allocation {allocation.id} of {allocation.tenant.slug}"
-            + (", to keep the tenant within its limit" if own else ""),
+            reason=(reasons.PREEMPTED_WITHIN_LIMIT if own else reasons.PREEMPTED_BY)
+            % {"allocation": allocation.id, "tenant": allocation.tenant.slug},
         )
     return victims
 
@@ -118,8 +119,7 @@ def _own_victims(allocation: Allocation, over: OverLimit) -> tuple[list, list]:
             return victims, freed
     dimension = over.extra["dimension"]
     raise Refused(
-        f"{over.detail}; {reclaimable[0][dimension]} of them reclaimable (the tenant's own offline and borrowed work), "
-        "and realtime work stays within the limit: release some work, or ask the platform team for a higher limit",
+        reasons.NOT_RECLAIMABLE % {"detail": over.detail, "reclaimable": reclaimable[0][dimension]},
         code="quota_exceeded",
         **{k: v for k, v in over.extra.items() if k != "code"},
     )

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_noop as N_
 
+from ocenter import reasons
 from ocenter.audit import actor_label
 from ocenter.enqueue import enqueue_on_commit
 from ocenter.errors import Conflict, DomainError
@@ -106,7 +107,7 @@ def _requeue(allocation: Allocation, *, actor) -> Allocation:
     """Put a preempted allocation's request back in the queue, as a new allocation that remembers where it came from."""
     fields = ("tenant_id", "created_by_id", *Allocation.ASKED)
     again = Allocation(**{f: getattr(allocation, f) for f in fields}, requeued_from=allocation)
-    transition(again, State.QUEUED, actor=actor, reason=f"requeued after preemption of {allocation.id}")
+    transition(again, State.QUEUED, actor=actor, reason=reasons.REQUEUED_AFTER % {"allocation": allocation.id})
     return again
 
 

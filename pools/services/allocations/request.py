@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import Count, Max, Q
 from django.utils.translation import gettext_noop as N_
 
+from ocenter import reasons
 from ocenter.admission import REALTIME, SliceAsk, UsageRow
 from ocenter.audit import audit_entry
 from ocenter.errors import DomainError, Refused, Unprocessable
@@ -145,7 +146,7 @@ def allocation_request(*, actor, tenant: Tenant, project, idempotency_key: str |
             allocation.keep_slices([])
             victims = reclaim(allocation, reclaiming, actor=actor)
             if victims:
-                note_reason(allocation, f"making room: reclaiming {len(victims)} offline or borrowed allocation(s)")
+                note_reason(allocation, reasons.MAKING_ROOM % {"count": len(victims)})
     for victim in victims:
         release_finish(allocation=victim, final_state=State.PREEMPTED, actor=actor)
     if victims:
@@ -203,7 +204,7 @@ def allocation_request_array(
                 except Refused as exc:
                     if index == 0 and not isinstance(exc, OverLimit):
                         raise
-                    held, why = None, f"waiting for quota: {exc.detail}"
+                    held, why = None, reasons.WAITING_FOR_QUOTA % {"detail": exc.detail}
                 if held:
                     announce(rows)
                     usage += _held(allocation, held)
