@@ -376,3 +376,21 @@ def test_chinese_pages_and_their_live_parts_are_chinese_throughout(server, brows
     page.wait_for_timeout(1_200)  # the capacity tiles follow at most once a second
     assert _english_left(page) == []
     assert "排队中" in page.locator("#event-feed").inner_text()
+
+
+def test_quotas_and_prices_read_as_figures_with_units(server, browser, bj):
+    import re
+
+    from tenants.models import Quota, Role
+
+    _member("acme", role=Role.OWNER)
+    _user("operator", is_staff=True)
+    Quota.objects.filter(tenant__slug="acme").update(limit_memory_mib=640 * 1024, guarantee_memory_mib=320 * 1024)
+    page = _login(browser, server, "acme-user", "/t/acme/")
+    quotas = page.locator("table", has=page.locator("th", has_text="Scope")).inner_text()
+    assert "0 units / 800 units" in quotas and "(400 units guaranteed)" in quotas, quotas
+    assert "0 MiB / 640 GiB" in quotas and "(320 GiB guaranteed)" in quotas, quotas
+    assert "(g " not in quotas and not re.search(r"\b0u\b", quotas) and "655360" not in quotas
+    page = _login(browser, server, "operator", "/console/billing/")
+    cells = page.locator("table", has=page.locator("th", has_text="GPU-hour")).locator("td.num").all_inner_texts()
+    assert cells == ["100.00", "0.00"], cells  # a GPU-hour and a GiB-hour with the same two decimals (stored with 4 and 6)
