@@ -173,6 +173,12 @@ class _Cache:
         with self._lock:
             return view.best(ask, exclude=exclude, limit=limit)
 
+    def snapshot(self) -> list[GpuState]:
+        """Every GPU in this process's view (placeable ones, with what is allocated on each), as read."""
+        view = self._current()
+        with self._lock:
+            return list(view.gpus.values())
+
     def _current(self) -> FleetView:
         seconds = settings.OCENTER_FLEET_SECONDS
         with self._lock:

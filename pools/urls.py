@@ -15,5 +15,7 @@ urlpatterns = [
     path("allocations/<uuid:allocation_id>/release/", views.allocation_release_view, name="allocation_release"),
     path("t/<slug:slug>/allocations/", views.tenant_allocations, name="tenant_allocations"),
     path("console/idle/", views.idle_policies, name="idle"),
+    path("console/queue/", views.queue, name="queue"),
+    path("t/<slug:slug>/queue/", views.queue, name="tenant_queue"),
     path("t/<slug:slug>/idle/", views.tenant_idle, name="tenant_idle"),
 ]

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db.models import Count, F, Min, Sum
 from django.forms.models import model_to_dict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -17,10 +18,20 @@ from ocenter.access import staff_required
 from ocenter.errors import DomainError
 from ocenter.lib.paging import CappedPaginator
 from pools.agent_client import AgentClient, AgentError
+from pools.diagnosis import blockers
 from pools.filters import AllocationFilter
 from pools.forms import AllocationRequestForm, IdlePolicyForm, PoolRegisterForm
 from pools.models import Allocation, IdlePolicy, Pool, Slice
-from pools.selectors import allocations_activity, allocations_for, idle_policy_for, pool_nodes, pools_with_summary, queue_positions
+from pools.selectors import (
+    allocations_activity,
+    allocations_for,
+    estimated_starts,
+    idle_policy_for,
+    pool_nodes,
+    pools_with_summary,
+    queue_order,
+    queue_positions,
+)
 from pools.services.allocations import allocation_preempt, allocation_release, allocation_request
 from pools.services.idle import idle_policy_clear, idle_policy_set
 from pools.services.pools import pool_register, pool_set_draining
@@ -225,3 +236,41 @@ def _idle_listing(allocations) -> dict:
     for allocation in idle:
         allocation.activity = activity[allocation.id]
     return {"idle": idle, "currency": settings.OCENTER_CURRENCY}
+
+
+# The queue page lists this many, in queue order; the rest are counted.
+QUEUE_SHOWN = 100
+
+
+def queue_context(access, tenant=None) -> dict:
+    """What the queue page shows: counts by class and tenant, and the first ``QUEUE_SHOWN`` waiting (of ``tenant``, when given)
+    with their position in the whole queue, a rough start, and what blocks each (``pools.diagnosis``)."""
+    queued = access.scope(Allocation.objects.filter(state=Allocation.State.QUEUED))
+    if tenant is not None:
+        queued = queued.filter(tenant=tenant)
+    by_class = queued.values("priority", "tenant__slug").order_by("priority", "tenant__slug")
+    summary = list(by_class.annotate(waiting=Count("id"), oldest=Min("created_at"), units=Sum(F("count") * F("compute_units"))))
+    reached = access.tenant_ids()
+    order = [(i, w.id) for i, w in enumerate(queue_order(), start=1)
+             if (tenant is None or w.tenant_id == tenant.id) and (reached is None or w.tenant_id in reached)]  # fmt: skip
+    shown = dict((a_id, i) for i, a_id in order[:QUEUE_SHOWN])
+    waiting = sorted(Allocation.objects.select_related("tenant", "project").filter(id__in=shown), key=lambda a: shown[a.id])
+    starts = estimated_starts(waiting, shown)
+    found = blockers(waiting)
+    for allocation in waiting:
+        allocation.position, allocation.estimated_start = shown[allocation.id], starts.get(allocation.id)
+        allocation.blocker = found.get(allocation.id)
+    for row in summary:
+        row["priority_label"] = Allocation.Priority(row["priority"]).label
+    return {"summary": summary, "waiting": waiting, "total": len(order), "tenant": tenant, "show_tenant": tenant is None,
+            "currency": settings.OCENTER_CURRENCY}  # fmt: skip
+
+
+@login_required
+def queue(request, slug=None):
+    """Everything waiting (staff: the platform's; a tenant's people: their tenant's), in queue order, with why each waits. Live."""
+    access = Access.of(request)
+    tenant = get_tenant_for(access, slug) if slug else None
+    if tenant is None and not access.is_staff:
+        raise PermissionDenied(_("The platform's queue is for staff; your tenants' queues are on their pages."))
+    return render(request, "pools/queue.html", queue_context(access, tenant))

@@ -133,7 +133,7 @@ def test_the_issues_flow_in_the_browser(client, staff, django_user_model):
     assert client.get(reverse("tenants:detail", args=["acme"])).status_code == 200
     assert client.get(reverse("tenants:detail", args=["globex"])).status_code == 404
     page = client.get(reverse("tenants:detail", args=["acme"])).content.decode()
-    assert "vision" in page and "0 / 800" in page
+    assert "vision" in page and "0 units / 800 units" in page
 
     client.logout()
     client.force_login(staff)
@@ -153,4 +153,4 @@ def test_the_console_lists_tenants_with_quota_and_budget_bars(client, staff, acm
     budget_set(actor=None, tenant=acme, amount=Decimal("1000.00"))
     client.force_login(staff)
     page = client.get(reverse("console-tenants")).content.decode()
-    assert "0 / 400" in page and "0.00 / 1000.00 (0%)" in page
+    assert "0 units / 400 units" in page and "0.00 / 1000.00 (0%)" in page
