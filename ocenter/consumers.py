@@ -96,6 +96,32 @@ def _render_capacity() -> str:
     return render_to_string("console/_capacity.html", context) + render_to_string("console/_fragmentation.html", context)
 
 
+def _render_queue(user, token, slug: str) -> str:
+    """The queue page's section as this user sees it (``slug``: a tenant's queue; none: the platform's, for staff)."""
+    from pools.views import queue_context
+    from tenants.access import Access
+
+    access = Access(user, token)
+    tenant = access.tenants().filter(slug=slug).first() if slug else None
+    if (slug and tenant is None) or (not slug and not access.is_staff):
+        return ""
+    return render_to_string("pools/_queue.html", {**queue_context(access, tenant), "oob": True})
+
+
+def _render_allocation_page(user, token, allocation_id) -> str:
+    """An allocation page's live part, if this user may see the allocation."""
+    from pools.selectors import allocations_for
+    from pools.views import allocation_context
+    from tenants.access import Access
+
+    access = Access(user, token)
+    related = ("preempted_by__tenant", "requeued_from", "created_by")
+    allocation = allocations_for(access).select_related(*related).filter(id=allocation_id).first()
+    if allocation is None:
+        return ""
+    return render_to_string("pools/_allocation_detail.html", {**allocation_context(access, allocation, user), "oob": True})
+
+
 def _render_gpu_rooms(allocation_id, pool_id) -> str:
     """The pool page's cells for the GPUs of this allocation's slices in that pool: what is handed out, and to whom."""
     from pools.models import Accelerator, Slice
@@ -147,20 +173,29 @@ class _ScopedConsumer(AsyncWebsocketConsumer):
 class LiveConsumer(_ScopedConsumer):
     """Pushes the events a user may see, as HTML fragments for htmx.
 
-    ``?view=overview`` (the console's overview) also gets the allocated bars
-    and the fragmentation tile when allocations move, at most once a
-    ``CAPACITY_SECONDS``: they sum the whole fleet. ``?view=pool&pool=ID`` (a
-    pool's page) gets the cells of the GPUs an allocation moved on there.
-    Staff only: these are the console's pages.
+    Pages with more to follow say which they are:
+
+    - ``?view=overview`` (the console's overview, staff): the allocated bars
+      and the fragmentation tile when allocations move;
+    - ``?view=pool&pool=ID`` (a pool's page, staff): the cells of the GPUs an
+      allocation moved on there;
+    - ``?view=queue`` (the platform's queue, staff) or ``&tenant=SLUG`` (a
+      tenant's): the queue, when an allocation it may see moves;
+    - ``?view=allocation&allocation=ID``: the allocation's page, when it moves
+      (its events reach only those who may see it).
+
+    What sums the fleet or the queue is sent at most once a ``REFRESH_SECONDS``.
     """
 
-    CAPACITY_SECONDS = 1.0
+    REFRESH_SECONDS = 1.0
 
     async def connect(self):
         asked = parse_qs(self.scope.get("query_string", b"").decode())
         self.view = asked.get("view", [""])[0]
         self.pool = _uuid(asked.get("pool", [""])[0])
-        self.capacity_at, self.capacity_due = 0.0, False
+        self.allocation = _uuid(asked.get("allocation", [""])[0])
+        self.tenant_slug = asked.get("tenant", [""])[0][:50]
+        self.refreshed_at, self.refresh_due = 0.0, False
         self.zone = zone_of(cookies=self.scope.get("cookies"))
         accept = dict(self.scope.get("headers", [])).get(b"accept-language", b"").decode("latin-1")
         self.language = language_of(self.scope.get("cookies"), accept)
@@ -175,32 +210,45 @@ class LiveConsumer(_ScopedConsumer):
         html = await self._rendered(render, event, staff)
         if html:
             await self.send(text_data=html)
-        if staff and event.get("kind") == "allocation.updated":
-            if self.view == "overview":
-                await self._capacity_soon()
-            elif self.view == "pool" and self.pool:
-                rooms = await self._rendered(_render_gpu_rooms, event["allocation"], self.pool)
-                if rooms:
-                    await self.send(text_data=rooms)
+        if event.get("kind") != "allocation.updated":
+            return
+        if self.view == "overview" and staff:
+            await self._refresh_soon(_render_capacity)
+        elif self.view == "pool" and staff and self.pool:
+            await self._send(await self._rendered(_render_gpu_rooms, event["allocation"], self.pool))
+        elif self.view == "queue":
+            await self._refresh_soon(_render_queue, *self.asking, self.tenant_slug)
+        elif self.view == "allocation" and self.allocation and event.get("allocation") == str(self.allocation):
+            await self._send(await self._rendered(_render_allocation_page, *self.asking, self.allocation))
+
+    @property
+    def asking(self) -> tuple:
+        """(user, API token or None): who this socket renders for."""
+        return self.scope["user"], self.scope.get("api_token")
+
+    async def _send(self, html: str):
+        if html:
+            await self.send(text_data=html)
 
     async def _rendered(self, render, *args) -> str:
         """``render(*args)`` as this socket's person reads it: their language, their time zone."""
         return await database_sync_to_async(rendered_in)(self.zone, self.language, render, *args)
 
-    async def _capacity_soon(self):
-        if self.capacity_due:  # one is on its way: it will show this change too
+    async def _refresh_soon(self, render, *args):
+        """``render(*args)`` sent within ``REFRESH_SECONDS``, once for every change until then."""
+        if self.refresh_due:  # one is on its way: it will show this change too
             return
-        self.capacity_due = True
-        wait = max(0.0, self.capacity_at + self.CAPACITY_SECONDS - time.monotonic())
-        self.capacity_task = asyncio.create_task(self._send_capacity(wait))
+        self.refresh_due = True
+        wait = max(0.0, self.refreshed_at + self.REFRESH_SECONDS - time.monotonic())
+        self.refresh_task = asyncio.create_task(self._refresh(wait, render, *args))
 
-    async def _send_capacity(self, wait: float):
+    async def _refresh(self, wait: float, render, *args):
         await asyncio.sleep(wait)
-        self.capacity_due, self.capacity_at = False, time.monotonic()
-        await self.send(text_data=await self._rendered(_render_capacity))
+        self.refresh_due, self.refreshed_at = False, time.monotonic()
+        await self._send(await self._rendered(render, *args))
 
     async def disconnect(self, code):
-        task = getattr(self, "capacity_task", None)
+        task = getattr(self, "refresh_task", None)
         if task is not None:
             task.cancel()
         await super().disconnect(code)

@@ -23,6 +23,7 @@ lease.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 
 from ocenter.errors import Refused
 from pools.fleet import fleet
@@ -145,5 +146,6 @@ def _refused(refused: Refused) -> Blocker:
     if code == "budget_exhausted":
         return Blocker("budget", figures, [{"kind": "budget_raise"}, {"kind": "next_period"}])
     if code == "budget_would_overrun":
+        figures["left"] = str(Decimal(figures["limit"]) - Decimal(figures["used"]))
         return Blocker("budget", figures, [{"kind": "shorter_lease"}, {"kind": "budget_raise"}])
     return Blocker("quota" if "quota" in code else "budget", {**figures, "detail": refused.detail})

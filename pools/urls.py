@@ -12,6 +12,7 @@ urlpatterns = [
     path("console/pools/<uuid:pool_id>/drain/", views.pool_drain, name="drain"),
     path("console/allocations/", views.allocation_list, name="allocations"),
     path("console/allocations/<uuid:allocation_id>/preempt/", views.allocation_preempt_view, name="allocation_preempt"),
+    path("allocations/<uuid:allocation_id>/", views.allocation_detail, name="allocation"),
     path("allocations/<uuid:allocation_id>/release/", views.allocation_release_view, name="allocation_release"),
     path("t/<slug:slug>/allocations/", views.tenant_allocations, name="tenant_allocations"),
     path("console/idle/", views.idle_policies, name="idle"),

@@ -1,6 +1,7 @@
 """Pages for pools (console, staff only) and allocations (console and portal)."""
 
 from collections import defaultdict
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
@@ -9,20 +10,24 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, F, Min, Sum
 from django.forms.models import model_to_dict
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from ocenter.access import staff_required
+from ocenter.charts import line_chart
 from ocenter.errors import DomainError
 from ocenter.lib.paging import CappedPaginator
+from ocenter.seams import seams
 from pools.agent_client import AgentClient, AgentError
 from pools.diagnosis import blockers
 from pools.filters import AllocationFilter
 from pools.forms import AllocationRequestForm, IdlePolicyForm, PoolRegisterForm
 from pools.models import Allocation, IdlePolicy, Pool, Slice
 from pools.selectors import (
+    allocation_usage,
     allocations_activity,
     allocations_for,
     estimated_starts,
@@ -31,6 +36,7 @@ from pools.selectors import (
     pools_with_summary,
     queue_order,
     queue_positions,
+    usage_resolution,
 )
 from pools.services.allocations import allocation_preempt, allocation_release, allocation_request
 from pools.services.idle import idle_policy_clear, idle_policy_set
@@ -274,3 +280,41 @@ def queue(request, slug=None):
     if tenant is None and not access.is_staff:
         raise PermissionDenied(_("The platform's queue is for staff; your tenants' queues are on their pages."))
     return render(request, "pools/queue.html", queue_context(access, tenant))
+
+
+RELEASABLE = (Allocation.State.QUEUED, Allocation.State.CLAIMING, Allocation.State.RUNNING)
+
+
+def allocation_context(access, allocation: Allocation, user) -> dict:
+    """What an allocation's page shows: where it runs, its history, what it cost so far, its use over time and, while it
+    waits, its place and why; the launch environment only to who asked for it and its tenant's admins."""
+    now = timezone.now()
+    slices = list(allocation.slices.select_related("pool", "accelerator__node").order_by("index"))
+    events = list(allocation.events.order_by("at", "id"))
+    admin = access.has_role(allocation.tenant_id, Role.ADMIN) and not access.is_staff
+    context = {"a": allocation, "slices": slices, "events": events, "currency": settings.OCENTER_CURRENCY,
+               "preempted": list(Allocation.objects.filter(preempted_by=allocation).select_related("tenant")),
+               "requeued_as": Allocation.objects.filter(requeued_from=allocation).first(),
+               "shows_env": allocation.created_by_id == user.id or admin,
+               "can_release": access.has_role(allocation.tenant_id, Role.MEMBER) and allocation.state in RELEASABLE}  # fmt: skip
+    if allocation.started_at:
+        until = allocation.ended_at or now
+        context["cost"] = seams.cost_since({allocation.id: allocation.started_at}, until).get(allocation.id)
+        since = max(allocation.started_at, until - timedelta(days=7))
+        points = allocation_usage(allocation, since=since, now=until, resolution=usage_resolution(since, until))
+        context["chart"] = line_chart({_("mean of its slices"): [(p["at"], p["utilization"]) for p in points],
+                                       _("busiest slice"): [(p["at"], p["busiest"]) for p in points]},
+                                      since=since, until=max(until, since + timedelta(minutes=10)), top=100, unit="%")  # fmt: skip
+    if allocation.state == Allocation.State.QUEUED:
+        allocation.position = queue_positions([allocation.id]).get(allocation.id)
+        allocation.estimated_start = estimated_starts([allocation], {allocation.id: allocation.position}).get(allocation.id)
+        context["blocker"] = blockers([allocation]).get(allocation.id)
+    return context
+
+
+@login_required
+def allocation_detail(request, allocation_id):
+    access = Access.of(request)
+    allocation = get_object_or_404(allocations_for(access).select_related("preempted_by__tenant", "requeued_from", "created_by"),
+                                   id=allocation_id)  # fmt: skip
+    return render(request, "pools/allocation_detail.html", allocation_context(access, allocation, request.user))

@@ -134,3 +134,16 @@ def moment(value):
     from django.utils.dateparse import parse_datetime
 
     return parse_datetime(value) if isinstance(value, str) else value
+
+
+@register.filter
+def pool_state(value) -> str:
+    """Why a pool's or node's GPUs take no work (a pool status, a GPU's health, or ``draining``), in the page's language."""
+    from pools.models import Accelerator, Pool
+
+    if value == "draining":
+        return gettext("draining")
+    for choices in (Pool.Status, Accelerator.Health):
+        if value in choices.values:
+            return choices(value).label
+    return value

@@ -394,3 +394,68 @@ def test_quotas_and_prices_read_as_figures_with_units(server, browser, bj):
     page = _login(browser, server, "operator", "/console/billing/")
     cells = page.locator("table", has=page.locator("th", has_text="GPU-hour")).locator("td.num").all_inner_texts()
     assert cells == ["100.00", "0.00"], cells  # a GPU-hour and a GiB-hour with the same two decimals (stored with 4 and 6)
+
+
+def _sockets(page) -> list:
+    """The websockets the page opens from now on (reload it to count its own)."""
+    opened = []
+    page.on("websocket", lambda socket: opened.append(socket.url))
+    return opened
+
+
+def test_the_queue_shows_why_each_waits_and_follows_the_queue_live(server, browser, bj):
+    from tenants.models import Quota
+
+    _member("acme")
+    _member("globex")
+    _user("operator", is_staff=True)
+    full = _ask(server, "acme-user", compute_units=100, count=4, priority="realtime")  # every GPU, and nothing to preempt
+    waiting = _ask(server, "globex-user", compute_units=50, memory_mib=2048)
+    page = _login(browser, server, "operator", "/console/queue/")
+    sockets = _sockets(page)
+    page.reload()
+    _connected(page)
+    row = page.locator(f"#queued-{waiting.id}")
+    assert row.get_attribute("data-blocker") == "room" and row.get_attribute("data-position") == "1"
+    assert "4 GPUs of its kind, the freest with 0 units and 79 GiB" in row.inner_text()
+    assert row.locator("[data-remedy=wait]").count() == 1
+    started = time.monotonic()
+    second = _ask(server, "globex-user", compute_units=30, priority="realtime")  # first in line: realtime goes before offline
+    page.locator(f"#queued-{second.id}").wait_for(timeout=2_000)
+    assert time.monotonic() - started < 2.5
+    assert page.locator("#queue-rows tbody tr").count() == 2 and page.locator(f"#queued-{waiting.id}").get_attribute("data-position") == "2"
+    Quota.objects.filter(tenant__slug="globex").update(limit_compute_units=60, guarantee_compute_units=40)  # room next, not quota
+    assert full.release().status_code == 200
+    page.wait_for_function(f"() => document.querySelector('#queued-{second.id}') === null", timeout=4_000)  # it ran
+    page.wait_for_function(f"() => document.querySelector('#queued-{waiting.id}')?.dataset.blocker === 'quota'", timeout=4_000)
+    blocker = page.locator(f"#queued-{waiting.id} .blocker").inner_text()
+    assert "30 units held of a limit of 60 units; asks 50 units" in blocker and "a quota raise of 20 units" in blocker, blocker
+    assert len(sockets) == 1
+    page = _login(browser, server, "globex-user", "/t/globex/queue/")  # a tenant sees its own queue, with its place in the whole
+    assert page.locator("#queue-rows tbody tr").count() == 1 and page.locator(f"#queued-{waiting.id}").count() == 1
+    assert page.goto(f"{server}/t/acme/queue/").status == 404 and page.goto(f"{server}/console/queue/").status == 403
+
+
+def test_an_allocation_page_follows_it_from_the_queue_to_running(server, browser, bj):
+    from tenants.models import Role
+
+    _member("acme", role=Role.OWNER)
+    full = _ask(server, "acme-user", compute_units=100, count=4)
+    waiting = _ask(server, "acme-user", compute_units=50, memory_mib=2048)
+    page = _login(browser, server, "acme-user", f"/allocations/{waiting.id}/")
+    sockets = _sockets(page)
+    page.reload()
+    _connected(page)
+    live = page.locator("#allocation-live")
+    assert live.get_attribute("data-state") == "queued" and "number 1 in the queue" in live.inner_text()
+    started = time.monotonic()
+    assert full.release().status_code == 200
+    page.wait_for_function("() => document.querySelector('#allocation-live').dataset.state === 'running'", timeout=2_000)
+    assert time.monotonic() - started < 2.5
+    assert page.locator("#allocation-slices tbody tr").count() == 1 and "bj" in page.locator("#allocation-slices").inner_text()
+    history = page.locator("#allocation-history li").all_inner_texts()
+    assert [h.split(" → ")[1].split(" ")[0].strip() for h in history][-1].startswith("running"), history
+    assert page.locator("#launch-env-0").count() == 1  # the owner sees how to launch on it
+    assert len(sockets) == 1
+    page = _login(browser, server, "acme-user", f"/allocations/{full.id}/")
+    assert "released" in page.locator("#allocation-live").get_attribute("data-state")
