@@ -122,6 +122,21 @@ def _render_allocation_page(user, token, allocation_id) -> str:
     return render_to_string("pools/_allocation_detail.html", {**allocation_context(access, allocation, user), "oob": True})
 
 
+def _render_heatmap_cells(allocation_id, pool_id) -> str:
+    """The heatmap's figures for the GPUs this allocation's slices are on (in that pool, when one is given), for its script."""
+    from django.utils.html import format_html
+
+    from pools.models import Pool, Slice
+    from pools.selectors import heatmap
+
+    pool = Pool.objects.filter(id=pool_id).first() if pool_id else None
+    gpu_ids = Slice.objects.filter(allocation_id=allocation_id).values_list("accelerator_id", flat=True)
+    cells = heatmap(pool, gpu_ids=gpu_ids) if (pool or not pool_id) else None
+    if not cells or not cells["gpus"]:
+        return ""
+    return format_html('<div id="heatmap-update" hidden hx-swap-oob="true" data-cells="{}"></div>', json.dumps(cells))
+
+
 def _render_gpu_rooms(allocation_id, pool_id) -> str:
     """The pool page's cells for the GPUs of this allocation's slices in that pool: what is handed out, and to whom."""
     from pools.models import Accelerator, Slice
@@ -179,6 +194,8 @@ class LiveConsumer(_ScopedConsumer):
       and the fragmentation tile when allocations move;
     - ``?view=pool&pool=ID`` (a pool's page, staff): the cells of the GPUs an
       allocation moved on there;
+    - ``?view=heatmap`` (the fleet's heatmap, staff) or ``&pool=ID`` (a pool's):
+      the figures of the GPUs an allocation moved on;
     - ``?view=queue`` (the platform's queue, staff) or ``&tenant=SLUG`` (a
       tenant's): the queue, when an allocation it may see moves;
     - ``?view=allocation&allocation=ID``: the allocation's page, when it moves
@@ -214,6 +231,8 @@ class LiveConsumer(_ScopedConsumer):
             return
         if self.view == "overview" and staff:
             await self._refresh_soon(_render_capacity)
+        elif self.view == "heatmap" and staff:
+            await self._send(await self._rendered(_render_heatmap_cells, event["allocation"], self.pool))
         elif self.view == "pool" and staff and self.pool:
             await self._send(await self._rendered(_render_gpu_rooms, event["allocation"], self.pool))
         elif self.view == "queue":

@@ -473,3 +473,30 @@ def idle_policy_for(tenant_id, policies: dict | None = None) -> IdlePolicy:
     if policies is None:
         policies = {p.tenant_id: p for p in IdlePolicy.objects.filter(Q(tenant_id=tenant_id) | Q(platform=True))}
     return policies.get(tenant_id) or policies.get(None) or IdlePolicy(platform=True)
+
+
+def heatmap(pool: Pool | None = None, gpu_ids=None) -> dict:
+    """Every present GPU (of ``pool``; of ``gpu_ids``), compact for the heatmap's script: ``{"gpus": [[id, pool, node, index,
+    model, memory MiB, allocated units, allocated MiB, utilization or None, health], …], "held": {id: [[tenant, units, MiB,
+    allocation], …]}}``. Three queries: the GPUs, their active slices, their last hour of utilization (its last point)."""
+    gpus = Accelerator.objects.filter(gone_at=None)
+    if pool is not None:
+        gpus = gpus.filter(pool=pool)
+    if gpu_ids is not None:
+        gpus = gpus.filter(id__in=list(gpu_ids))
+    fields = ("id", "pool__name", "node__name", "index", "model", "memory_mib", "allocated_compute_units", "allocated_memory_mib", "health")
+    rows = list(gpus.order_by("pool__name", "node__name", "index").values_list(*fields))
+    held = defaultdict(list)
+    slices = Slice.objects.filter(active=True, accelerator__in=gpus)
+    for gpu_id, tenant, units, mib, allocation_id in slices.values_list(
+        "accelerator_id", "allocation__tenant__slug", "compute_units", "memory_mib", "allocation_id"
+    ):
+        held[gpu_id].append([tenant, units, mib, str(allocation_id)])
+    last = {}
+    hour = series.window(timezone.now(), series.MINUTE)[0]
+    recent = GpuSeries.objects.filter(resolution=series.MINUTE, start__gte=hour - series.SPAN[series.MINUTE], accelerator__in=gpus)
+    for gpu_id, packed in recent.order_by("start").values_list("accelerator_id", "utilization"):
+        points = [p for p in series.read_bytes(packed) if p is not None]
+        if points:
+            last[gpu_id] = points[-1]
+    return {"gpus": [[*row[:8], last.get(row[0]), row[8]] for row in rows], "held": dict(held)}

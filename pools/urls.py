@@ -17,6 +17,8 @@ urlpatterns = [
     path("t/<slug:slug>/allocations/", views.tenant_allocations, name="tenant_allocations"),
     path("console/idle/", views.idle_policies, name="idle"),
     path("console/queue/", views.queue, name="queue"),
+    path("console/heatmap/", views.gpu_heatmap, name="heatmap"),
+    path("console/pools/<uuid:pool_id>/heatmap/", views.gpu_heatmap, name="pool_heatmap"),
     path("t/<slug:slug>/queue/", views.queue, name="tenant_queue"),
     path("t/<slug:slug>/idle/", views.tenant_idle, name="tenant_idle"),
 ]

@@ -31,6 +31,7 @@ from pools.selectors import (
     allocations_activity,
     allocations_for,
     estimated_starts,
+    heatmap,
     idle_policy_for,
     pool_nodes,
     pools_with_summary,
@@ -318,3 +319,17 @@ def allocation_detail(request, allocation_id):
     allocation = get_object_or_404(allocations_for(access).select_related("preempted_by__tenant", "requeued_from", "created_by"),
                                    id=allocation_id)  # fmt: skip
     return render(request, "pools/allocation_detail.html", allocation_context(access, allocation, request.user))
+
+
+@staff_required
+def gpu_heatmap(request, pool_id=None):
+    """One cell per GPU (of a pool, or of the whole fleet), coloured by allocated compute or utilization; who holds what on
+    hover and focus; live. Drawn by ``static/js/heatmap.js`` from the figures in the page (10,000 GPUs are ~1 MB of them)."""
+    pool = _get_pool_for_staff(pool_id) if pool_id else None
+    return render(request, "pools/heatmap.html", {"pool": pool, "cells": heatmap(pool), "words": _heatmap_words()})
+
+
+def _heatmap_words() -> dict:
+    """What the heatmap's script says, in the page's language."""
+    return {"units": _("units"), "utilization": _("utilization"), "no_figures": _("no utilization reported"),
+            "unhealthy": _("unhealthy"), "free": _("free"), "held_by": _("held by")}  # fmt: skip

@@ -460,3 +460,49 @@ def test_an_allocation_page_follows_it_from_the_queue_to_running(server, browser
     assert len(sockets) == 1
     page = _login(browser, server, "acme-user", f"/allocations/{full.id}/")
     assert "released" in page.locator("#allocation-live").get_attribute("data-state")
+
+
+def test_the_heatmap_shows_who_holds_each_gpu_on_hover_and_focus_and_follows_allocations(server, browser, bj):
+    _member("acme")
+    _user("operator", is_staff=True)
+    page = _login(browser, server, "operator", f"/console/pools/{bj.id}/heatmap/")
+    sockets = _sockets(page)
+    page.reload()
+    _connected(page)
+    assert page.locator("#heatmap .cell").count() == 4 and page.locator("#heatmap .cell[data-value='0']").count() == 4
+    started = time.monotonic()
+    allocation = _ask(server, "acme-user", compute_units=60)
+    gpu = allocation.slices.get().accelerator_id
+    page.wait_for_function(f"() => document.querySelector('#gpu-cell-{gpu}').dataset.value === '60'", timeout=2_000)
+    assert time.monotonic() - started < 2.5
+    page.hover(f"#gpu-cell-{gpu}")
+    tip = page.locator("#heatmap-tip").inner_text()
+    assert "acme 60 units" in tip and str(allocation.id)[:8] in tip and "60 / 100 units" in tip, tip
+    page.focus("#heatmap")
+    page.keyboard.press("Home")
+    first = page.locator("#heatmap").get_attribute("aria-activedescendant")
+    page.keyboard.press("ArrowRight")
+    assert page.locator("#heatmap").get_attribute("aria-activedescendant") not in (None, first)
+    assert "bj · n01 #1 · A100-SXM4-80GB" in page.locator("#heatmap-tip").inner_text()  # the second GPU, as the keys moved
+    page.select_option("#heatmap-mode", "utilization")
+    assert page.locator(f"#gpu-cell-{gpu}").get_attribute("data-value") != "60"  # coloured by what the agent reports now
+    assert len(sockets) == 1
+
+
+def test_the_fleet_heatmap_draws_ten_thousand_gpus(server, browser, bj):
+    from pools.models import Accelerator, Node, Pool
+
+    _user("operator", is_staff=True)
+    big = Pool.objects.create(name="big", region="cn-test", agent_url="http://127.0.0.1:9/", token_prefix="x", status="healthy")
+    nodes = Node.objects.bulk_create([Node(pool=big, name=f"n{i:04d}") for i in range(1250)])
+    Accelerator.objects.bulk_create([Accelerator(pool=big, node=node, uuid=f"GPU-{node.name}-{i}", index=i, vendor="NVIDIA",
+                                                 model="H100-SXM5-80GB", memory_mib=81920, allocated_compute_units=(n * 7) % 101)
+                                     for n, node in enumerate(nodes) for i in range(8)])  # fmt: skip
+    page = _login(browser, server, "operator", "/console/")
+    started = time.monotonic()
+    page.goto(f"{server}/console/heatmap/")
+    page.wait_for_function("() => document.querySelector('#heatmap').dataset.cells === '10004'", timeout=10_000)
+    took = time.monotonic() - started
+    drawn = page.locator("#heatmap").get_attribute("data-drawn-ms")
+    print(f"fleet heatmap, 10,004 GPUs: page and cells in {took * 1000:.0f} ms, cells drawn in {drawn} ms")  # bench/heatmap.py measures
+    assert page.locator("#heatmap .cells").count() == 2  # a block per pool
