@@ -1,7 +1,7 @@
 """Reads of money, shaped for pages and the API."""
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import BooleanField, DecimalField, Exists, F, OuterRef, Q, Sum
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from billing.models import Budget, Price, UsageRecord
@@ -262,3 +263,10 @@ def allocations_cost_since(since: dict, now: datetime) -> dict:
     for allocation_id, pool_name, model, priority, units, mib in slices:
         per_hour[allocation_id] += hourly_price(book, pool_name, model, priority, units, mib)
     return {a: to_cents(per_hour[a] * Decimal(max(0.0, (now - at).total_seconds())) / 3600) for a, at in since.items()}
+
+
+def allocated_by_hour(since: datetime, now: datetime) -> list[tuple[datetime, float]]:
+    """Compute units handed out on average in each metered hour from ``since``: the ledger's unit-seconds of the hour over 3,600."""
+    records = UsageRecord.objects.filter(day__gte=(since - timedelta(days=1)).date(), start__gte=since, start__lt=now)
+    rows = records.annotate(hour=TruncHour("start")).values("hour").annotate(unit_seconds=Sum(F("seconds") * F("compute_units")))
+    return [(row["hour"], float(row["unit_seconds"]) / 3600) for row in rows.order_by("hour")]

@@ -19,6 +19,7 @@ from billing.rating import month_start, to_cents
 from billing.selectors import budget_forecast, budget_spent, local_tz, usage_summary
 from billing.services import budget_set, price_set, statement_close
 from ocenter.access import staff_required
+from ocenter.charts import daily_lines, line_chart
 from ocenter.errors import DomainError
 from tenants.access import Access, get_tenant_for, require_role
 from tenants.models import Role, Tenant
@@ -129,6 +130,9 @@ def tenant_billing(request, slug):
             "is_admin": access.has_role(tenant.id, Role.ADMIN),
             "currency": settings.OCENTER_CURRENCY,
             "chart": _bars(by_day, since),
+            "by_project_chart": line_chart(
+                daily_lines(usage_summary(records, ["day", "project"]), "project", 5), since=now - timedelta(days=30), until=now
+            ),
         },
     )
 

@@ -4,8 +4,13 @@ Charts drawn by the server, as SVG geometry for ``includes/_line_chart.html``
 with its scale, and a time on the x axis every fifth of the span.
 """
 
-from datetime import datetime, timedelta
+from collections import defaultdict
+from datetime import datetime, time, timedelta
+from decimal import Decimal
 from itertools import pairwise
+
+from django.utils import timezone
+from django.utils.translation import gettext
 
 # The view box: the y axis's labels left of LEFT, the times below BASE.
 WIDTH, LEFT, RIGHT, TOP, BASE = 600, 48, 592, 8, 110
@@ -58,3 +63,18 @@ def line_chart(lines: dict[str, list[tuple[datetime, float]]], *, since: datetim
         "width": WIDTH,
         "empty": not any(line["runs"] for line in drawn),
     }
+
+
+def daily_lines(rows, key: str, most: int) -> dict:
+    """Amounts a day (``billing.selectors.usage_summary`` rows by day and ``key``) as ``line_chart`` lines: the ``most``
+    largest each a line of its own, the rest summed as one; each day's point at its noon."""
+    totals = defaultdict(Decimal)
+    for row in rows:
+        totals[str(row[key])] += row["amount"]
+    named = set(sorted(totals, key=totals.get, reverse=True)[:most])
+    lines = defaultdict(lambda: defaultdict(Decimal))
+    for row in rows:
+        lines[str(row[key]) if str(row[key]) in named else gettext("the others")][row["day"]] += row["amount"]
+    zone = timezone.get_current_timezone()
+    return {name: [(datetime.combine(day, time(12), zone), float(amount)) for day, amount in sorted(days.items())]
+            for name, days in lines.items()}  # fmt: skip

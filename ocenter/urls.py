@@ -16,6 +16,7 @@ urlpatterns = [
     path("console/", views.overview, name="console-overview"),
     path("console/tenants/", tenant_views.tenant_list, name="console-tenants"),
     path("console/audit/", views.audit_log, name="console-audit"),
+    path("console/trends/", views.trends, name="console-trends"),
     path("t/<slug:slug>/allocations/preview/", views.request_preview, name="request-preview"),
     path("t/", include("tenants.urls")),
     path("api/v1/", include(("ocenter.api_urls", "api"))),

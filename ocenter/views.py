@@ -1,5 +1,6 @@
 """The shell around the apps' pages: home, health, the console overview, the request preview, the audit log."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -7,16 +8,21 @@ from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
 
+from billing.models import UsageRecord
 from billing.rating import to_cents
-from billing.selectors import PriceBook, hourly_price, spend_today
+from billing.selectors import PriceBook, allocated_by_hour, hourly_price, spend_today, usage_summary
 from ocenter.access import staff_required
 from ocenter.api_views import audit_entries_for
+from ocenter.charts import daily_lines, line_chart
 from ocenter.filters import AuditEntryFilter
 from ocenter.lib.paging import CappedPaginator
+from pools import series
 from pools.forms import AllocationRequestForm
 from pools.models import AllocationEvent
-from pools.selectors import capacity, fragmentation, pools_with_summary, queue_summary
+from pools.selectors import capacity, fleet_totals, fragmentation, pool_utilization, pools_with_summary, queue_summary
 from pools.services.allocations import allocation_preview
 from tenants.access import Access, get_tenant_for
 from tenants.models import Tenant
@@ -99,3 +105,27 @@ def healthz(request):
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
+
+
+TREND_SPANS = {"1": 1, "7": 7, "30": 30}
+# Tenants drawn as lines of their own on the spend chart; the rest are summed as one.
+SPEND_LINES = 5
+
+
+@staff_required
+def trends(request):
+    """The fleet over time (``?days=1|7|30``): utilization its agents report, the share of compute handed out, and spend by tenant."""
+    days = TREND_SPANS.get(request.GET.get("days", ""), 7)
+    now = timezone.now()
+    since = now - timedelta(days=days)
+    total_units, _mib = fleet_totals()
+    utilization = pool_utilization(None, since=since, now=now, resolution=series.HOUR if days > 1 else series.MINUTE)
+    allocated = [(hour, 100 * units / total_units) for hour, units in allocated_by_hour(since, now)] if total_units else []
+    spend = usage_summary(UsageRecord.objects.filter(day__gte=since.date()), ["day", "tenant"])
+    return render(request, "console/trends.html", {
+        "days": days, "spans": TREND_SPANS.values(), "currency": settings.OCENTER_CURRENCY,
+        "utilization": line_chart({_("mean GPU utilization"): [(p["at"], p["utilization"]) for p in utilization]},
+                                  since=since, until=now, top=100, unit="%"),
+        "allocated": line_chart({_("compute handed out"): allocated}, since=since, until=now, top=100, unit="%"),
+        "spend": line_chart(daily_lines(spend, "tenant", SPEND_LINES), since=since, until=now),
+    })  # fmt: skip

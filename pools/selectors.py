@@ -56,7 +56,8 @@ def pool_nodes(pool: Pool) -> list[Node]:
 RECENT_USE_HALF_LIFE = timedelta(hours=1)
 
 
-def _fleet_totals() -> tuple[int, int]:
+def fleet_totals() -> tuple[int, int]:
+    """(compute units, MiB) of every present GPU."""
     row = Accelerator.objects.filter(gone_at=None).aggregate(n=Count("id"), mib=Sum("memory_mib"))
     return COMPUTE_UNITS_PER_GPU * (row["n"] or 0), row["mib"] or 0
 
@@ -84,7 +85,7 @@ def tenant_shares(now=None, totals=None) -> dict:
     Three queries: the fleet's size (unless ``totals`` gives it), what each tenant holds, what each used lately
     (that one at most every OCENTER_SHARES_SECONDS, unless ``now`` is given).
     """
-    total_units, total_mib = totals or _fleet_totals()
+    total_units, total_mib = totals or fleet_totals()
     held = (
         Slice.objects.filter(active=True)
         .values("allocation__tenant_id")
@@ -151,7 +152,7 @@ def queue_order(*, limit: int | None = None) -> list[Waiting]:
         waiting.append(Waiting(a_id, tenant_id, priority, age, ask.count * ask.compute_units, ask.count * ask.memory_mib, ask))
     if not waiting:
         return []
-    total_units, total_mib = _fleet_totals()
+    total_units, total_mib = fleet_totals()
     ordered = order(waiting, tenant_shares(totals=(total_units, total_mib)), total_units=total_units, total_mib=total_mib)
     return ordered[:limit] if limit else ordered
 
@@ -185,7 +186,7 @@ _POSITIONS = """
 def _positions_of(ids: list) -> dict:
     if not ids:
         return {}
-    total_units, total_mib = _fleet_totals()
+    total_units, total_mib = fleet_totals()
     shares = tenant_shares(totals=(total_units, total_mib))
     ranks = " ".join(f"WHEN '{name}' THEN {rank}" for name, rank in PRIORITY_RANK.items())
     with connection.cursor() as cursor:
@@ -420,11 +421,10 @@ def allocation_usage(allocation: Allocation, *, since, now, resolution: str) -> 
     return _points(rows, ("utilization", "busiest", "memory_mib", "processes"), since, now)
 
 
-def pool_utilization(pool: Pool, *, since, now, resolution: str) -> list[dict]:
-    """The pool's points: its GPUs' mean utilization and their memory used together, with how many GPUs reported."""
-    rows = GpuSeries.objects.filter(
-        accelerator__pool=pool, resolution=resolution, start__gte=series.window(since, resolution)[0], start__lte=now
-    ).order_by("start")
+def pool_utilization(pool: Pool | None, *, since, now, resolution: str) -> list[dict]:
+    """The pool's points (None: the fleet's): its GPUs' mean utilization and their memory used together, with how many GPUs reported."""
+    rows = GpuSeries.objects.filter(resolution=resolution, start__gte=series.window(since, resolution)[0], start__lte=now)
+    rows = (rows if pool is None else rows.filter(accelerator__pool=pool)).order_by("start")
     by_moment: dict = {}
     for point in _points(rows, ("utilization", "memory_mib"), since, now):
         moment = by_moment.setdefault(point["at"], {"at": point["at"], "utilization": [], "memory_mib": 0, "gpus": 0})

@@ -506,3 +506,37 @@ def test_the_fleet_heatmap_draws_ten_thousand_gpus(server, browser, bj):
     drawn = page.locator("#heatmap").get_attribute("data-drawn-ms")
     print(f"fleet heatmap, 10,004 GPUs: page and cells in {took * 1000:.0f} ms, cells drawn in {drawn} ms")  # bench/heatmap.py measures
     assert page.locator("#heatmap .cells").count() == 2  # a block per pool
+
+
+def test_trends_and_spend_by_project_are_charts_with_axes_and_times(server, browser, bj):
+    import re
+
+    from billing.models import UsageRecord
+    from pools.models import GpuSeries
+    from tenants.models import Role
+
+    _member("acme", role=Role.OWNER)
+    _user("operator", is_staff=True)
+    allocation = _ask(server, "acme-user", compute_units=100)
+    deadline = time.monotonic() + 15
+    while not GpuSeries.objects.exists() and time.monotonic() < deadline:  # the agent's figures, sampled every second here
+        time.sleep(0.3)
+    assert allocation.release().status_code == 200
+    while not UsageRecord.objects.exists() and time.monotonic() < deadline:  # its hour closes in the ledger at the next run
+        time.sleep(0.3)
+    page = _login(browser, server, "operator", "/console/trends/?days=1")
+    for chart in ("#trend-utilization", "#trend-allocated", "#trend-spend"):
+        svg = page.locator(chart)
+        box = svg.evaluate("svg => svg.viewBox.baseVal.width")
+        xs = [float(v) for points in svg.locator("polyline").evaluate_all("ls => ls.map(l => l.getAttribute('points'))")
+              for v in re.findall(r"([\d.]+),", points)]  # fmt: skip
+        assert xs and all(0 <= x <= box for x in xs), (chart, xs)
+        ticks = svg.locator("text.tick").all_text_contents()
+        assert len([t for t in ticks if re.fullmatch(r"\d\d:\d\d", t)]) >= 5 and "0" in " ".join(ticks), (chart, ticks)
+        assert svg.locator("line.axis").count() == 2
+    assert "100%" in page.locator("#trend-allocated").text_content()
+    assert page.locator("#trend-spend polyline title").first.text_content() == "acme"
+    page = _login(browser, server, "acme-user", "/t/acme/billing/")
+    assert page.locator("#spend-by-project polyline title").first.text_content() == "main"
+    dates = page.locator("#spend-by-project text.tick").all_text_contents()
+    assert len([d for d in dates if re.fullmatch(r"\d\d-\d\d", d)]) >= 5, dates
