@@ -21,6 +21,7 @@ from billing.services import budget_set, price_set, statement_close
 from ocenter.access import staff_required
 from ocenter.charts import daily_lines, line_chart
 from ocenter.errors import DomainError
+from ocenter.lib.spreadsheet import csv_response
 from tenants.access import Access, get_tenant_for, require_role
 from tenants.models import Role, Tenant
 
@@ -167,3 +168,29 @@ def _bars(by_day, since):
 def statement_download(request, statement_id):
     statement = get_object_or_404(Access.of(request).scope(Statement.objects.select_related("tenant")), id=statement_id)
     return statement_csv(statement)
+
+
+USAGE_CSV_DAYS = {"7": 7, "30": 30, "90": 90}
+
+
+def _usage_csv(records, name: str, days: int):
+    since = (timezone.now() - timedelta(days=days)).date()
+    header = ["start", "end", "tenant", "project", "allocation", "pool", "model", "class", "compute_units", "memory_mib", "seconds",
+              f"amount_{settings.OCENTER_CURRENCY}"]  # fmt: skip
+    records = records.filter(day__gte=since).select_related("tenant", "project").order_by("start", "id")
+    rows = ([r.start, r.end, r.tenant.slug, r.project.slug, r.allocation_id, r.pool_name, r.accelerator_model, r.priority,
+             r.compute_units, r.memory_mib, r.seconds, r.amount] for r in records.iterator(chunk_size=2000))  # fmt: skip
+    return csv_response(f"{name}-usage-{days}d.csv", header, rows)
+
+
+@login_required
+def tenant_usage_csv(request, slug):
+    """The tenant's usage records (the ledger) of the last ``?days=7|30|90`` (30), as CSV."""
+    tenant = get_tenant_for(Access.of(request), slug)
+    return _usage_csv(UsageRecord.objects.filter(tenant=tenant), tenant.slug, USAGE_CSV_DAYS.get(request.GET.get("days", ""), 30))
+
+
+@staff_required
+def usage_csv(request):
+    """Every tenant's usage records of the last ``?days=7|30|90`` (30), as CSV."""
+    return _usage_csv(UsageRecord.objects.all(), "oCenter", USAGE_CSV_DAYS.get(request.GET.get("days", ""), 30))

@@ -1,5 +1,6 @@
 """Pages for pools (console, staff only) and allocations (console and portal)."""
 
+import json
 from collections import defaultdict
 from datetime import timedelta
 
@@ -20,6 +21,7 @@ from ocenter.access import staff_required
 from ocenter.charts import line_chart
 from ocenter.errors import DomainError
 from ocenter.lib.paging import CappedPaginator
+from ocenter.lib.spreadsheet import csv_response
 from ocenter.seams import seams
 from pools.agent_client import AgentClient, AgentError
 from pools.diagnosis import blockers
@@ -96,7 +98,21 @@ def pool_sync_now(request, pool_id):
     return redirect("pools:detail", pool_id=pool.id)
 
 
+def _allocations_csv(allocations, name: str):
+    """Every allocation of the list as filtered (not only the page), newest first."""
+    rows = (
+        [a.id, a.tenant.slug, a.project.slug, a.state, a.priority, a.count, a.compute_units, a.memory_mib, a.accelerator_model,
+         a.pool_name, a.created_at, a.started_at, a.ended_at, a.reason, json.dumps(a.labels, ensure_ascii=False)]
+        for a in allocations.order_by("-created_at", "id").iterator(chunk_size=2000)
+    )  # fmt: skip
+    header = ["id", "tenant", "project", "state", "class", "count", "compute_units", "memory_mib", "model", "pool", "created_at",
+              "started_at", "ended_at", "reason", "labels"]  # fmt: skip
+    return csv_response(f"{name}-allocations.csv", header, rows)
+
+
 def _allocation_page(request, allocations, *, tenant=None, form=None):
+    if request.GET.get("format") == "csv":
+        return _allocations_csv(allocations, tenant.slug if tenant else "oCenter")
     tenant_spend = month_spend([tenant.id]).get(tenant.id) if tenant else None
     page = CappedPaginator(allocations.prefetch_related("slices__pool").order_by("-created_at", "id"), 50).get_page(request.GET.get("page"))
     positions = queue_positions(a.id for a in page if a.state == Allocation.State.QUEUED)

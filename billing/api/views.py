@@ -20,6 +20,7 @@ from billing.models import Budget, Price, Statement, UsageRecord
 from billing.rating import month_start
 from billing.selectors import USAGE_GROUPS, usage_summary
 from billing.services import budget_set, price_set, statement_close
+from ocenter.lib.spreadsheet import cell
 from tenants.access import Access, require_role, require_staff
 from tenants.models import Role
 
@@ -139,7 +140,8 @@ def statement_csv(statement: Statement) -> HttpResponse:
     writer.writerow(["tenant", "month", "description", "project", "pool", "model", "class", "gpu_hours", f"amount_{statement.currency}"])
     for line in statement.lines.all():
         writer.writerow(
-            [
+            cell(v)
+            for v in [
                 statement.tenant.slug,
                 f"{statement.month:%Y-%m}",
                 line.description,
@@ -151,7 +153,7 @@ def statement_csv(statement: Statement) -> HttpResponse:
                 line.amount,
             ]
         )
-    writer.writerow([statement.tenant.slug, f"{statement.month:%Y-%m}", "total", "", "", "", "", "", statement.total])
+    writer.writerow([cell(statement.tenant.slug), f"{statement.month:%Y-%m}", "total", "", "", "", "", "", statement.total])
     response = HttpResponse(out.getvalue(), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="{statement.tenant.slug}-{statement.month:%Y-%m}.csv"'
     return response

@@ -540,3 +540,43 @@ def test_trends_and_spend_by_project_are_charts_with_axes_and_times(server, brow
     assert page.locator("#spend-by-project polyline title").first.text_content() == "main"
     dates = page.locator("#spend-by-project text.tick").all_text_contents()
     assert len([d for d in dates if re.fullmatch(r"\d\d-\d\d", d)]) >= 5, dates
+
+
+def _downloaded(page, link) -> list[list[str]]:
+    import csv
+    import io
+
+    with page.expect_download() as download:
+        link.click()
+    with open(download.value.path(), encoding="utf-8-sig") as saved:
+        return list(csv.reader(io.StringIO(saved.read())))
+
+
+def test_lists_export_as_csv_that_no_spreadsheet_reads_as_formulas(server, browser, bj):
+    from billing.models import UsageRecord
+    from ocenter.models import AuditEntry
+    from pools.models import Allocation
+    from tenants.models import Role, Tenant
+
+    _member("acme", role=Role.OWNER)
+    _user("operator", is_staff=True)
+    tenant = Tenant.objects.get(slug="acme")
+    Allocation.objects.bulk_create([Allocation(tenant=tenant, project=tenant.projects.get(), compute_units=10, memory_mib=100,
+                                               state="failed", reason="=HYPERLINK(\"http://evil\")") for _ in range(60)])  # fmt: skip
+    AuditEntry.objects.create(actor_label="-2+3", action="test.export", object_type="test", object_repr="@SUM(A1:A9)", tenant_id=tenant.id)
+    allocation = _ask(server, "acme-user", compute_units=100)
+    assert allocation.release().status_code == 200
+    deadline = time.monotonic() + 15
+    while not UsageRecord.objects.exists() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    page = _login(browser, server, "operator", "/console/allocations/?state=failed")
+    rows = _downloaded(page, page.locator("a.export"))
+    assert rows[0][:4] == ["id", "tenant", "project", "state"] and len(rows) == 61  # all 60 filtered, not the first page of 50
+    reasons = {row[rows[0].index("reason")] for row in rows[1:]}
+    assert reasons == {'\'=HYPERLINK("http://evil")'}
+    page.goto(f"{server}/console/audit/?action=test.export")
+    (header, entry) = _downloaded(page, page.locator("a.export"))
+    assert entry[header.index("actor")] == "'-2+3" and entry[header.index("object")] == "'@SUM(A1:A9)"
+    page = _login(browser, server, "acme-user", "/t/acme/billing/")
+    usage = _downloaded(page, page.locator("a.export"))
+    assert len(usage) >= 2 and usage[1][usage[0].index("tenant")] == "acme" and float(usage[1][usage[0].index("compute_units")]) == 100
