@@ -213,7 +213,7 @@ class LiveConsumer(_ScopedConsumer):
         self.allocation = _uuid(asked.get("allocation", [""])[0])
         self.tenant_slug = asked.get("tenant", [""])[0][:50]
         self.refreshed_at, self.refresh_due = 0.0, False
-        self.zone = zone_of(cookies=self.scope.get("cookies"))
+        self.zone = await database_sync_to_async(zone_of)(cookies=self.scope.get("cookies"), session=self.scope.get("session"))
         accept = dict(self.scope.get("headers", [])).get(b"accept-language", b"").decode("latin-1")
         self.language = language_of(self.scope.get("cookies"), accept)
         await super().connect()

@@ -1,4 +1,4 @@
-"""The foundation's one model: the audit log, which every app writes to."""
+"""The foundation's models: the audit log, which every app writes to, and each person's preferences."""
 
 import uuid
 
@@ -33,3 +33,16 @@ class AuditEntry(models.Model):
 
     def __str__(self):
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action} {self.object_repr}"
+
+
+class Preferences(models.Model):
+    """How one person reads oCenter: the time zone of every time shown (blank: their browser's)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="preferences")
+    time_zone = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        verbose_name_plural = "preferences"
+
+    def __str__(self):
+        return f"{self.user_id}: {self.time_zone or 'browser'}"

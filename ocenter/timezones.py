@@ -12,11 +12,16 @@ from urllib.parse import unquote
 from django.utils import timezone, translation
 
 COOKIE = "ocenter_tz"
+SESSION_ZONE = "ocenter_time_zone"  # the zone a person chose (ocenter.preferences), in their session
 
 
-def zone_of(request=None, cookies=None):
-    """The time zone a request's (or a websocket's ``cookies``') person reads times in, or None for the platform's own."""
-    name = unquote((request.COOKIES if request is not None else cookies or {}).get(COOKIE, ""))
+def zone_of(request=None, cookies=None, session=None):
+    """The time zone a request's (or a websocket's ``cookies`` and ``session``) person reads times in: the one they chose
+    (``ocenter.preferences``), else their browser's, else None for the platform's own."""
+    if request is not None:
+        session = getattr(request, "session", None)
+    chosen = session.get(SESSION_ZONE, "") if session is not None else ""
+    name = chosen or unquote((request.COOKIES if request is not None else cookies or {}).get(COOKIE, ""))
     if not name or len(name) > 64:
         return None
     try:

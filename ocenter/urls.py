@@ -17,6 +17,7 @@ urlpatterns = [
     path("console/tenants/", tenant_views.tenant_list, name="console-tenants"),
     path("console/audit/", views.audit_log, name="console-audit"),
     path("console/trends/", views.trends, name="console-trends"),
+    path("preferences/", views.preferences, name="preferences"),
     path("t/<slug:slug>/allocations/preview/", views.request_preview, name="request-preview"),
     path("t/", include("tenants.urls")),
     path("api/v1/", include(("ocenter.api_urls", "api"))),

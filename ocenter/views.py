@@ -4,13 +4,16 @@ import json
 from datetime import timedelta
 from decimal import Decimal
 
+from django import forms
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 
 from billing.models import UsageRecord
 from billing.rating import to_cents
@@ -21,6 +24,8 @@ from ocenter.charts import daily_lines, line_chart
 from ocenter.filters import AuditEntryFilter
 from ocenter.lib.paging import CappedPaginator
 from ocenter.lib.spreadsheet import csv_response
+from ocenter.models import Preferences
+from ocenter.preferences import preferences_set, time_zones
 from pools import series
 from pools.forms import AllocationRequestForm
 from pools.models import AllocationEvent
@@ -141,3 +146,24 @@ def trends(request):
         "allocated": line_chart({_("compute handed out"): allocated}, since=since, until=now, top=100, unit="%"),
         "spend": line_chart(daily_lines(spend, "tenant", SPEND_LINES), since=since, until=now),
     })  # fmt: skip
+
+
+class PreferencesForm(forms.Form):
+    time_zone = forms.ChoiceField(label=_lazy("Time zone"), required=False,
+                                  help_text=_lazy("Every time on oCenter’s pages is shown in it, and says so at the top."))  # fmt: skip
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["time_zone"].choices = [("", _("My browser’s")), *((zone, zone) for zone in time_zones())]
+
+
+@login_required
+def preferences(request):
+    """A person's own preferences: their time zone (their browser's until they choose one)."""
+    current = Preferences.objects.filter(user=request.user).values_list("time_zone", flat=True).first() or ""
+    form = PreferencesForm(request.POST or None, initial={"time_zone": current})
+    if request.method == "POST" and form.is_valid():
+        preferences_set(actor=request.user, time_zone=form.cleaned_data["time_zone"], session=request.session)
+        messages.success(request, _("Preferences saved."))
+        return redirect("preferences")
+    return render(request, "preferences.html", {"form": form})

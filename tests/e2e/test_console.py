@@ -580,3 +580,49 @@ def test_lists_export_as_csv_that_no_spreadsheet_reads_as_formulas(server, brows
     page = _login(browser, server, "acme-user", "/t/acme/billing/")
     usage = _downloaded(page, page.locator("a.export"))
     assert len(usage) >= 2 and usage[1][usage[0].index("tenant")] == "acme" and float(usage[1][usage[0].index("compute_units")]) == 100
+
+
+def test_a_person_chooses_their_time_zone_and_every_time_follows_it(server, browser, bj):
+    from zoneinfo import ZoneInfo
+
+    from ocenter.models import AuditEntry
+
+    _user("operator", is_staff=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Asia/Shanghai")
+    page = context.new_page()
+    page.goto(f"{server}/login/?next=/preferences/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda u: u.endswith("/preferences/"))
+    page.reload()
+    assert page.locator(".tz").inner_text() == "Asia/Shanghai"  # the browser's, until one is chosen
+    page.select_option("#id_time_zone", "America/New_York")
+    page.click("form.card button[type=submit]")
+    page.wait_for_url(lambda u: u.endswith("/preferences/"))
+    assert page.locator(".tz").inner_text() == "America/New_York"
+    entry = AuditEntry.objects.get(action="preferences.update")
+    assert entry.changes == {"time_zone": ["", "America/New_York"]}
+    page.goto(f"{server}/console/audit/")
+    shown = page.locator("tr", has_text="preferences.update").locator("time").inner_text()
+    assert shown == entry.at.astimezone(ZoneInfo("America/New_York")).strftime("%Y-%m-%d %H:%M:%S")
+    page.goto(f"{server}/login/")  # the choice is the person's: a new session (log in again) keeps it
+    context.clear_cookies()
+    page.goto(f"{server}/login/?next=/console/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda u: u.endswith("/console/"))
+    assert page.locator(".tz").inner_text() == "America/New_York"
+
+
+def test_dark_mode_follows_the_system(server, browser, bj):
+    _member("acme")
+    for scheme, background in [("light", "rgb(246, 247, 249)"), ("dark", "rgb(13, 17, 23)")]:
+        context = browser.new_context(color_scheme=scheme)
+        page = context.new_page()
+        page.goto(f"{server}/login/")
+        assert page.evaluate("getComputedStyle(document.body).backgroundColor") == background, scheme
+        field = page.evaluate("getComputedStyle(document.querySelector('#id_username')).backgroundColor")
+        assert (field == "rgb(255, 255, 255)") == (scheme == "light"), (scheme, field)
+        context.close()
