@@ -13,7 +13,7 @@ from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_lazy
 
 from billing.models import UsageRecord
 from billing.rating import to_cents
@@ -149,8 +149,11 @@ def trends(request):
 
 
 class PreferencesForm(forms.Form):
-    time_zone = forms.ChoiceField(label=_lazy("Time zone"), required=False,
-                                  help_text=_lazy("Every time on oCenter’s pages is shown in it, and says so at the top."))  # fmt: skip
+    time_zone = forms.ChoiceField(
+        label=gettext_lazy("Time zone"),
+        required=False,
+        help_text=gettext_lazy("Every time on oCenter’s pages is shown in it, and says so at the top."),
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
