@@ -330,12 +330,27 @@ def overview():
     }
 
 
+def console_views():
+    """The views issue 14 added, server side, over the same fleet and allocations as the overview: the fleet's heatmap (10,000
+    GPUs; the browser draws its cells in ~55 ms more, tests/e2e/test_console.py), the queue page, trends over 7 days."""
+    staff = get_user_model().objects.create_user(f"bench-views-{uuid.uuid4().hex[:6]}", is_staff=True)
+    client = Client()
+    client.force_login(staff)
+    figures = {}
+    for name, path in {"heatmap": "/console/heatmap/", "queue": "/console/queue/", "trends": "/console/trends/?days=7"}.items():
+        client.get(path)
+        figures[f"{name}_ms"], figures[f"{name}_queries"] = _ms(lambda path=path: client.get(path))
+    figures["heatmap_bytes"] = len(client.get("/console/heatmap/").content)
+    return figures
+
+
 def main():
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     began = timezone.now() - timedelta(hours=1)
     results = {"placement": placement(), "queue": queue_curve()}
     running_allocations(min(count, 50_000), began)  # the overview's target is for 50,000 allocations
     results["overview"] = overview()
+    results["console_views"] = console_views()
     running_allocations(count - min(count, 50_000), began)
     results["metering"] = metering(began)
     results["ledger"] = ledger()

@@ -456,6 +456,13 @@ def report(r):
             "≤ 150 ms, bounded queries",
         ),
         (
+            f"issue 14's views ({r['overview']['gpus']:,} GPUs)",
+            f"heatmap {r['console_views']['heatmap_ms']} ms / {r['console_views']['heatmap_queries']} queries "
+            f"({r['console_views']['heatmap_bytes'] // 1024:,} KiB); queue {r['console_views']['queue_ms']} ms; "
+            f"trends (7 days) {r['console_views']['trends_ms']} ms",
+            "heatmap drawn < 1 s",
+        ),
+        (
             f"console overview as the ledger grows ({r['ledger']['records_before']:,} → +{r['ledger']['records_added']:,} records)",
             f"{r['ledger']['before_ms']:.0f} ms → {r['ledger']['after_ms']:.0f} ms, {r['ledger']['queries']} queries",
             "flat",

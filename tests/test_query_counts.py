@@ -185,3 +185,21 @@ def test_a_request_that_waits_costs_the_same_for_any_queue(fleet, settings):
     assert Allocation.objects.filter(state=Allocation.State.QUEUED).count() == 13
     assert many == few, (few, many)
     assert few <= QUEUED_QUERIES[connection.vendor], few
+
+
+def test_the_queue_page_and_the_heatmap_cost_the_same_for_any_queue_or_fleet(fleet, staff, client):
+    """What blocks each waiting request is worked out once a kind of request, not once a row; the heatmap reads its GPUs whole."""
+    from tests.factories import PoolFactory
+
+    _, project, _, api = fleet.tenant("acme")
+    client.force_login(staff)
+    whole = {"project": str(project.id), "compute_units": 100, "memory_mib": 100}
+    for _ in range(4):  # the fleet's two GPUs, then two that wait
+        api.post("/api/v1/allocations", whole, format="json")
+    few = _queries(lambda: client.get(reverse("pools:queue"))), _queries(lambda: client.get(reverse("pools:heatmap")))
+    for _ in range(10):
+        api.post("/api/v1/allocations", whole, format="json")
+        PoolFactory()
+    many = _queries(lambda: client.get(reverse("pools:queue"))), _queries(lambda: client.get(reverse("pools:heatmap")))
+    assert Allocation.objects.filter(state=Allocation.State.QUEUED).count() == 12
+    assert many == few, (few, many)

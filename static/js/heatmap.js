@@ -66,6 +66,7 @@
     group.append(cell);
   }
   root.append(fragment);
+  root.classList.toggle("roomy", order.length <= 1000); // a few GPUs: bigger cells
   root.dataset.drawnMs = Math.round(performance.now() - started);
   root.dataset.cells = order.length;
 

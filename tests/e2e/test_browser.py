@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 
 from pools.models import Allocation
 from pools.services.sync import pool_sync
-from tenants.models import Membership, Project, Role
+from tenants.models import Membership, Project, Role, Tenant
 from tenants.services import quota_set, tenant_create
 from tests.agents import a100_nodes
 from tests.factories import PoolFactory
@@ -128,7 +128,13 @@ PAGES = [  # (who, path, a heading in English, the same in Chinese, file)
     ("acme-user", "/t/acme/", "Quotas", "配额", "portal-tenant"),
     ("acme-user", "/t/acme/allocations/", "Ask for GPU slices", "申请 GPU 切片", "portal-allocations"),
     ("acme-user", "/t/acme/billing/", "Statements", "账单", "portal-billing"),
+    ("operator", "/console/queue/", "Waiting, by class and tenant", "等待中，按类别和租户", "console-queue"),
+    ("operator", "/console/heatmap/", "Heatmap", "热力图", "console-heatmap"),
+    ("operator", "/console/trends/", "Fleet utilization", "集群利用率", "console-trends"),
+    ("acme-user", "/allocations/{running}/", "Where it runs", "运行位置", "portal-allocation"),
+    ("globex-user", "/allocations/{waiting}/", "History", "历史", "portal-allocation-waiting"),
 ]
+WIDTHS = (1280, 390)  # a laptop and a phone: each page is drawn at both, and nothing may overflow sideways
 
 
 def test_main_pages_in_english_and_chinese(server, browser, agents, tmp_path):
@@ -145,10 +151,18 @@ def test_main_pages_in_english_and_chinese(server, browser, agents, tmp_path):
 
     tenant = Membership.objects.get(user__username="acme-user").tenant
     project = tenant.projects.get()
-    for units in (100, 50, 25, 25):
-        allocation_request(actor=None, tenant=tenant, project=project, count=1, compute_units=units, memory_mib=8192)
+    made = [allocation_request(actor=None, tenant=tenant, project=project, count=1, compute_units=units, memory_mib=8192)[0]
+            for units in (100, 50, 25, 25)]  # fmt: skip
+    _member("globex", role=Role.OWNER)
+    globex = Tenant.objects.get(slug="globex")
+    quota_set(actor=None, tenant=globex, project=None, guarantee_compute_units=800, limit_compute_units=2000, guarantee_memory_mib=10**7,
+              limit_memory_mib=10**7, guarantee_slices=32, limit_slices=32)  # fmt: skip
+    allocation_request(actor=None, tenant=globex, project=globex.projects.get(), count=14, compute_units=100, memory_mib=8192)
+    waiting, _ = allocation_request(actor=None, tenant=globex, project=globex.projects.get(), count=2, compute_units=100, memory_mib=8192)
+    ids = {"running": made[0].id, "waiting": waiting.id}
     pages = {}
     for who, path, english, chinese, name in PAGES:
+        path = path.format(**ids)
         if who not in pages:
             pages[who] = _login(browser, server, who, path)
         page = pages[who]
@@ -156,15 +170,16 @@ def test_main_pages_in_english_and_chinese(server, browser, agents, tmp_path):
             page.context.add_cookies([{"name": "django_language", "value": language, "url": server}])
             page.goto(f"{server}{path}")
             assert page.locator("html").get_attribute("lang") == language
-            assert page.get_by_text(heading, exact=True).first.is_visible()
-            for width in (1280, 768):  # nothing may overflow sideways at either width
+            assert page.get_by_text(heading, exact=True).first.is_visible(), (path, heading)
+            for width in (*WIDTHS, 768):
                 page.set_viewport_size({"width": width, "height": 900})
                 overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
                 assert overflow <= 0, f"{path} ({language}) overflows by {overflow}px at {width}px"
+                if width in WIDTHS:
+                    shot = tmp_path / f"{name}.{language}{'' if width == 1280 else f'.{width}'}.png"
+                    page.screenshot(path=str(shot), full_page=True)
+                    if os.environ.get("OCENTER_WRITE_SCREENSHOTS"):
+                        SHOTS.mkdir(parents=True, exist_ok=True)
+                        shutil.copy(shot, SHOTS / shot.name)
             page.set_viewport_size({"width": 1280, "height": 900})
-            shot = tmp_path / f"{name}.{language}.png"
-            page.screenshot(path=str(shot), full_page=True)
-            if os.environ.get("OCENTER_WRITE_SCREENSHOTS"):
-                SHOTS.mkdir(parents=True, exist_ok=True)
-                shutil.copy(shot, SHOTS / shot.name)
-    assert len(list(tmp_path.glob("*.png"))) == 2 * len(PAGES)
+    assert len(list(tmp_path.glob("*.png"))) == 2 * len(WIDTHS) * len(PAGES)
