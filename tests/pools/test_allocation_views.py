@@ -106,3 +106,28 @@ def test_the_console_list_filters_like_the_api(client, fleet, staff):
     assert client.get(url, {"priority": "realtime"}).content.decode().count('<tr id="allocation-') == 1
     assert client.get(url, {"pool": "bj", "state": "running"}).content.decode().count('<tr id="allocation-') == 2
     assert client.get(url, {"state": "queued"}).content.decode().count('<tr id="allocation-') == 0
+
+
+def test_an_allocations_page_is_its_tenants_and_its_launch_environment_its_requesters(client, fleet, staff):
+    from django.contrib.auth import get_user_model
+
+    from tenants.models import Membership, Role
+
+    tenant, project, user, api = fleet.tenant("acme")
+    answer = api.post("/api/v1/allocations", {"project": str(project.id), "compute_units": 50, "memory_mib": 2048}, format="json")
+    allocation = Allocation.objects.get(id=answer.json()["id"])
+    url = reverse("pools:allocation", args=[allocation.id])
+    client.force_login(user)
+    page = client.get(url).content.decode()
+    assert "CUDA_VISIBLE_DEVICES=" in page and 'data-state="running"' in page
+    colleague = get_user_model().objects.create_user("acme-colleague")
+    Membership.objects.create(tenant=tenant, user=colleague, role=Role.MEMBER)
+    client.force_login(colleague)
+    page = client.get(url).content.decode()
+    assert 'data-state="running"' in page and "CUDA_VISIBLE_DEVICES=" not in page  # a member sees it run, not how to launch on it
+    _, _, outsider, _ = fleet.tenant("globex")
+    client.force_login(outsider)
+    assert client.get(url).status_code == 404
+    client.force_login(staff)
+    page = client.get(url).content.decode()
+    assert 'data-state="running"' in page and "CUDA_VISIBLE_DEVICES=" not in page
