@@ -46,13 +46,18 @@ def _member(slug, role=Role.MEMBER):
     return user
 
 
-def _login(browser, url, username, path):
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+def _sign_in(page, url, username, path):
     page.goto(f"{url}/login/?next={path}")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(lambda u: u.endswith(path), timeout=10_000)
+
+
+def _login(browser, url, username, path, **context):
+    """A page of a new browser context (``context``: Playwright's options, a ``timezone_id`` say), signed in at ``path``."""
+    page = browser.new_context(viewport={"width": 1280, "height": 900}, **context).new_page()
+    _sign_in(page, url, username, path)
     page.evaluate("window.__notReloaded = true")
     return page
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 from billing.services import price_set
 from pools.services.sync import pool_sync
 from tests.agents import a100_nodes
-from tests.e2e.test_browser import PASSWORD, _connected, _login, _member, _user
+from tests.e2e.test_browser import _connected, _login, _member, _sign_in, _user
 from tests.factories import PoolFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -252,13 +252,7 @@ def test_times_are_in_the_browsers_zone_and_say_so(server, browser, bj):
     from ocenter.models import AuditEntry
 
     _user("operator", is_staff=True)
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Asia/Shanghai")
-    page = context.new_page()
-    page.goto(f"{server}/login/?next=/console/audit/")
-    page.fill("#id_username", "operator")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda u: u.endswith("/console/audit/"))
+    page = _login(browser, server, "operator", "/console/audit/", timezone_id="Asia/Shanghai")
     entry = AuditEntry.objects.create(actor_label="test", action="test.moment", object_type="test")
     page.reload()  # the zone's cookie was set by the first page
     assert page.locator(".tz").inner_text() == "Asia/Shanghai"
@@ -592,13 +586,7 @@ def test_a_person_chooses_their_time_zone_and_every_time_follows_it(server, brow
     from ocenter.models import AuditEntry
 
     _user("operator", is_staff=True)
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Asia/Shanghai")
-    page = context.new_page()
-    page.goto(f"{server}/login/?next=/preferences/")
-    page.fill("#id_username", "operator")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda u: u.endswith("/preferences/"))
+    page = _login(browser, server, "operator", "/preferences/", timezone_id="Asia/Shanghai")
     page.reload()
     assert page.locator(".tz").inner_text() == "Asia/Shanghai"  # the browser's, until one is chosen
     page.select_option("#id_time_zone", "America/New_York")
@@ -610,13 +598,8 @@ def test_a_person_chooses_their_time_zone_and_every_time_follows_it(server, brow
     page.goto(f"{server}/console/audit/")
     shown = page.locator("tr", has_text="preferences.update").locator("time").inner_text()
     assert shown == entry.at.astimezone(ZoneInfo("America/New_York")).strftime("%Y-%m-%d %H:%M:%S")
-    page.goto(f"{server}/login/")  # the choice is the person's: a new session (log in again) keeps it
-    context.clear_cookies()
-    page.goto(f"{server}/login/?next=/console/")
-    page.fill("#id_username", "operator")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda u: u.endswith("/console/"))
+    page.context.clear_cookies()  # the choice is the person's: a new session (log in again) keeps it
+    _sign_in(page, server, "operator", "/console/")
     assert page.locator(".tz").inner_text() == "America/New_York"
 
 
