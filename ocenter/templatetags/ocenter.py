@@ -49,16 +49,6 @@ def reason(value) -> str:
 
 
 @register.filter
-def state(value) -> str:
-    """An allocation state's value (``queued``) as its label in the page's language; empty: a new allocation."""
-    from pools.models import Allocation
-
-    if not value:
-        return gettext("new")
-    return Allocation.State(value).label if value in Allocation.State.values else value
-
-
-@register.filter
 def mib(value) -> str:
     """GPU memory as people read it: whole GiB where it is (``16 GiB``), else MiB (``1,500 MiB``), thousands grouped."""
     from django.contrib.humanize.templatetags.humanize import intcomma
@@ -121,29 +111,8 @@ def amount(value, dimension: str) -> str:
 
 
 @register.filter
-def priority(value) -> str:
-    """A priority class's value (``offline``) as its label in the page's language."""
-    from pools.models import Allocation
-
-    return Allocation.Priority(value).label if value in Allocation.Priority.values else value
-
-
-@register.filter
 def moment(value):
     """An ISO 8601 time (as events carry them) as a datetime, for ``date`` and ``time`` to show in the page's zone."""
     from django.utils.dateparse import parse_datetime
 
     return parse_datetime(value) if isinstance(value, str) else value
-
-
-@register.filter
-def pool_state(value) -> str:
-    """Why a pool's or node's GPUs take no work (a pool status, a GPU's health, or ``draining``), in the page's language."""
-    from pools.models import Accelerator, Pool
-
-    if value == "draining":
-        return gettext("draining")
-    for choices in (Pool.Status, Accelerator.Health):
-        if value in choices.values:
-            return choices(value).label
-    return value
