@@ -23,6 +23,9 @@ from django.core.exceptions import ImproperlyConfigured
 from ocenter.beat import beat_schedule
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# The site's own files: at the top of a checkout, or inside the package once installed from the wheel (setup.py).
+INSTALLED = not (BASE_DIR / "templates").is_dir()
+SITE_DIR = Path(__file__).resolve().parent / "site" if INSTALLED else BASE_DIR
 
 
 def envbool(name, default):
@@ -96,7 +99,7 @@ WSGI_APPLICATION = None
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [SITE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -109,8 +112,8 @@ TEMPLATES = [
     },
 ]
 
-# The embedded default keeps its files under var/ (ignored by git).
-VAR_DIR = Path(os.getenv("OCENTER_VAR_DIR", BASE_DIR / "var"))
+# The embedded default keeps its files under var/: the checkout's (ignored by git), or the working directory's once installed.
+VAR_DIR = Path(os.getenv("OCENTER_VAR_DIR", Path.cwd() / "var" if INSTALLED else BASE_DIR / "var"))
 
 DATABASES = {
     "default": dj_database_url.parse(
@@ -152,15 +155,15 @@ LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
-LOCALE_PATHS = [BASE_DIR / "locale"]
+LOCALE_PATHS = [SITE_DIR / "locale"]
 TIME_ZONE = os.getenv("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 FORMAT_MODULE_PATH = ["ocenter.formats"]
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = Path(os.getenv("STATIC_ROOT", BASE_DIR / "staticfiles"))
+STATICFILES_DIRS = [SITE_DIR / "static"]
+STATIC_ROOT = Path(os.getenv("STATIC_ROOT", VAR_DIR / "staticfiles" if INSTALLED else BASE_DIR / "staticfiles"))
 # Without a collectstatic run (the embedded default), serve from the finders.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG

@@ -47,7 +47,7 @@ class AgentProcess:
     """One running agent; ``restart()`` keeps its port and claims file."""
 
     def __init__(self, workdir: Path, pool: str, groups: list[dict], token: str = "test-pool-token-0123456789", *,
-                 toml: str | None = None, env: dict | None = None):  # fmt: skip
+                 toml: str | None = None, env: dict | None = None, command: list | None = None):  # fmt: skip
         self.workdir = workdir
         self.pool = pool
         self.token = token
@@ -55,6 +55,9 @@ class AgentProcess:
         self.state = workdir / f"{pool}-claims.sqlite3"
         self.port = 0
         self.env = env or {}
+        # How the agent is started: this checkout's module, unless a test runs an installed one (``ocenter-agent``).
+        self.command = command or [sys.executable, "-m", "pools.agent"]
+        self.cwd = ROOT if command is None else workdir
         self.process: subprocess.Popen | None = None
         if toml is None:
             self.set_fleet(groups)
@@ -72,9 +75,7 @@ class AgentProcess:
         self.output = ""
         self.process = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "pools.agent",
+                *self.command,
                 "--config",
                 str(self.config),
                 "--state",
@@ -84,7 +85,7 @@ class AgentProcess:
                 "--log-level",
                 "WARNING",
             ],
-            cwd=ROOT,
+            cwd=self.cwd,
             env={**os.environ, "OCENTER_AGENT_TOKEN": self.token, "PYTHONUNBUFFERED": "1", **self.env},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
