@@ -231,6 +231,10 @@ DEFAULT_FROM_EMAIL = os.getenv("DEFAULT_FROM_EMAIL", "ocenter@localhost")
 # How often running time is metered into usage records (and budgets checked).
 OCENTER_METER_SECONDS = envint("OCENTER_METER_SECONDS", "60")
 
+# Who may scrape /metrics (ocenter/metrics.py): a bearer token, or addresses (networks); neither: no endpoint.
+OCENTER_METRICS_TOKEN = os.getenv("OCENTER_METRICS_TOKEN", "")
+OCENTER_METRICS_ALLOW = envlist("OCENTER_METRICS_ALLOW")
+
 CELERY_BEAT_SCHEDULE = beat_schedule(pool_sync_seconds=OCENTER_POOL_SYNC_SECONDS, meter_seconds=OCENTER_METER_SECONDS)
 
 REST_FRAMEWORK = {

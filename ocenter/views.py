@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connection
-from django.http import JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -24,6 +24,7 @@ from ocenter.charts import daily_lines, line_chart
 from ocenter.filters import AuditEntryFilter
 from ocenter.lib.paging import CappedPaginator
 from ocenter.lib.spreadsheet import csv_response
+from ocenter.metrics import exposition, may_scrape
 from ocenter.models import Preferences
 from ocenter.preferences import preferences_set, time_zones
 from pools import series
@@ -115,6 +116,20 @@ def _audit_csv(entries, name: str):
     rows = ([e.at, e.actor_label, slugs.get(e.tenant_id, ""), e.action, e.object_type, e.object_id, e.object_repr,
              json.dumps(e.changes, ensure_ascii=False, default=str), e.source_ip] for e in entries.iterator(chunk_size=2000))  # fmt: skip
     return csv_response(f"{name}-audit.csv", header, rows)
+
+
+def metrics(request):
+    """Prometheus' scrape (ocenter/metrics.py says who may)."""
+    allowed = may_scrape(request)
+    if allowed is None:
+        raise Http404("metrics are off: set OCENTER_METRICS_TOKEN or OCENTER_METRICS_ALLOW")
+    if not allowed:
+        refusal = "send 'Authorization: Bearer <OCENTER_METRICS_TOKEN>', or scrape from an address in OCENTER_METRICS_ALLOW\n"
+        response = HttpResponse(refusal, status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="ocenter-metrics"'
+        return response
+    body, content_type = exposition()
+    return HttpResponse(body, content_type=content_type)
 
 
 def healthz(request):

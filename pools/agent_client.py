@@ -9,11 +9,17 @@ for a pool's status line.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
 import httpx
 from django.conf import settings
+
+from ocenter.metrics import AGENT_CALL_ERRORS, AGENT_CALL_SECONDS
+
+# A call's name in the metrics: its method and path, a claim's id left out.
+_CLAIM_ID = re.compile(r"(?<=^/v1/allocations/)[^/]+")
 
 
 class AgentError(Exception):
@@ -53,21 +59,30 @@ def _client(base_url: str) -> httpx.Client:
 class AgentClient:
     """The calls of protocol v1 against one pool's agent."""
 
-    def __init__(self, base_url: str, token: str):
+    def __init__(self, base_url: str, token: str, pool: str = ""):
         self.base_url = base_url.rstrip("/")
+        self.pool = pool or self.base_url  # its name in the metrics
         self._headers = {"Authorization": f"Bearer {token}"}
 
     @classmethod
     def for_pool(cls, pool) -> AgentClient:
-        return cls(pool.agent_url, pool.agent_token)
+        return cls(pool.agent_url, pool.agent_token, pool.name)
 
     def _call(self, method: str, path: str, **kwargs) -> tuple[int, dict]:
+        call = f"{method} {_CLAIM_ID.sub('{id}', path)}"
+        started = time.perf_counter()
         try:
             response = _client(self.base_url).request(method, path, headers=self._headers, **kwargs)
         except httpx.TimeoutException:
+            AGENT_CALL_ERRORS.labels(self.pool, "unreachable").inc()
             raise AgentUnreachable(f"{self.base_url} did not answer {method} {path} in time") from None
         except httpx.TransportError as exc:
+            AGENT_CALL_ERRORS.labels(self.pool, "unreachable").inc()
             raise AgentUnreachable(f"cannot reach {self.base_url}: {exc.__class__.__name__} {exc}".strip()) from None
+        finally:
+            AGENT_CALL_SECONDS.labels(self.pool, call).observe(time.perf_counter() - started)
+        if response.status_code >= 400:
+            AGENT_CALL_ERRORS.labels(self.pool, "refused" if response.status_code == 409 else "error").inc()
         try:
             body = response.json()
         except ValueError:

@@ -206,6 +206,12 @@ OPENAPI = {
                 "responses": {"200": _json({"type": "object"}, "Figures now"), **_errors},
             }
         },
+        "/metrics": {
+            "get": {
+                "summary": "The same figures in Prometheus' text format (version 0.0.4), for a scrape with the pool token",
+                "responses": {"200": {"description": "Figures now", "content": {"text/plain": {"schema": {"type": "string"}}}}, **_errors},
+            }
+        },
         "/v1/faults": {
             "put": {
                 "summary": "Set fault knobs (tests and demos): latency, error rate, unhealthy GPUs, refuse connections",

@@ -19,7 +19,7 @@ import uuid
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from pools.agent import AGENT_VERSION, COMPUTE_UNITS_PER_GPU, PROTOCOL_VERSION
+from pools.agent import AGENT_VERSION, COMPUTE_UNITS_PER_GPU, PROTOCOL_VERSION, exposition
 from pools.agent.backends import Refused
 from pools.agent.config import AgentConfig, ConfigError, parse_faults
 from pools.agent.openapi import OPENAPI
@@ -344,6 +344,8 @@ class Handler(BaseHTTPRequestHandler):
             return 200, agent.allocations()
         if path == "/v1/metrics" and method == "GET":
             return 200, agent.metrics()
+        if path == "/metrics" and method == "GET":  # the same figures for Prometheus, in its text format
+            return 200, exposition.render(agent.metrics(), agent.gpus)
         match = ALLOCATION_PATH.match(path)
         if match and method == "GET":
             return 200, agent.allocation(match["id"])
@@ -361,7 +363,16 @@ class Handler(BaseHTTPRequestHandler):
             return 200, answer
         if path == "/v1/releases" and method == "POST":
             return 200, agent.release_many(body)
-        if match or path in ("/v1/health", "/v1/inventory", "/v1/allocations", "/v1/metrics", "/v1/faults", "/v1/claims", "/v1/releases"):
+        if match or path in (
+            "/v1/health",
+            "/v1/inventory",
+            "/v1/allocations",
+            "/v1/metrics",
+            "/v1/faults",
+            "/v1/claims",
+            "/v1/releases",
+            "/metrics",
+        ):
             raise ApiError(405, f"{method} is not allowed on {path}")
         raise ApiError(404, f"no such endpoint {path}; see /v1/openapi.json")
 
@@ -390,10 +401,12 @@ class Handler(BaseHTTPRequestHandler):
         if faults.error_rate and random.random() < faults.error_rate:
             raise ApiError(503, "injected fault: error_rate is set on this agent")
 
-    def _send(self, status: int, body: dict):
-        payload = json.dumps(body).encode()
+    def _send(self, status: int, body: dict | str):
+        """A JSON document, or (a ``str``) Prometheus' text format."""
+        text = isinstance(body, str)
+        payload = body.encode() if text else json.dumps(body).encode()
         self.send_response(status, HTTPStatus(status).phrase)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8" if text else "application/json")
         self.send_header("Content-Length", str(len(payload)))
         if status == 401:
             self.send_header("WWW-Authenticate", 'Bearer realm="ocenter-agent"')

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import time
 import uuid
 
 from django.db import transaction
@@ -25,6 +26,7 @@ from ocenter.admission import REALTIME, SliceAsk, UsageRow
 from ocenter.audit import audit_entry
 from ocenter.errors import DomainError, Refused, Unprocessable
 from ocenter.lib.rows import insert_all, saved
+from ocenter.metrics import ADMISSION_SECONDS
 from pools.models import LIVE_POOL_STATUSES, MAX_ARRAY_MEMBERS, Accelerator, Allocation, Pool, Slice
 from pools.selectors import tenant_usage
 from pools.services.allocations.claim import allocation_claim, allocations_claim
@@ -97,6 +99,7 @@ def allocation_request(*, actor, tenant: Tenant, project, idempotency_key: str |
     A retried request with the same idempotency key returns the first allocation.
     """
     victims, held = [], None
+    started = time.perf_counter()
     with transaction.atomic():
         # One tenant's admissions at a time: the quota's last unit goes to one request only.
         tenant = tenant_locked(tenant.id)
@@ -147,6 +150,7 @@ def allocation_request(*, actor, tenant: Tenant, project, idempotency_key: str |
             victims = reclaim(allocation, reclaiming, actor=actor)
             if victims:
                 note_reason(allocation, reasons.MAKING_ROOM % {"count": len(victims)})
+    ADMISSION_SECONDS.labels("placed" if held else "queued").observe(time.perf_counter() - started)
     for victim in victims:
         release_finish(allocation=victim, final_state=State.PREEMPTED, actor=actor)
     if victims:
