@@ -70,3 +70,20 @@ def test_an_agent_serves_its_gpus_figures_for_prometheus(fleet):
     assert len(uuids) == 2 and all(s.labels["pool"] == "bj" for s in families["ocenter_agent_gpu_power_watts"].samples)
     for name in ("ocenter_agent_gpu_memory_used_mib", "ocenter_agent_gpu_temperature_celsius", "ocenter_agent_claims"):
         assert families[name].samples, name
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_that_exist(client, settings, fleet):
+    import json
+    import re
+    from pathlib import Path
+
+    settings.OCENTER_METRICS_TOKEN = TOKEN
+    _, project, _, api = fleet.tenant("acme")
+    api.post("/api/v1/allocations", {"project": str(project.id), "compute_units": 50, "memory_mib": 1024}, format="json")
+    exposed = set(_families(client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode()))
+    exposed |= set(_families(fleet.agent.client().get("/metrics").text))
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json").read_text())
+    asked = {name for panel in dashboard["panels"] for target in panel["targets"] for name in re.findall(r"\bocenter_\w+", target["expr"])}
+    suffixes = re.compile(r"_(bucket|count|sum|total)$")
+    missing = {name for name in asked if name not in exposed and suffixes.sub("", name) not in exposed}
+    assert len(dashboard["panels"]) >= 12 and missing == set(), missing
