@@ -151,6 +151,45 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
+
+# Single sign-on (tenants/sso.py): on when a client id is set. The provider's endpoints are given, not discovered.
+OCENTER_OIDC = bool(os.getenv("OCENTER_OIDC_CLIENT_ID"))
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+if OCENTER_OIDC:
+    INSTALLED_APPS.append("mozilla_django_oidc")
+    AUTHENTICATION_BACKENDS.insert(0, "tenants.sso.OIDCBackend")
+    OIDC_RP_CLIENT_ID = os.environ["OCENTER_OIDC_CLIENT_ID"]
+    OIDC_RP_CLIENT_SECRET = os.getenv("OCENTER_OIDC_CLIENT_SECRET", "")
+    OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ["OCENTER_OIDC_AUTHORIZATION_ENDPOINT"]
+    OIDC_OP_TOKEN_ENDPOINT = os.environ["OCENTER_OIDC_TOKEN_ENDPOINT"]
+    OIDC_OP_USER_ENDPOINT = os.environ["OCENTER_OIDC_USERINFO_ENDPOINT"]
+    OIDC_OP_JWKS_ENDPOINT = os.environ["OCENTER_OIDC_JWKS_ENDPOINT"]
+    OIDC_OP_LOGOUT_URL = os.getenv("OCENTER_OIDC_LOGOUT_ENDPOINT", "")
+    OIDC_RP_SIGN_ALGO = os.getenv("OCENTER_OIDC_SIGN_ALGO", "RS256")
+    OIDC_RP_SCOPES = os.getenv("OCENTER_OIDC_SCOPES", "openid email profile")
+    OIDC_TIMEOUT = float(os.getenv("OCENTER_OIDC_TIMEOUT", "10"))
+    OIDC_VERIFY_SSL = envbool("OCENTER_OIDC_VERIFY_SSL", "True")
+    LOGIN_REDIRECT_URL_FAILURE = "/login/?sso=failed"
+OCENTER_OIDC_USERNAME_CLAIM = os.getenv("OCENTER_OIDC_USERNAME_CLAIM", "preferred_username")
+OCENTER_OIDC_GROUPS_CLAIM = os.getenv("OCENTER_OIDC_GROUPS_CLAIM", "groups")
+OCENTER_OIDC_STAFF_GROUPS = envlist("OCENTER_OIDC_STAFF_GROUPS")
+
+
+def _tenant_groups(text: str) -> dict:
+    """``"acme-admins=acme:admin,ops=acme:owner"`` → ``{group: [(tenant slug, role)]}``."""
+    mapped = {}
+    for item in (i.strip() for i in text.split(",") if i.strip()):
+        group, _, grant = item.partition("=")
+        slug, _, role = grant.partition(":")
+        if not (group and slug and role in ("owner", "admin", "member", "viewer")):
+            raise ImproperlyConfigured(
+                f"OCENTER_OIDC_TENANT_GROUPS: '{item}' is not group=tenant:role (role: owner, admin, member, viewer)"
+            )
+        mapped.setdefault(group.strip(), []).append((slug.strip(), role))
+    return mapped
+
+
+OCENTER_OIDC_TENANT_GROUPS = _tenant_groups(os.getenv("OCENTER_OIDC_TENANT_GROUPS", ""))
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en"

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -10,7 +11,9 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
     path("i18n/", include("django.conf.urls.i18n")),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path(
+        "login/", auth_views.LoginView.as_view(redirect_authenticated_user=True, extra_context={"sso": settings.OCENTER_OIDC}), name="login"
+    ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("pools.urls")),
     path("", include("billing.urls")),
@@ -24,3 +27,6 @@ urlpatterns = [
     path("api/v1/", include(("ocenter.api_urls", "api"))),
     path("admin/", admin.site.urls),
 ]
+
+if settings.OCENTER_OIDC:  # single sign-on: /oidc/authenticate/ and the provider's way back, /oidc/callback/
+    urlpatterns.append(path("oidc/", include("mozilla_django_oidc.urls")))

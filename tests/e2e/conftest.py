@@ -32,9 +32,9 @@ def _database_url() -> str:
     return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-def _serve(**env_overrides):
-    """oCenter on a free port over the test database, with 1-second pool syncs; yields its URL."""
-    port = free_port()
+def _serve(port=None, **env_overrides):
+    """oCenter on ``port`` (a free one when None) over the test database, with 1-second pool syncs; yields its URL."""
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
     env.update(
         {
