@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from urllib.parse import unquote
 
+from axes.exceptions import AxesBackendPermissionDenied
+from axes.helpers import get_cool_off
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -60,6 +62,17 @@ def problem(status_code: int, title: str, detail: str, *, type_: str = "about:bl
     return Response(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
 
 
+def locked_out_problem(request) -> JsonResponse:
+    """429 for a username locked out from this address (django-axes), with Retry-After: the cool-off left."""
+    cool_off = get_cool_off(request)
+    seconds = int(cool_off.total_seconds()) if cool_off else 0
+    detail = f"Too many wrong passwords for this username from your address; try again in {max(1, (seconds + 59) // 60)} min."
+    body = _body(429, detail, code="locked_out", title="Too many failed logins", retry_after=seconds)
+    response = JsonResponse(body, status=429, content_type=PROBLEM_CONTENT_TYPE)
+    response["Retry-After"] = str(seconds)
+    return response
+
+
 def exception_handler(exc, context):
     """Every error as ``application/problem+json``, with per-field messages for invalid input."""
     if isinstance(exc, DomainError):
@@ -68,6 +81,8 @@ def exception_handler(exc, context):
         if exc.field:
             members["errors"] = {exc.field: [exc.detail]}
         return problem(exc.status, exc.title, exc.detail, type_=PROBLEM_TYPE_BASE + code, **members)
+    if isinstance(exc, AxesBackendPermissionDenied):  # a password tried too often (django-axes): 429, not 403
+        return locked_out_problem(context["request"]._request)
     if isinstance(exc, RequestDataTooBig):
         exc = TooLarge()
     elif isinstance(exc, (Http404, ObjectDoesNotExist)):  # (a row removed by another request meanwhile, too)

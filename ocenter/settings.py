@@ -15,6 +15,7 @@ given.
 
 import os
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -70,6 +71,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "channels",
     "django_htmx",
+    "axes",
     "ocenter",
     "tenants",
     "pools",
@@ -90,6 +92,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "ocenter.audit.AuditContextMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: it answers a locked-out login
 ]
 
 ROOT_URLCONF = "ocenter.urls"
@@ -154,10 +157,10 @@ LOGIN_REDIRECT_URL = "home"
 
 # Single sign-on (tenants/sso.py): on when a client id is set. The provider's endpoints are given, not discovered.
 OCENTER_OIDC = bool(os.getenv("OCENTER_OIDC_CLIENT_ID"))
-AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = ["ocenter.lockout.LoginAttemptsBackend", "django.contrib.auth.backends.ModelBackend"]
 if OCENTER_OIDC:
     INSTALLED_APPS.append("mozilla_django_oidc")
-    AUTHENTICATION_BACKENDS.insert(0, "tenants.sso.OIDCBackend")
+    AUTHENTICATION_BACKENDS.insert(1, "tenants.sso.OIDCBackend")
     OIDC_RP_CLIENT_ID = os.environ["OCENTER_OIDC_CLIENT_ID"]
     OIDC_RP_CLIENT_SECRET = os.getenv("OCENTER_OIDC_CLIENT_SECRET", "")
     OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ["OCENTER_OIDC_AUTHORIZATION_ENDPOINT"]
@@ -276,13 +279,32 @@ OCENTER_METRICS_ALLOW = envlist("OCENTER_METRICS_ALLOW")
 
 CELERY_BEAT_SCHEDULE = beat_schedule(pool_sync_seconds=OCENTER_POOL_SYNC_SECONDS, meter_seconds=OCENTER_METER_SECONDS)
 
+# Brute force (docs/OPERATIONS.md). Passwords (the login page, Basic on POST /api/v1/tokens): django-axes locks a
+# username from an address after this many failures, for this long; the right password from another address still works.
+AXES_FAILURE_LIMIT = envint("OCENTER_LOGIN_FAILURE_LIMIT", "10")
+AXES_COOLOFF_TIME = timedelta(minutes=envint("OCENTER_LOGIN_COOLOFF_MINUTES", "15"))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "ocenter.lockout.locked_out"
+AXES_ENABLE_ADMIN = False
+# Bearer tokens: an address that sent this many unknown tokens in a minute is answered 429 until the minute ends.
+OCENTER_BAD_TOKENS_PER_MINUTE = envint("OCENTER_BAD_TOKENS_PER_MINUTE", "20")
+# The throttles' counters (and the bad tokens'): Redis in production, this process's memory in the embedded default.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.getenv("REDIS_URL"), "KEY_PREFIX": "ocenter"}
+          if os.getenv("REDIS_URL") else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}  # fmt: skip
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "tenants.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        # Basic only lets a person trade a password for a token (POST /api/v1/tokens).
-        "rest_framework.authentication.BasicAuthentication",
+        # Basic only lets a person trade a password for a token (POST /api/v1/tokens), and says so elsewhere.
+        "tenants.authentication.PasswordForTokenAuthentication",
     ],
+    "DEFAULT_THROTTLE_CLASSES": ["tenants.authentication.PerTokenThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "per_token": os.getenv("OCENTER_TOKEN_RATE", "10000/min"),
+        "token_exchange": os.getenv("OCENTER_TOKEN_EXCHANGE_RATE", "30/min"),
+    },
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "ocenter.api.Pagination",
@@ -316,5 +338,7 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
         # One line per task run is noise with a 10 s pool sync.
         "celery.app.trace": {"level": "WARNING"},
+        # django-axes says every failed login at INFO; the audit log records them (and its lockouts are WARNINGs).
+        "axes": {"level": "WARNING"},
     },
 }

@@ -1,13 +1,19 @@
 """Bearer-token authentication for the northbound API."""
 
 import hmac
+import time
 from datetime import timedelta
-from functools import cache
+from functools import cache as once
 
+from axes.exceptions import AxesBackendPermissionDenied
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
+from rest_framework.throttling import SimpleRateThrottle
 
 from ocenter.audit import audit_via
 from ocenter.lib.rows import columns, fetch, instance
@@ -17,7 +23,7 @@ from tenants.models import ApiToken
 LAST_USED_PRECISION = timedelta(seconds=60)
 
 
-@cache
+@once
 def _token_sql() -> str:
     # The token, its user, and the creator's current role in the token's tenant: Access needs all three on every request.
     return (
@@ -48,19 +54,75 @@ def authenticate_token(raw: str) -> ApiToken:
     return token
 
 
+def _bad_tokens_key(request) -> tuple[str, int]:
+    """(the cache key counting this address's unknown tokens this minute, seconds left in the minute)."""
+    now = time.time()
+    return f"bad-tokens:{request.META.get('REMOTE_ADDR', '')}:{int(now // 60)}", 60 - int(now % 60)
+
+
 class BearerTokenAuthentication(authentication.BaseAuthentication):
-    """``Authorization: Bearer ocn_…``: the token's user, with ``request.auth`` the ApiToken."""
+    """``Authorization: Bearer ocn_…``: the token's user, with ``request.auth`` the ApiToken.
+
+    An address that sends ``OCENTER_BAD_TOKENS_PER_MINUTE`` unknown tokens in a minute is answered 429 (with
+    Retry-After) until the minute ends: guessing tokens costs a minute a few dozen guesses.
+    """
 
     def authenticate(self, request):
         header = authentication.get_authorization_header(request).decode(errors="replace")
         if not header.lower().startswith("bearer "):
             return None
-        token = authenticate_token(header[7:].strip())
+        key, left = _bad_tokens_key(request)
+        if cache.get(key, 0) >= settings.OCENTER_BAD_TOKENS_PER_MINUTE:
+            raise exceptions.Throttled(wait=left, detail=f"Too many unknown tokens from your address; try again in {left} s.")
+        try:
+            token = authenticate_token(header[7:].strip())
+        except exceptions.AuthenticationFailed:
+            if not cache.add(key, 1, left + 1):
+                cache.incr(key)
+            raise
         audit_via(f"token {token.prefix}…")
         return token.user, token
 
     def authenticate_header(self, request):
         return 'Bearer realm="ocenter"'
+
+
+class PasswordForTokenAuthentication(authentication.BasicAuthentication):
+    """HTTP Basic, where a person trades their password for a token (``POST /api/v1/tokens``) and nowhere else:
+    a password is not an API credential (each try costs the server a password hash), and django-axes counts its failures."""
+
+    def authenticate(self, request):
+        if not authentication.get_authorization_header(request).lower().startswith(b"basic "):
+            return None
+        if request.method != "POST" or request.path.rstrip("/") != reverse("api:token-list").rstrip("/"):
+            raise exceptions.AuthenticationFailed(
+                "Basic auth (a password) is only for POST /api/v1/tokens, to get a token: send 'Authorization: Bearer ocn_…' here"
+            )
+        try:
+            return super().authenticate(request)
+        except exceptions.AuthenticationFailed:
+            if getattr(request, "axes_locked_out", False):  # django-axes refused to check it: answered 429 (ocenter.api)
+                raise AxesBackendPermissionDenied("locked out") from None
+            raise
+
+
+class PerTokenThrottle(SimpleRateThrottle):
+    """Requests a token may make (``OCENTER_TOKEN_RATE``, 10,000 a minute): one runaway script does not take the API."""
+
+    scope = "per_token"
+
+    def get_cache_key(self, request, view):
+        token = getattr(request, "auth", None)
+        return f"throttle-token:{token.id}" if isinstance(token, ApiToken) else None
+
+
+class TokenExchangeThrottle(SimpleRateThrottle):
+    """Tokens an address may ask for (``OCENTER_TOKEN_EXCHANGE_RATE``, 30 a minute), whoever it signs in as."""
+
+    scope = "token_exchange"
+
+    def get_cache_key(self, request, view):
+        return f"throttle-exchange:{self.get_ident(request)}"
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):

@@ -6,6 +6,18 @@ from tests.fleet import Fleet
 from tests.servers import redis_server  # noqa: F401 (a fixture for every test)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_process_state():
+    """Each test starts with no throttle counted against it (the cache is this process's memory in tests), and no view
+    of the fleet kept from another test's GPUs (a test that keeps the view for an hour would place on them)."""
+    from django.core.cache import cache
+
+    from pools.fleet import fleet
+
+    cache.clear()
+    fleet.forget()
+
+
 @pytest.fixture
 def agents(tmp_path):
     """Start real agents: ``agents("pool-a", [a100_nodes(2)])``; all stopped after the test."""

@@ -29,3 +29,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # races) then wait for the lock instead of failing with "table is locked".
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
+
+# The throttles' counters live in this process (a test's cache is cleared before it, tests/conftest.py): tests that
+# ask for many tokens must not throttle the next one. Production keeps them in Redis.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

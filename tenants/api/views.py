@@ -25,6 +25,7 @@ from tenants.api.serializers import (
     QuotaUpdateSerializer,
     TenantSerializer,
 )
+from tenants.authentication import TokenExchangeThrottle
 from tenants.filters import ApiTokenFilter, MembershipFilter, ProjectFilter, QuotaFilter, TenantFilter
 from tenants.models import ApiToken, Membership, Project, Quota, Role, Tenant
 from tenants.selectors import quotas_with_usage
@@ -232,6 +233,10 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     queryset = ApiToken.objects.select_related("tenant", "user").order_by("-created_at", "id")
     serializer_class = ApiTokenSerializer
     filterset_class = ApiTokenFilter
+
+    def get_throttles(self):
+        throttles = super().get_throttles()
+        return [*throttles, TokenExchangeThrottle()] if self.action == "create" else throttles
 
     def get_queryset(self):
         tokens = ApiToken.objects.select_related("tenant", "user").order_by("-created_at", "id")

@@ -1,0 +1,27 @@
+"""What a locked-out login is answered (django-axes' AXES_LOCKOUT_CALLABLE): 429 with Retry-After, a problem document
+under /api/, a page elsewhere, saying when to try again."""
+
+from axes.backends import AxesStandaloneBackend
+from axes.helpers import get_cool_off
+from django.shortcuts import render
+
+from ocenter.api import API_PREFIX, locked_out_problem
+
+
+def locked_out(request, original_response=None, credentials=None):
+    if request.path.startswith(API_PREFIX):
+        return locked_out_problem(request)
+    cool_off = get_cool_off(request)
+    seconds = int(cool_off.total_seconds()) if cool_off else 0
+    response = render(request, "429.html", {"minutes": max(1, (seconds + 59) // 60)}, status=429)
+    response["Retry-After"] = str(seconds)
+    return response
+
+
+class LoginAttemptsBackend(AxesStandaloneBackend):
+    """django-axes' check of every login over HTTP; a login with no request (a shell, a test client) is not one to count."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)
