@@ -132,8 +132,47 @@ def metrics(request):
     return HttpResponse(body, content_type=content_type)
 
 
+def _check_database():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _check_redis():
+    import redis
+
+    redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1).ping()
+
+
+def _check_broker():
+    from ocenter.celery import app
+
+    with app.connection_for_write() as broker:
+        broker.ensure_connection(max_retries=1, timeout=1)
+
+
+def readyz(request):
+    """Readiness, each dependency on its own: the database, Redis (live updates), the Celery broker (jobs); 503 when one fails.
+
+    A part the configuration does not use (the embedded default has no Redis and no broker) is "not used".
+    """
+    broker = not settings.CELERY_BROKER_URL.startswith("memory")
+    checks = {"database": _check_database, "redis": _check_redis if settings.REDIS_URL else None,
+              "broker": _check_broker if broker else None}  # fmt: skip
+    answers, ready = {}, True
+    for name, check in checks.items():
+        if check is None:
+            answers[name] = "not used"
+            continue
+        try:
+            check()
+            answers[name] = "ok"
+        except Exception as exc:  # whatever stops it, said per dependency
+            answers[name], ready = f"failing: {exc.__class__.__name__}: {exc}"[:300], False
+    return JsonResponse({"status": "ready" if ready else "not ready", "checks": answers}, status=200 if ready else 503)
+
+
 def healthz(request):
-    """Liveness for a load balancer: the process answers and the database too."""
+    """Liveness for a load balancer: the process answers and the database too (cheap: one SELECT; see readyz for the rest)."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})

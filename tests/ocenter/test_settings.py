@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -53,3 +55,34 @@ def test_embedded_default_needs_nothing(tmp_path):
         "False",
         "['127.0.0.1', 'localhost']\n",
     ]
+
+
+@pytest.fixture
+def broker_at(monkeypatch, settings):
+    """Celery's broker (and the settings' Redis) at this URL for the test, and back after it."""
+    from ocenter.celery import app
+
+    def point(url):
+        settings.REDIS_URL = settings.CELERY_BROKER_URL = url
+        monkeypatch.setattr(app.conf, "broker_url", url)
+        monkeypatch.setattr(app, "_pool", None)  # Celery keeps its connections per broker
+
+    yield point
+    app._pool = None
+
+
+def test_readiness_says_each_dependency_and_fails_when_one_does(client, broker_at, redis_server, db):
+    broker_at(redis_server.url)
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json() == {"status": "ready", "checks": {"database": "ok", "redis": "ok", "broker": "ok"}}
+    redis_server.stop()
+    down = client.get("/readyz")
+    assert down.status_code == 503 and down.json()["checks"]["database"] == "ok"
+    assert down.json()["checks"]["redis"].startswith("failing: ") and down.json()["checks"]["broker"].startswith("failing: ")
+    assert client.get("/healthz").status_code == 200  # liveness stays cheap: the database only
+
+
+def test_readiness_of_the_embedded_default_needs_only_the_database(client, settings, db):
+    settings.REDIS_URL, settings.CELERY_BROKER_URL = "", "memory://"
+    answer = client.get("/readyz").json()
+    assert answer == {"status": "ready", "checks": {"database": "ok", "redis": "not used", "broker": "not used"}}
