@@ -253,6 +253,8 @@ OCENTER_EMBEDDED_JOBS = envbool("OCENTER_EMBEDDED_JOBS", "False" if REDIS_URL el
 OCENTER_POOL_SYNC_SECONDS = envint("OCENTER_POOL_SYNC_SECONDS", "10")
 OCENTER_AGENT_CONNECT_TIMEOUT = float(os.getenv("OCENTER_AGENT_CONNECT_TIMEOUT", "2"))
 OCENTER_AGENT_TIMEOUT = float(os.getenv("OCENTER_AGENT_TIMEOUT", "5"))
+# The CA (PEM) that signed agents' certificates, for agents served over TLS (docs/POOLS.md); empty: the system's CAs.
+OCENTER_AGENT_CA_FILE = os.getenv("OCENTER_AGENT_CA_FILE", "")
 # How old this process's view of the fleet may get before placement reads it again (pools.fleet).
 # The room itself is always checked in the database; a staler view only costs retries and packing.
 OCENTER_FLEET_SECONDS = float(os.getenv("OCENTER_FLEET_SECONDS", "5"))

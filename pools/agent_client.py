@@ -10,6 +10,7 @@ for a pool's status line.
 from __future__ import annotations
 
 import re
+import ssl
 import threading
 import time
 
@@ -51,6 +52,8 @@ def _client(base_url: str) -> httpx.Client:
                 base_url=base_url,
                 timeout=httpx.Timeout(settings.OCENTER_AGENT_TIMEOUT, connect=settings.OCENTER_AGENT_CONNECT_TIMEOUT),
                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+                # An agent over TLS with its own CA (or a self-signed certificate): OCENTER_AGENT_CA_FILE; else the system's CAs.
+                verify=ssl.create_default_context(cafile=settings.OCENTER_AGENT_CA_FILE) if settings.OCENTER_AGENT_CA_FILE else True,
             )
             _clients[base_url] = client
         return client

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)")
+LISTENING = re.compile(r"listening on https?://([\d.]+):(\d+)")
 
 
 def fleet_toml(pool: str, groups: list[dict], faults: dict | None = None) -> str:

@@ -87,7 +87,8 @@ def main(argv=None) -> int:
         while not stopping.is_set():
             server_box["server"] = server = make_server(agent, host or "127.0.0.1", int(port))
             port = server.server_address[1]  # after "--listen …:0", rebind the same port
-            print(f"pools.agent: {config.pool} listening on http://{host}:{server.server_address[1]}", flush=True)
+            scheme = "https" if config.tls_cert else "http"
+            print(f"pools.agent: {config.pool} listening on {scheme}://{host}:{server.server_address[1]}", flush=True)
             server.serve_forever(poll_interval=0.2)
             server.server_close()
             if agent.refuse_requested.is_set() and not stopping.is_set():

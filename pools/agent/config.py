@@ -65,6 +65,11 @@ class AgentConfig:
     node_groups: list[NodeGroup]
     faults: Faults
     nvml: NvmlConfig = field(default_factory=NvmlConfig)
+    # A connection that sends nothing for this long is closed: an idle client must not hold a thread forever.
+    read_timeout: float = 30.0
+    # TLS from the standard library: both set, the agent speaks HTTPS only (pool tokens cross regions).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
 
 def _require(table, key, kind, where):
@@ -149,6 +154,15 @@ def load_config(path: str | Path, *, listen: str | None = None, state: str | Non
             if group.memory_mib < 1:
                 raise ConfigError(f"{where}: 'memory_mib' must be positive")
             groups.append(group)
+    read_timeout = agent.get("read_timeout_seconds", 30)
+    if isinstance(read_timeout, bool) or not isinstance(read_timeout, (int, float)) or not 0.1 <= read_timeout <= 3600:
+        raise ConfigError("[agent]: 'read_timeout_seconds' must be a number of seconds from 0.1 to 3600")
+    tls = {key: agent.get(key) for key in ("tls_cert", "tls_key")}
+    if any(tls.values()) and not all(isinstance(v, str) and v for v in tls.values()):
+        raise ConfigError("[agent]: TLS needs both 'tls_cert' and 'tls_key' (PEM files), or neither")
+    for key, value in tls.items():
+        if value and not Path(value).is_file():
+            raise ConfigError(f"[agent]: '{key}' {value}: no such file")
     return AgentConfig(
         pool=pool,
         backend=backend,
@@ -157,6 +171,9 @@ def load_config(path: str | Path, *, listen: str | None = None, state: str | Non
         node_groups=groups,
         faults=parse_faults(data.get("faults", {})),
         nvml=nvml,
+        read_timeout=float(read_timeout),
+        tls_cert=Path(tls["tls_cert"]) if tls["tls_cert"] else None,
+        tls_key=Path(tls["tls_key"]) if tls["tls_key"] else None,
     )
 
 

@@ -13,6 +13,7 @@ import json
 import logging
 import random
 import re
+import ssl
 import threading
 import time
 import uuid
@@ -424,5 +425,13 @@ class AgentServer(ThreadingHTTPServer):
 
 
 def make_server(agent: Agent, host: str, port: int) -> AgentServer:
-    handler = type("BoundHandler", (Handler,), {"agent": agent})
-    return AgentServer((host, port), handler)
+    """The agent's HTTP server: each connection read with ``read_timeout`` (an idle one is closed), over TLS when configured."""
+    handler = type("BoundHandler", (Handler,), {"agent": agent, "timeout": agent.config.read_timeout})
+    server = AgentServer((host, port), handler)
+    if agent.config.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(agent.config.tls_cert, agent.config.tls_key)
+        # The handshake happens in the connection's own thread (on its first read), not in the accepting loop.
+        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    return server
