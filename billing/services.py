@@ -21,7 +21,7 @@ from billing.models import Adjustment, Budget, BudgetAlert, Notification, Price,
 from billing.rating import amount, cut, midnights, month_start, next_month, seconds_between, to_cents
 from billing.selectors import PriceBook, budget_period, budget_spent, due_slices, local_tz
 from ocenter import reasons
-from ocenter.audit import audit_record
+from ocenter.audit import audit_record, field_changes
 from ocenter.errors import Conflict, DomainError
 from ocenter.events import STAFF_GROUP, publish_on_commit, tenant_group
 from ocenter.lib.units import COMPUTE_UNITS_PER_GPU
@@ -374,9 +374,12 @@ def budget_set(
     """Create or change the budget of a tenant or project."""
     budget = Budget.objects.filter(tenant=tenant, project=project).first() or Budget(tenant=tenant, project=project)
     created = budget._state.adding
-    for name, value in dict(
+    after = dict(
         period=period, amount=amount, thresholds=sorted(set(thresholds)), action=action, grace_seconds=grace_seconds, starts_at=starts_at
-    ).items():
+    )
+    if not created and not field_changes({name: getattr(budget, name) for name in after}, after):
+        return budget  # the same budget again: nothing to write, nothing to record
+    for name, value in after.items():
         setattr(budget, name, value)
     budget.save()
     audit_record(

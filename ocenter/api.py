@@ -25,6 +25,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from ocenter.audit import audit_attempt
 from ocenter.errors import DomainError
 from ocenter.lib.paging import COUNT_CAP, CappedPaginator
 from ocenter.parsers import NUL, NUL_MESSAGE
@@ -92,6 +93,10 @@ def exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # a bug: Django logs it, and ProblemMiddleware answers a problem
+    if response.status_code in (401, 403):  # a refused action is audited (who, from where, what it tried)
+        request = context["request"]
+        audit_attempt(request=request._request, action="access.refused", user=getattr(request, "_user", None),
+                      changes={"status": response.status_code, "detail": str(exc.detail)[:300]})  # fmt: skip
     if isinstance(exc, exceptions.ValidationError):
         errors = _flatten(exc.detail)
         fields = ", ".join(errors)

@@ -6,4 +6,11 @@ class OcenterConfig(AppConfig):
     verbose_name = "oCenter"
 
     def ready(self):
+        from axes.signals import user_locked_out
+        from django.contrib.auth.signals import user_login_failed
+
         from ocenter import preferences  # noqa: F401 (its login receiver)
+        from ocenter.audit import login_failed, login_locked_out
+
+        user_login_failed.connect(login_failed, dispatch_uid="ocenter-audit-login-failed")
+        user_locked_out.connect(login_locked_out, dispatch_uid="ocenter-audit-locked-out")

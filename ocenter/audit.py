@@ -73,3 +73,30 @@ def audit_entry(*, actor, action: str, obj, changes: dict | None = None, tenant_
 def field_changes(before: dict, after: dict) -> dict:
     """``{field: [old, new]}`` for the fields whose value differs."""
     return {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v}
+
+
+def audit_attempt(*, request, action: str, changes: dict, user=None, label: str = "") -> AuditEntry:
+    """An entry for an attempt that changed nothing (a failed login, a refused action): who, from where, what was tried."""
+    user = user if getattr(user, "is_authenticated", False) else None
+    return AuditEntry.objects.create(
+        actor=user,
+        actor_label=(actor_label(user) if user else label or "anonymous")[:150],
+        action=action,
+        object_type="request",
+        object_id="",
+        object_repr=f"{request.method} {request.path}"[:200],
+        changes=changes,
+        source_ip=request.META.get("REMOTE_ADDR") or None,
+    )
+
+
+def login_failed(sender, credentials, request=None, **kwargs):
+    """``user_login_failed``: every wrong password (the page, Basic on the token exchange) is recorded, without the password."""
+    if request is not None:
+        username = str(credentials.get("username", ""))[:150]
+        audit_attempt(request=request, action="login.failed", label=username, changes={"username": username})
+
+
+def login_locked_out(sender, request, username, ip_address, **kwargs):
+    """django-axes' ``user_locked_out``: the username is paused for that address."""
+    audit_attempt(request=request, action="login.locked_out", label=str(username or ""), changes={"username": username, "ip": ip_address})

@@ -31,3 +31,5 @@ urlpatterns = [
 
 if settings.OCENTER_OIDC:  # single sign-on: /oidc/authenticate/ and the provider's way back, /oidc/callback/
     urlpatterns.append(path("oidc/", include("mozilla_django_oidc.urls")))
+
+handler403 = "ocenter.views.permission_denied"

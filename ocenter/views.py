@@ -14,12 +14,14 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from django.views import defaults
 
 from billing.models import UsageRecord
 from billing.rating import to_cents
 from billing.selectors import PriceBook, allocated_by_hour, hourly_price, spend_today, usage_summary
 from ocenter.access import staff_required
 from ocenter.api_views import audit_entries_for
+from ocenter.audit import audit_attempt
 from ocenter.charts import daily_lines, line_chart
 from ocenter.filters import AuditEntryFilter
 from ocenter.lib.paging import CappedPaginator
@@ -169,6 +171,13 @@ def readyz(request):
         except Exception as exc:  # whatever stops it, said per dependency
             answers[name], ready = f"failing: {exc.__class__.__name__}: {exc}"[:300], False
     return JsonResponse({"status": "ready" if ready else "not ready", "checks": answers}, status=200 if ready else 503)
+
+
+def permission_denied(request, exception):
+    """A page refused (403): audited, then oCenter's own page with a way back."""
+    audit_attempt(request=request, action="access.refused", user=getattr(request, "user", None),
+                  changes={"status": 403, "detail": str(exception)[:300]})  # fmt: skip
+    return defaults.permission_denied(request, exception)
 
 
 def healthz(request):

@@ -197,6 +197,8 @@ def quota_set(*, actor, tenant: Tenant, project: Project | None, pool_name: str 
     before = _values(quota, QUOTA_AMOUNTS) if not created else {}
     for name, value in amounts.items():
         setattr(quota, name, value)
+    if not created and not field_changes(before, _values(quota, QUOTA_AMOUNTS)):
+        return quota  # the same amounts again: nothing to write, nothing to record
     _check_division(quota)
     try:
         with transaction.atomic():

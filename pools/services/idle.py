@@ -39,6 +39,8 @@ def idle_policy_set(*, actor, tenant=None, threshold_percent: int, idle_minutes:
     policy = policy or IdlePolicy(tenant=tenant, platform=tenant is None)
     after = {"threshold_percent": threshold_percent, "idle_minutes": idle_minutes, "grace_minutes": grace_minutes, "action": action}
     before = {name: getattr(policy, name) for name in after} if policy.pk else {}
+    if policy.pk and before == after:
+        return policy  # the same policy again: nothing to write, nothing to record
     for name, value in after.items():
         setattr(policy, name, value)
     policy.save()
