@@ -1,5 +1,6 @@
+from csp.decorators import csp_update
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from billing.api.views import BudgetViewSet, PriceViewSet, StatementViewSet, UsageViewSet
@@ -23,10 +24,17 @@ router.register("budgets", BudgetViewSet, basename="budget")
 router.register("statements", StatementViewSet, basename="statement")
 router.register("audit", AuditEntryViewSet, basename="audit")
 
+# The docs' pages relax the site's policy for themselves only: Swagger UI (its settings a script of its own, the split
+# view) writes style elements as it draws; ReDoc's page also has its script inline.
+docs = csp_update({"style-src": ["'unsafe-inline'"]})(SpectacularSwaggerSplitView.as_view(url_name="api:schema"))
+redoc = csp_update({"script-src": ["'unsafe-inline'"], "style-src": ["'unsafe-inline'"], "worker-src": ["blob:"]})(
+    SpectacularRedocView.as_view(url_name="api:schema")
+)
+
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="api:schema"), name="redoc"),
+    path("docs/", docs, name="docs"),
+    path("redoc/", redoc, name="redoc"),
     path("", include(router.urls)),
     re_path(r"^(?P<path>.*)$", api_not_found),
 ]

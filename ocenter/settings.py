@@ -81,6 +81,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "ocenter.api.ProblemMiddleware",  # outermost: every error under /api/ is a problem document
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -221,7 +222,28 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 if envbool("BEHIND_TLS_PROXY", "False"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Browsers come back over HTTPS only (a year, as the HSTS preload list asks; HSTS_SECONDS=0 turns it off).
+    SECURE_HSTS_SECONDS = envint("HSTS_SECONDS", str(365 * 24 * 3600))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("HSTS_INCLUDE_SUBDOMAINS", "False")
 
+# Content-Security-Policy (django-csp): scripts, styles, fonts and sockets from oCenter itself only; no inline script
+# anywhere (pages use data- attributes, ocenter.js reads them). Inline style attributes stay allowed: bars are drawn
+# with a width in the markup. The API docs' pages relax it for themselves (ocenter/api_urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 # Redis carries the channel layer and the Celery broker in production. Without
 # it, live events stay in this process and Celery tasks run in-process.
 REDIS_URL = os.getenv("REDIS_URL", "")
@@ -316,12 +338,15 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["ocenter.parsers.JSONParser", "ocenter.parsers.FormParser", "ocenter.parsers.MultiPartParser"],
 }
 
+# The schema and the docs pages: to signed-in people (a session or a token) unless OCENTER_PUBLIC_API_DOCS says anyone.
+API_DOCS_PERMISSION = f"rest_framework.permissions.{'AllowAny' if envbool('OCENTER_PUBLIC_API_DOCS', 'False') else 'IsAuthenticated'}"
 SPECTACULAR_SETTINGS = {
     "TITLE": "oCenter northbound API",
     "DESCRIPTION": "Tenants, quotas, pools and allocations. Authenticate with 'Authorization: Bearer ocn_…'. "
     "Errors are application/problem+json (RFC 9457).",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": [API_DOCS_PERMISSION],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

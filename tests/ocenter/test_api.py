@@ -67,3 +67,10 @@ def test_tenant_admins_read_only_their_tenants_audit(django_user_model, staff):
     api.force_login(staff)
     assert api.get("/api/v1/audit?action=project.create").json()["count"] == 1
     assert AuditEntry.objects.filter(tenant_id=globex.id).count() == 2
+
+
+def test_the_schema_and_docs_are_for_signed_in_people_by_default(client, staff):
+    assert client.get("/api/v1/schema/").status_code == 401
+    assert client.get("/api/v1/docs/").status_code == 401
+    client.force_login(staff)
+    assert client.get("/api/v1/schema/").status_code == 200
