@@ -5,7 +5,7 @@ from rest_framework.routers import DefaultRouter
 
 from billing.api.views import BudgetViewSet, PriceViewSet, StatementViewSet, UsageViewSet
 from ocenter.api import api_not_found
-from ocenter.api_views import AuditEntryViewSet
+from ocenter.api_views import AuditEntryViewSet, WebhookViewSet
 from pools.api.views import AcceleratorViewSet, AllocationViewSet, PoolViewSet
 from tenants.api.views import ApiTokenViewSet, MembershipViewSet, ProjectViewSet, QuotaViewSet, TenantViewSet
 
@@ -23,6 +23,7 @@ router.register("usage", UsageViewSet, basename="usage")
 router.register("budgets", BudgetViewSet, basename="budget")
 router.register("statements", StatementViewSet, basename="statement")
 router.register("audit", AuditEntryViewSet, basename="audit")
+router.register("webhooks", WebhookViewSet, basename="webhook")
 
 # The docs' pages relax the site's policy for themselves only: Swagger UI (its settings a script of its own, the split
 # view) writes style elements as it draws; ReDoc's page also has its script inline.

@@ -9,8 +9,14 @@ class OcenterConfig(AppConfig):
         from axes.signals import user_locked_out
         from django.contrib.auth.signals import user_login_failed
 
-        from ocenter import preferences  # noqa: F401 (its login receiver)
+        from ocenter import (
+            events,
+            preferences,  # noqa: F401 (its login receiver)
+            webhooks,
+        )
         from ocenter.audit import login_failed, login_locked_out
 
+        if webhooks.on_event not in events.sinks:
+            events.sinks.append(webhooks.on_event)
         user_login_failed.connect(login_failed, dispatch_uid="ocenter-audit-login-failed")
         user_locked_out.connect(login_locked_out, dispatch_uid="ocenter-audit-locked-out")

@@ -21,4 +21,5 @@ def beat_schedule(*, pool_sync_seconds: int, meter_seconds: int = 60) -> dict:
         "meter-usage": _every(meter_seconds, "billing.tasks.meter_usage"),
         "prune-series": _every(3600, "pools.tasks.prune_series"),
         "check-idle": _every(60, "pools.tasks.check_idle"),
+        "deliver-webhooks": _every(10, "ocenter.tasks.deliver_webhooks"),
     }

@@ -82,12 +82,21 @@ _sender = _Sender()
 _in_flight: set = set()
 
 
+# Called with every event published (``ocenter.webhooks.on_event``): what else hears of it besides websockets.
+sinks: list = []
+
+
 def publish(groups: list[str], event: dict):
-    """Send ``event`` to every group (best effort: live views are not the truth).
+    """Send ``event`` to every group (best effort: live views are not the truth), and hand it to every sink.
 
     The in-memory layer lives in the server's own event loop, so it is sent
     there; a cross-process layer (Redis) is sent from this process's sender thread.
     """
+    for sink in sinks:
+        try:
+            sink(groups, event)
+        except Exception:  # a sink's failure (the database away) must not break the write that triggered it
+            log.warning("a sink could not take %s", event.get("kind"), exc_info=True)
     layer = get_channel_layer()
     if layer is None:
         return

@@ -294,6 +294,12 @@ EMAIL_BACKEND = os.getenv(
 )
 DEFAULT_FROM_EMAIL = os.getenv("DEFAULT_FROM_EMAIL", "ocenter@localhost")
 
+# Webhooks (ocenter/webhooks.py): how old this process's list of them may get; plain http:// endpoints (tests only);
+# the CA of receivers whose certificates no system CA signed.
+OCENTER_WEBHOOKS_SECONDS = float(os.getenv("OCENTER_WEBHOOKS_SECONDS", "5"))
+OCENTER_WEBHOOKS_ALLOW_HTTP = envbool("OCENTER_WEBHOOKS_ALLOW_HTTP", "False")
+OCENTER_WEBHOOKS_CA_FILE = os.getenv("OCENTER_WEBHOOKS_CA_FILE", "")
+
 # How often running time is metered into usage records (and budgets checked).
 OCENTER_METER_SECONDS = envint("OCENTER_METER_SECONDS", "60")
 

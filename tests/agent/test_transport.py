@@ -1,8 +1,6 @@
 """The agent's connections: an idle one is closed after its read timeout (it held a thread forever), and the agent
 can speak TLS from the standard library, which oCenter verifies against the CA it is given."""
 
-import datetime
-import ipaddress
 import socket
 import ssl
 import time
@@ -11,6 +9,7 @@ import httpx
 import pytest
 
 from tests.agents import AgentProcess, a100_nodes, fleet_toml
+from tests.servers import self_signed_certificate
 
 
 def _config(tmp_path, **agent) -> str:
@@ -30,32 +29,11 @@ def test_an_idle_connection_is_closed_after_the_read_timeout(tmp_path):
         agent.stop()
 
 
-def _self_signed(tmp_path):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bj agent")])
-    now = datetime.datetime.now(datetime.UTC)
-    builder = x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-    cert = (builder.serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))  # fmt: skip
-    cert_path, key_path = tmp_path / "agent.crt", tmp_path / "agent.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 @pytest.mark.django_db
 def test_an_agent_over_tls_is_reached_and_verified_by_ocenter(tmp_path, settings):
     from pools.agent_client import AgentClient, AgentUnreachable, _clients
 
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     agent = AgentProcess(tmp_path, "bj", [], toml=_config(tmp_path, tls_cert=str(cert), tls_key=str(key))).start()
     url = f"https://127.0.0.1:{agent.port}"
     try:

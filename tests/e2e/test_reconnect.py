@@ -23,15 +23,15 @@ def test_the_pools_page_survives_a_redis_restart(server_on_redis, browser, agent
     page.fill("#id_username", "operator")
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_function("window.__opens === 1", timeout=10_000)
+    page.wait_for_function("() => window.__opens === 1", timeout=10_000)
 
     redis.stop()  # the server's consumers lose Redis: their sockets close
     page.wait_for_timeout(1500)
     with page.expect_request(lambda r: r.url.endswith("/console/pools/") and r.headers.get("hx-request") == "true", timeout=30_000):
         redis.start()
-        page.wait_for_function("window.__opens >= 2", timeout=30_000)
+        page.wait_for_function("() => window.__opens >= 2", timeout=30_000)
     assert "bj" in page.inner_text("#live-pools")
 
     agent.stop()  # live again: the pool going down reaches the page without a reload
-    page.wait_for_function("document.querySelector('#live-pools').innerText.includes('unreachable')", timeout=20_000)
+    page.wait_for_function("() => document.querySelector('#live-pools').innerText.includes('unreachable')", timeout=20_000)
     assert page.evaluate("window.__opens") >= 2

@@ -1,0 +1,200 @@
+"""
+Webhooks: events told to HTTPS endpoints that tenants' admins (or staff, for
+the whole platform) register.
+
+An event published (``ocenter.events.publish``) becomes a delivery for every
+active webhook that asked for its kind and may see it (its tenant's events; all
+of them for a platform webhook), and is sent by Celery: a POST of the event as
+JSON, signed as Stripe and GitHub sign theirs::
+
+    oCenter-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" under the webhook's secret>
+
+A receiver recomputes the HMAC with the secret it was shown once, and refuses
+a timestamp older than a few minutes (a replay). A delivery that is not
+answered 2xx is tried again after 10 s, 20 s, 40 s … (at most an hour apart),
+``MAX_ATTEMPTS`` times in all; every try's outcome is kept where the owner reads
+it, and any delivery can be sent again.
+"""
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import ssl
+import threading
+import time
+from datetime import timedelta
+
+import httpx
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from ocenter.audit import audit_record
+from ocenter.crypto import secretbox
+from ocenter.errors import DomainError
+from ocenter.models import Webhook, WebhookDelivery
+
+log = logging.getLogger(__name__)
+
+KINDS = ("allocation.updated", "allocation.idle", "budget.alert")
+MAX_ATTEMPTS = 8
+TIMEOUT_SECONDS = 10
+
+
+def sign(secret: str, timestamp: int, body: str) -> str:
+    """The ``oCenter-Signature`` header's value for ``body`` sent at ``timestamp``."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def _check(url: str, events: list) -> list:
+    if not url.startswith("https://") and not (settings.OCENTER_WEBHOOKS_ALLOW_HTTP and url.startswith("http://")):
+        raise DomainError("url must be an https:// address: deliveries carry your tenant's events", field="url")
+    events = list(dict.fromkeys(events or []))
+    unknown = [kind for kind in events if kind not in KINDS]
+    if not events or unknown:
+        raise DomainError(f"events must name one or more of {', '.join(KINDS)}" + (f"; unknown: {', '.join(unknown)}" if unknown else ""),
+                          field="events")  # fmt: skip
+    return events
+
+
+def webhook_create(*, actor, tenant_id, url: str, events: list) -> tuple[Webhook, str]:
+    """Register an endpoint; returns it and its signing secret (shown this once)."""
+    events = _check(url, events)
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        webhook = Webhook.objects.create(tenant_id=tenant_id, url=url, events=events, secret_ciphertext=secretbox().encrypt(secret),
+                                         secret_prefix=secret[:12], created_by=actor if getattr(actor, "pk", None) else None)  # fmt: skip
+        audit_record(actor=actor, action="webhook.create", obj=webhook, tenant_id=tenant_id, changes={"url": url, "events": events})
+    _forget()
+    return webhook, secret
+
+
+def webhook_delete(*, actor, webhook: Webhook):
+    with transaction.atomic():
+        audit_record(actor=actor, action="webhook.delete", obj=webhook, tenant_id=webhook.tenant_id, changes={"url": webhook.url})
+        webhook.delete()
+    _forget()
+
+
+def delivery_redeliver(*, actor, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Send a delivery again, now (its body as first signed, under a new timestamp), whatever became of it before."""
+    with transaction.atomic():
+        WebhookDelivery.objects.filter(id=delivery.id).update(state=WebhookDelivery.State.PENDING, next_attempt_at=timezone.now())
+        audit_record(actor=actor, action="webhook.redeliver", obj=delivery.webhook, tenant_id=delivery.webhook.tenant_id,
+                     changes={"delivery": str(delivery.id)})  # fmt: skip
+    _send_soon([delivery.id])
+    delivery.refresh_from_db()
+    return delivery
+
+
+# --- from events to deliveries ------------------------------------------------------
+
+_active = {"at": 0.0, "webhooks": []}
+
+
+def _forget():
+    _active["at"] = 0.0
+
+
+def _webhooks() -> list[Webhook]:
+    """Active webhooks, read at most every ``OCENTER_WEBHOOKS_SECONDS`` by this process: an event costs no query when none is."""
+    now = time.monotonic()
+    if now - _active["at"] >= settings.OCENTER_WEBHOOKS_SECONDS:
+        _active["webhooks"], _active["at"] = list(Webhook.objects.filter(active=True)), now
+    return _active["webhooks"]
+
+
+def on_event(groups, event: dict):
+    """``ocenter.events``' sink: a delivery for every webhook that asked for this event and may see it."""
+    kind = event.get("kind")
+    if kind not in KINDS or event.get("replayed"):
+        return
+    tenant = str(event.get("tenant") or "")
+    wanted = [w for w in _webhooks() if kind in w.events and (w.tenant_id is None or str(w.tenant_id) == tenant)]
+    if not wanted:
+        return
+    body = json.dumps(event, default=str, sort_keys=True)
+    now = timezone.now()
+    deliveries = WebhookDelivery.objects.bulk_create(
+        [WebhookDelivery(webhook=w, kind=kind, body=body, next_attempt_at=now) for w in wanted]
+    )
+    _send_soon([d.id for d in deliveries])
+
+
+def _send_soon(ids):
+    """Send these once committed: by a Celery worker, or (tasks run in-process) in a thread, never in the caller's request."""
+    ids = [str(i) for i in ids]
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        transaction.on_commit(lambda: threading.Thread(target=_send_here, args=(ids,), name="webhooks", daemon=True).start())
+        return
+    from ocenter.enqueue import enqueue_on_commit
+    from ocenter.tasks import deliver_webhooks
+
+    enqueue_on_commit(deliver_webhooks, ids)
+
+
+def _send_here(ids):
+    from django.db import connections
+
+    try:
+        deliveries_send(ids=ids)
+    except Exception:
+        log.exception("webhook deliveries failed; the periodic run tries them again")
+    finally:
+        connections.close_all()
+
+
+# --- sending -------------------------------------------------------------------
+
+
+def backoff(attempts: int) -> timedelta:
+    """How long after its ``attempts``-th failed try a delivery is tried again: 10 s, doubled each time, an hour at most."""
+    return timedelta(seconds=min(3600, 10 * 2 ** max(0, attempts - 1)))
+
+
+def _client() -> httpx.Client:
+    verify = ssl.create_default_context(cafile=settings.OCENTER_WEBHOOKS_CA_FILE) if settings.OCENTER_WEBHOOKS_CA_FILE else True
+    return httpx.Client(timeout=TIMEOUT_SECONDS, verify=verify, follow_redirects=False)
+
+
+def deliveries_send(*, ids=None, now=None) -> int:
+    """Try the deliveries due (of ``ids``, when given): sign, POST, record. Returns how many were delivered."""
+    now = now or timezone.now()
+    due = WebhookDelivery.objects.select_related("webhook").filter(state=WebhookDelivery.State.PENDING, next_attempt_at__lte=now)
+    if ids is not None:
+        due = due.filter(id__in=ids)
+    delivered = 0
+    with _client() as client:
+        for delivery in due.order_by("next_attempt_at")[:200]:
+            delivered += _send(client, delivery)
+    return delivered
+
+
+def _send(client: httpx.Client, delivery: WebhookDelivery) -> bool:
+    secret = secretbox().decrypt(delivery.webhook.secret_ciphertext)
+    stamp = int(time.time())
+    headers = {"Content-Type": "application/json", "User-Agent": "oCenter-Webhooks/1", "oCenter-Event": delivery.kind,
+               "oCenter-Delivery": str(delivery.id), "oCenter-Signature": sign(secret, stamp, delivery.body)}  # fmt: skip
+    status, error = None, ""
+    try:
+        answer = client.post(delivery.webhook.url, content=delivery.body.encode(), headers=headers)
+        status = answer.status_code
+        if not 200 <= status < 300:
+            error = f"answered {status}"
+    except httpx.HTTPError as exc:
+        error = f"{exc.__class__.__name__}: {exc}"[:300]
+    attempts = delivery.attempts + 1
+    fields = {"attempts": attempts, "last_status": status, "last_error": error}
+    if not error:
+        fields.update(state=WebhookDelivery.State.DELIVERED, delivered_at=timezone.now(), next_attempt_at=None)
+    elif attempts >= MAX_ATTEMPTS:
+        fields.update(state=WebhookDelivery.State.FAILED, next_attempt_at=None)
+    else:
+        fields.update(next_attempt_at=timezone.now() + backoff(attempts))
+    WebhookDelivery.objects.filter(id=delivery.id, state=WebhookDelivery.State.PENDING).update(**fields)
+    if error:
+        log.info("webhook delivery %s to %s: %s (try %d)", delivery.id, delivery.webhook.url, error, attempts)
+    return not error
