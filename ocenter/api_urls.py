@@ -7,12 +7,13 @@ from billing.api.views import BudgetViewSet, PriceViewSet, StatementViewSet, Usa
 from ocenter.api import api_not_found
 from ocenter.api_views import AuditEntryViewSet, WebhookViewSet
 from pools.api.views import AcceleratorViewSet, AllocationViewSet, PoolViewSet
-from tenants.api.views import ApiTokenViewSet, MembershipViewSet, ProjectViewSet, QuotaViewSet, TenantViewSet
+from tenants.api.views import ApiTokenViewSet, InvitationViewSet, MembershipViewSet, ProjectViewSet, QuotaViewSet, TenantViewSet
 
 router = DefaultRouter(trailing_slash=False)
 router.register("tenants", TenantViewSet, basename="tenant")
 router.register("projects", ProjectViewSet, basename="project")
 router.register("memberships", MembershipViewSet, basename="membership")
+router.register("invitations", InvitationViewSet, basename="invitation")
 router.register("quotas", QuotaViewSet, basename="quota")
 router.register("tokens", ApiTokenViewSet, basename="token")
 router.register("pools", PoolViewSet, basename="pool")

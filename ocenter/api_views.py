@@ -12,7 +12,8 @@ from ocenter.api import ModelSerializer
 from ocenter.filters import AuditEntryFilter
 from ocenter.models import AuditEntry, Webhook, WebhookDelivery
 from tenants.access import Access, require_role, require_staff
-from tenants.models import Role, Tenant
+from tenants.api.serializers import TenantField
+from tenants.models import Role
 
 
 class AuditEntrySerializer(ModelSerializer):
@@ -46,8 +47,7 @@ class AuditEntryViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class WebhookSerializer(ModelSerializer):
-    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all(), required=False, allow_null=True,
-                                          write_only=True, help_text="the tenant whose events it hears; none: all (staff)")  # fmt: skip
+    tenant = TenantField(required=False, allow_null=True, write_only=True, help_text="the tenant whose events it hears; none: all (staff)")
     events = serializers.ListField(child=serializers.CharField(), help_text=f"one or more of {', '.join(webhooks.KINDS)}")
 
     class Meta:

@@ -156,6 +156,12 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 
+# Who makes accounts: "staff" (the platform's staff, in the admin or the API; and single sign-on), or "invitations"
+# (also a person invited to a tenant, by its link). Tenants' admins invite; they never learn whether a name is taken.
+OCENTER_USER_CREATION = os.getenv("OCENTER_USER_CREATION", "staff")
+if OCENTER_USER_CREATION not in ("staff", "invitations"):
+    raise ImproperlyConfigured("OCENTER_USER_CREATION must be 'staff' or 'invitations'")
+
 # Single sign-on (tenants/sso.py): on when a client id is set. The provider's endpoints are given, not discovered.
 OCENTER_OIDC = bool(os.getenv("OCENTER_OIDC_CLIENT_ID"))
 AUTHENTICATION_BACKENDS = ["ocenter.lockout.LoginAttemptsBackend", "django.contrib.auth.backends.ModelBackend"]

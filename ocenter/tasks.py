@@ -1,11 +1,5 @@
-"""The foundation's Celery tasks: webhook deliveries."""
+"""The foundation's Celery tasks, where Celery's autodiscovery looks: webhook deliveries (ocenter/webhooks.py)."""
 
-from celery import shared_task
+from ocenter.webhooks import deliver_webhooks
 
-from ocenter.webhooks import deliveries_send
-
-
-@shared_task(name="ocenter.tasks.deliver_webhooks")
-def deliver_webhooks(ids=None) -> int:
-    """Send the webhook deliveries due (of ``ids``, when given: those just made); the periodic run sends the retries."""
-    return deliveries_send(ids=ids)
+__all__ = ["deliver_webhooks"]

@@ -27,12 +27,14 @@ import time
 from datetime import timedelta
 
 import httpx
+from celery import shared_task
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from ocenter.audit import audit_record
 from ocenter.crypto import secretbox
+from ocenter.enqueue import enqueue_on_commit
 from ocenter.errors import DomainError
 from ocenter.models import Webhook, WebhookDelivery
 
@@ -130,9 +132,6 @@ def _send_soon(ids):
     if settings.CELERY_TASK_ALWAYS_EAGER:
         transaction.on_commit(lambda: threading.Thread(target=_send_here, args=(ids,), name="webhooks", daemon=True).start())
         return
-    from ocenter.enqueue import enqueue_on_commit
-    from ocenter.tasks import deliver_webhooks
-
     enqueue_on_commit(deliver_webhooks, ids)
 
 
@@ -198,3 +197,9 @@ def _send(client: httpx.Client, delivery: WebhookDelivery) -> bool:
     if error:
         log.info("webhook delivery %s to %s: %s (try %d)", delivery.id, delivery.webhook.url, error, attempts)
     return not error
+
+
+@shared_task(name="ocenter.tasks.deliver_webhooks")
+def deliver_webhooks(ids=None) -> int:
+    """Send the deliveries due (of ``ids``, when given: those just made); the periodic run (every 10 s) sends the retries."""
+    return deliveries_send(ids=ids)

@@ -45,15 +45,14 @@ class ProjectForm(forms.Form):
 
 
 class MemberForm(forms.Form):
-    username = forms.CharField(max_length=150, label=_("Username"))
-    email = forms.EmailField(required=False, label=_("Email"))
+    """Whom to invite: a username (theirs, or the one they will take), and the role they will have."""
+
+    username = forms.CharField(max_length=150, label=_("Username"), help_text=_("They accept by the link you get, or in their portal."))
     role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER, label=_("Role"))
-    password = forms.CharField(
-        required=False,
-        widget=forms.PasswordInput,
-        label=_("Password"),
-        help_text=_("For a new user. Leave empty to get a generated one, shown once."),
-    )
+
+
+class SignUpForm(forms.Form):
+    password = forms.CharField(widget=forms.PasswordInput, label=_("Choose a password"), min_length=12)
 
     def clean_password(self):
         password = self.cleaned_data["password"]

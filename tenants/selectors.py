@@ -6,7 +6,7 @@ from django.db import connection
 
 from ocenter.lib.rows import columns, fetch, instance, param
 from ocenter.seams import seams
-from tenants.models import Project, Quota, Tenant
+from tenants.models import ApiToken, Invitation, Project, Quota, Tenant
 from tenants.quotas import QuotaUsage, quota_usage
 
 
@@ -50,3 +50,9 @@ def quotas_with_usage(quotas) -> list[QuotaUsage]:
     quotas = list(quotas)
     rows = seams.usage({q.tenant_id for q in quotas})
     return [quota_usage(q, rows.get(q.tenant_id, [])) for q in quotas]
+
+
+def invitation_by_secret(secret: str) -> Invitation | None:
+    """The open invitation this link's secret is for, or None (unknown, accepted, expired)."""
+    invitation = Invitation.objects.select_related("tenant").filter(secret_hash=ApiToken.hash_secret(secret)).first()
+    return invitation if invitation and invitation.open else None

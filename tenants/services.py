@@ -5,7 +5,7 @@ it raises a DomainError only for what depends on the state it locks.
 """
 
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
@@ -14,7 +14,7 @@ from django.utils import timezone
 from ocenter.audit import audit_record, field_changes
 from ocenter.errors import Conflict, DomainError
 from ocenter.seams import seams
-from tenants.models import ApiToken, Membership, Project, Quota, Role, Tenant
+from tenants.models import ApiToken, Invitation, Membership, Project, Quota, Role, Tenant
 from tenants.quotas import DIMENSIONS
 
 
@@ -262,3 +262,67 @@ def token_revoke(*, actor, token: ApiToken) -> ApiToken:
     if updated:
         audit_record(actor=actor, action="token.revoke", obj=token, tenant_id=token.tenant_id, changes={"prefix": token.prefix})
     return token
+
+
+# --- invitations ---------------------------------------------------------------
+
+INVITATION_DAYS = 7
+
+
+def invitation_create(*, actor, tenant: Tenant, username: str, role: str) -> tuple[Invitation, str]:
+    """Invite ``username`` to ``tenant`` with ``role``: (the invitation, its link's secret, shown once).
+
+    The answer is the same whether the name is anyone's yet or not; only a person already in the tenant is refused
+    (the tenant's admins see its members anyway).
+    """
+    username = username.strip()
+    if Membership.objects.filter(tenant=tenant, user__username__iexact=username).exists():
+        raise Conflict(f"{username} is already a member of {tenant.slug}; change the role instead", field="username")
+    secret = "inv_" + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        invitation = Invitation.objects.create(tenant=tenant, username=username, role=role, secret_hash=ApiToken.hash_secret(secret),
+                                               invited_by=actor if getattr(actor, "pk", None) else None,
+                                               expires_at=timezone.now() + timedelta(days=INVITATION_DAYS))  # fmt: skip
+        audit_record(
+            actor=actor, action="invitation.create", obj=invitation, tenant_id=tenant.id, changes={"username": username, "role": role}
+        )
+    return invitation, secret
+
+
+@transaction.atomic
+def invitation_accept(*, user, invitation: Invitation) -> Membership:
+    """``user`` (the person invited: their username is the one invited) joins the tenant with the invited role."""
+    invitation = Invitation.objects.select_for_update().select_related("tenant").get(id=invitation.id)
+    if not invitation.open:
+        raise Conflict("this invitation was accepted already, or it expired: ask for a new one")
+    if user.get_username().lower() != invitation.username.lower():
+        raise DomainError(f"this invitation is for {invitation.username}; log in as them to accept it")
+    membership, created = Membership.objects.get_or_create(tenant=invitation.tenant, user=user, defaults={"role": invitation.role})
+    invitation.accepted_at, invitation.accepted_by = timezone.now(), user
+    invitation.save(update_fields=["accepted_at", "accepted_by"])
+    audit_record(actor=user, action="invitation.accept", obj=invitation, tenant_id=invitation.tenant_id,
+                 changes={"username": invitation.username, "role": membership.role, "joined": created})  # fmt: skip
+    return membership
+
+
+@transaction.atomic
+def invitation_sign_up(*, invitation: Invitation, password: str):
+    """A person new to oCenter takes their invitation's username, with this password, and joins (when the platform lets
+    invitations create users: ``OCENTER_USER_CREATION``)."""
+    from django.conf import settings
+    from django.contrib.auth.password_validation import validate_password
+    from django.core.exceptions import ValidationError
+
+    if settings.OCENTER_USER_CREATION != "invitations":
+        raise DomainError("on this platform, accounts are made by its staff (or by single sign-on): ask them for yours")
+    User = get_user_model()
+    if User.objects.filter(username__iexact=invitation.username).exists():
+        raise Conflict(f"{invitation.username} has an account already: log in to accept the invitation")
+    try:
+        validate_password(password)
+    except ValidationError as exc:
+        raise DomainError(" ".join(exc.messages), field="password") from None
+    user = User.objects.create_user(username=invitation.username, password=password)
+    audit_record(actor=None, action="user.create", obj=user, tenant_id=invitation.tenant_id,
+                 changes={"username": user.get_username(), "via": "invitation"})  # fmt: skip
+    return user, invitation_accept(user=user, invitation=invitation)

@@ -6,6 +6,8 @@ app_name = "tenants"
 
 urlpatterns = [
     path("", views.portal, name="portal"),
+    path("invitations/<str:secret>/", views.invitation, name="invitation"),
+    path("invitations/<uuid:invitation_id>/accept/", views.invitation_accept, name="invitation_accept"),
     path("<slug:slug>/", views.tenant_detail, name="detail"),
     path("<slug:slug>/status/", views.tenant_status, name="status"),
     path("<slug:slug>/projects/new/", views.project_new, name="project_new"),

@@ -4,9 +4,12 @@ own tenants from the portal. The same page serves both, with the forms the
 viewer's role allows; every action goes through the services the API uses.
 """
 
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import login as auth_login
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
@@ -15,9 +18,9 @@ from ocenter.access import staff_required
 from ocenter.errors import DomainError
 from tenants import services
 from tenants.access import Access, get_tenant_for, require_role, require_staff
-from tenants.forms import MemberForm, ProjectForm, QuotaForm, RoleForm, TenantForm, TokenForm
-from tenants.models import ApiToken, Membership, Quota, Role, Tenant
-from tenants.selectors import month_spend, quotas_with_usage
+from tenants.forms import MemberForm, ProjectForm, QuotaForm, RoleForm, SignUpForm, TenantForm, TokenForm
+from tenants.models import ApiToken, Invitation, Membership, Quota, Role, Tenant
+from tenants.selectors import invitation_by_secret, month_spend, quotas_with_usage
 
 
 def _back(tenant):
@@ -47,9 +50,11 @@ def portal(request):
     """A member's tenants; straight to the tenant when there is one."""
     access = Access.of(request)
     tenants = list(access.tenants())
-    if len(tenants) == 1 and not access.is_staff:
+    invitations = [i for i in Invitation.objects.select_related("tenant").filter(username__iexact=request.user.get_username(),
+                                                                                  accepted_at=None) if i.open]  # fmt: skip
+    if len(tenants) == 1 and not access.is_staff and not invitations:
         return _back(tenants[0])
-    return render(request, "tenants/portal.html", {"tenants": tenants})
+    return render(request, "tenants/portal.html", {"tenants": tenants, "invitations": invitations})
 
 
 @login_required
@@ -117,22 +122,61 @@ def project_new(request, slug):
 @require_POST
 @never_cache
 def member_new(request, slug):
-    access, tenant = _act(request, slug, Role.ADMIN, "Adding a member")
+    """Invite someone by username: the same answer whoever the name belongs to, and the link to hand them (shown once)."""
+    access, tenant = _act(request, slug, Role.ADMIN, "Inviting a member")
     form = MemberForm(request.POST)
     if not form.is_valid():
-        messages.error(request, _("Member not added.") + " " + _form_errors(form))
+        messages.error(request, _("Nobody invited.") + " " + _form_errors(form))
         return _back(tenant)
     if form.cleaned_data["role"] == Role.OWNER:
-        require_role(access, tenant, Role.OWNER, "Adding an owner")
+        require_role(access, tenant, Role.OWNER, "Inviting an owner")
     try:
-        membership, generated = services.membership_add(actor=request.user, tenant=tenant, **form.cleaned_data)
+        invitation, secret = services.invitation_create(actor=request.user, tenant=tenant, **form.cleaned_data)
     except DomainError as exc:
         messages.error(request, exc.detail)
         return _back(tenant)
-    if generated:
-        return render(request, "tenants/member_password.html", {"tenant": tenant, "membership": membership, "password": generated})
-    messages.success(request, _("%(user)s added as %(role)s.") % {"user": membership.user.username, "role": membership.get_role_display()})
-    return _back(tenant)
+    link = request.build_absolute_uri(reverse("tenants:invitation", args=[secret]))
+    return render(request, "tenants/invitation_sent.html", {"tenant": tenant, "invitation": invitation, "link": link})
+
+
+@never_cache
+def invitation(request, secret):
+    """The invitation's link: its person accepts (logged in), or, where invitations make accounts, takes the name."""
+    invitation = invitation_by_secret(secret)
+    if invitation is None:
+        return render(request, "tenants/invitation.html", {"gone": True}, status=404)
+    mine = request.user.is_authenticated and request.user.get_username().lower() == invitation.username.lower()
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST":
+        try:
+            if mine:
+                services.invitation_accept(user=request.user, invitation=invitation)
+            elif not request.user.is_authenticated and form.is_valid():
+                user, _membership = services.invitation_sign_up(invitation=invitation, password=form.cleaned_data["password"])
+                auth_login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            else:
+                return render(request, "tenants/invitation.html", {"invitation": invitation, "form": form, "mine": mine}, status=400)
+        except DomainError as exc:
+            messages.error(request, exc.detail)
+            return redirect("tenants:invitation", secret=secret)
+        messages.success(request, _("You joined %(tenant)s.") % {"tenant": invitation.tenant.slug})
+        return _back(invitation.tenant)
+    return render(request, "tenants/invitation.html", {"invitation": invitation, "form": form, "mine": mine,
+                                                       "sign_up": settings.OCENTER_USER_CREATION == "invitations"})  # fmt: skip
+
+
+@login_required
+@require_POST
+def invitation_accept(request, invitation_id):
+    """Accept, from the portal's list, an invitation addressed to you."""
+    invitation = get_object_or_404(Invitation, id=invitation_id, username__iexact=request.user.get_username())
+    try:
+        services.invitation_accept(user=request.user, invitation=invitation)
+    except DomainError as exc:
+        messages.error(request, exc.detail)
+        return redirect("tenants:portal")
+    messages.success(request, _("You joined %(tenant)s.") % {"tenant": invitation.tenant.slug})
+    return _back(invitation.tenant)
 
 
 @login_required

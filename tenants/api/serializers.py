@@ -7,7 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ocenter.api import ModelSerializer, Serializer
-from tenants.models import ApiToken, Membership, Project, Quota, Role, Tenant
+from tenants.models import ApiToken, Invitation, Membership, Project, Quota, Role, Tenant
 from tenants.quotas import DIMENSIONS, MAX_AMOUNT
 
 
@@ -202,3 +202,13 @@ class NewApiTokenSerializer(ApiTokenSerializer):
 
     class Meta(ApiTokenSerializer.Meta):
         fields = [*ApiTokenSerializer.Meta.fields, "token"]
+
+
+class InvitationSerializer(ModelSerializer):
+    tenant = TenantField()
+    username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()], help_text="who is invited")
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "tenant", "username", "role", "created_at", "expires_at", "accepted_at"]
+        read_only_fields = ["created_at", "expires_at", "accepted_at"]

@@ -5,7 +5,8 @@ Reads are narrowed to the tenants the caller reaches, so another tenant's
 objects are 404; writes check the caller's role in the object's tenant (403).
 """
 
-from django.db.models import ProtectedError
+from django.db.models import ProtectedError, Q
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -16,6 +17,7 @@ from tenants import services
 from tenants.access import Access, require_role, require_staff
 from tenants.api.serializers import (
     ApiTokenSerializer,
+    InvitationSerializer,
     MembershipRoleSerializer,
     MembershipSerializer,
     NewApiTokenSerializer,
@@ -27,7 +29,7 @@ from tenants.api.serializers import (
 )
 from tenants.authentication import TokenExchangeThrottle
 from tenants.filters import ApiTokenFilter, MembershipFilter, ProjectFilter, QuotaFilter, TenantFilter
-from tenants.models import ApiToken, Membership, Project, Quota, Role, Tenant
+from tenants.models import ApiToken, Invitation, Membership, Project, Quota, Role, Tenant
 from tenants.selectors import quotas_with_usage
 
 
@@ -129,6 +131,8 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
         return MembershipRoleSerializer if self.action in ("partial_update", "retrieve", "list") else MembershipSerializer
 
     def create(self, request):
+        """Add someone directly (platform staff only): a tenant's admins invite (``POST /api/v1/invitations``)."""
+        require_staff(self.access, "Adding a member directly (tenant admins invite: POST /api/v1/invitations)")
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -285,3 +289,41 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
                 require_role(self.access, token.tenant, Role.ADMIN, "Revoking another member's token")
         token = services.token_revoke(actor=request.user, token=token)
         return Response(ApiTokenSerializer(token, context=self.get_serializer_context()).data)
+
+
+class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, TenantScopedViewSet):
+    """Invitations to join a tenant: its admins send them (by username; nothing says whether the name is anyone's),
+    the person invited accepts. Listed: your tenants' (as admin), and those addressed to you."""
+
+    queryset = Invitation.objects.select_related("tenant").order_by("-created_at", "id")
+    serializer_class = InvitationSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return self.queryset
+        access = self.access
+        invitations = Invitation.objects.select_related("tenant").order_by("-created_at", "id")
+        if access.is_staff:
+            return invitations
+        admin_of = [tid for tid, role in access.roles.items() if Role.rank(role) >= Role.rank(Role.ADMIN)]
+        return invitations.filter(Q(tenant_id__in=admin_of) | Q(username__iexact=self.request.user.get_username()))
+
+    @extend_schema(responses={201: InvitationSerializer})
+    def create(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        _check_can_grant(self.access, data["tenant"], data["role"])
+        invitation, secret = services.invitation_create(
+            actor=request.user, tenant=data["tenant"], username=data["username"], role=data["role"]
+        )
+        body = InvitationSerializer(invitation).data
+        body["accept_url"] = request.build_absolute_uri(reverse("tenants:invitation", args=[secret]))  # shown once: send it to them
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=MembershipRoleSerializer)
+    @action(detail=True, methods=["post"])
+    def accept(self, request, pk=None):
+        """Join: the person the invitation names, signed in."""
+        membership = services.invitation_accept(user=request.user, invitation=self.get_object())
+        return Response(MembershipRoleSerializer(membership).data)

@@ -216,11 +216,27 @@ OPS = [
     Op("delete project", "delete", lambda w: f"/api/v1/projects/{w['spare_project'].id}", None, write("admin", ok=204)),
     Op("list members", "get", lambda w: "/api/v1/memberships", None, anyone),
     Op("read member", "get", lambda w: f"/api/v1/memberships/{w['membership'].id}", None, read),
-    Op(
+    Op(  # adding someone directly is staff's; a tenant's admins invite (consent: issue 15)
         "add member",
         "post",
         lambda w: "/api/v1/memberships",
         lambda w: {"tenant": w["tenant"].slug, "username": "newbie", "role": "member"},
+        lambda p, own: 201 if p == "staff" else 403,
+    ),
+    Op("list invitations", "get", lambda w: "/api/v1/invitations", None, anyone),
+    Op(
+        "invite",
+        "post",
+        lambda w: "/api/v1/invitations",
+        lambda w: {"tenant": w["tenant"].slug, "username": "newbie", "role": "member"},
+        create_in("admin"),
+    ),
+    Op("list webhooks", "get", lambda w: "/api/v1/webhooks", None, anyone),
+    Op(
+        "register webhook",
+        "post",
+        lambda w: "/api/v1/webhooks",
+        lambda w: {"tenant": w["tenant"].slug, "url": "https://hooks.example.com/ocenter", "events": ["allocation.updated"]},
         create_in("admin"),
     ),
     Op("change role", "patch", lambda w: f"/api/v1/memberships/{w['membership'].id}", lambda w: {"role": "member"}, write("admin")),

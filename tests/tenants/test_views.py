@@ -109,12 +109,13 @@ def test_bad_form_input_says_what_to_change(client, acme, staff):
     assert not Quota.objects.exists()
 
 
-def test_the_issues_flow_in_the_browser(client, staff, django_user_model):
+def test_the_issues_flow_in_the_browser(client, staff, django_user_model, settings):
+    settings.OCENTER_USER_CREATION = "invitations"  # carol is new: her invitation makes her account
     client.force_login(staff)
     client.post(reverse("console-tenants"), {"slug": "acme", "name": "Acme Robotics"})
     client.post(reverse("tenants:project_new", args=["acme"]), {"slug": "vision", "name": "Vision"})
-    added = client.post(reverse("tenants:member_new", args=["acme"]), {"username": "carol", "role": "member"})
-    password = re.search(r'id="initial-password">([^<]+)<', added.content.decode())[1]
+    invited = client.post(reverse("tenants:member_new", args=["acme"]), {"username": "carol", "role": "member"})
+    link = re.search(r'id="invitation-link">http://testserver([^<]+)<', invited.content.decode())[1]
     client.post(
         reverse("tenants:quota_set", args=["acme"]),
         {
@@ -129,6 +130,9 @@ def test_the_issues_flow_in_the_browser(client, staff, django_user_model):
     TenantFactory(slug="globex")
 
     client.logout()
+    password = "carols-own-password-0123"
+    assert client.post(link, {"password": password}).status_code == 302  # she takes the name and joins
+    client.logout()
     assert client.login(username="carol", password=password)
     assert client.get(reverse("tenants:detail", args=["acme"])).status_code == 200
     assert client.get(reverse("tenants:detail", args=["globex"])).status_code == 404
@@ -138,7 +142,7 @@ def test_the_issues_flow_in_the_browser(client, staff, django_user_model):
     client.logout()
     client.force_login(staff)
     audit = client.get(reverse("console-audit") + "?tenant=acme").content.decode()
-    for action in ("tenant.create", "project.create", "membership.create", "quota.create"):
+    for action in ("tenant.create", "project.create", "invitation.create", "invitation.accept", "quota.create"):
         assert action in audit
     assert AuditEntry.objects.filter(action="quota.create", actor=staff).exists()
 
