@@ -304,6 +304,8 @@ DEFAULT_FROM_EMAIL = os.getenv("DEFAULT_FROM_EMAIL", "ocenter@localhost")
 # the CA of receivers whose certificates no system CA signed.
 OCENTER_WEBHOOKS_SECONDS = float(os.getenv("OCENTER_WEBHOOKS_SECONDS", "5"))
 OCENTER_WEBHOOKS_ALLOW_HTTP = envbool("OCENTER_WEBHOOKS_ALLOW_HTTP", "False")
+# Endpoints on private, loopback or link-local addresses (the platform's own network): refused unless this is on.
+OCENTER_WEBHOOKS_ALLOW_PRIVATE = envbool("OCENTER_WEBHOOKS_ALLOW_PRIVATE", "False")
 OCENTER_WEBHOOKS_CA_FILE = os.getenv("OCENTER_WEBHOOKS_CA_FILE", "")
 
 # How often running time is metered into usage records (and budgets checked).

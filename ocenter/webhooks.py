@@ -18,13 +18,16 @@ it, and any delivery can be sent again.
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
+import socket
 import ssl
 import threading
 import time
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import httpx
 from celery import shared_task
@@ -51,9 +54,25 @@ def sign(secret: str, timestamp: int, body: str) -> str:
     return f"t={timestamp},v1={digest}"
 
 
+def public_address_problem(url: str) -> str:
+    """Why ``url`` may not be sent to ("" when it may): its host must resolve, and only to public addresses. A webhook
+    is not a way into the platform's own network (a metadata service, the database) unless OCENTER_WEBHOOKS_ALLOW_PRIVATE."""
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except (socket.gaierror, UnicodeError):
+        return f"the host '{host}' does not resolve"
+    if settings.OCENTER_WEBHOOKS_ALLOW_PRIVATE:
+        return ""
+    private = sorted(a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_global)
+    return f"'{host}' resolves to an address that is not public ({', '.join(private)})" if private else ""
+
+
 def _check(url: str, events: list) -> list:
     if not url.startswith("https://") and not (settings.OCENTER_WEBHOOKS_ALLOW_HTTP and url.startswith("http://")):
         raise DomainError("url must be an https:// address: deliveries carry your tenant's events", field="url")
+    if problem := public_address_problem(url):
+        raise DomainError(f"url: {problem}; give an endpoint reachable on the internet", field="url")
     events = list(dict.fromkeys(events or []))
     unknown = [kind for kind in events if kind not in KINDS]
     if not events or unknown:
@@ -177,8 +196,10 @@ def _send(client: httpx.Client, delivery: WebhookDelivery) -> bool:
     stamp = int(time.time())
     headers = {"Content-Type": "application/json", "User-Agent": "oCenter-Webhooks/1", "oCenter-Event": delivery.kind,
                "oCenter-Delivery": str(delivery.id), "oCenter-Signature": sign(secret, stamp, delivery.body)}  # fmt: skip
-    status, error = None, ""
+    status, error = None, public_address_problem(delivery.webhook.url)  # again at each send: DNS may have changed since
     try:
+        if error:
+            raise httpx.ConnectError(error)
         answer = client.post(delivery.webhook.url, content=delivery.body.encode(), headers=headers)
         status = answer.status_code
         if not 200 <= status < 300:

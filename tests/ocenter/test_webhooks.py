@@ -25,6 +25,7 @@ def receiver(tmp_path, settings):
     certificate, key = self_signed_certificate(tmp_path)
     settings.OCENTER_WEBHOOKS_CA_FILE = str(certificate)  # the receiver's own CA, as a tenant with a private CA would give
     settings.OCENTER_WEBHOOKS_SECONDS = 0
+    settings.OCENTER_WEBHOOKS_ALLOW_PRIVATE = True  # the receiver is on 127.0.0.1
     served = WebhookReceiver(certificate, key)
     yield served
     served.stop()
@@ -88,4 +89,13 @@ def test_an_endpoint_must_be_https_and_be_registered_by_the_tenants_admins(fleet
     refused = member_api.post("/api/v1/webhooks", {"tenant": "globex", "url": receiver.url, "events": ["budget.alert"]}, format="json")
     assert refused.status_code == 403
     assert api.post("/api/v1/webhooks", {"url": receiver.url, "events": ["budget.alert"]}, format="json").status_code == 403  # platform's
+    assert not Webhook.objects.exists()
+
+
+def test_an_endpoint_inside_the_platforms_network_is_refused(fleet, settings):
+    _, _, _, api = fleet.tenant("acme", role=Role.ADMIN)
+    settings.OCENTER_WEBHOOKS_ALLOW_PRIVATE = False
+    for url in ("https://127.0.0.1:8443/hook", "https://169.254.169.254/latest/meta-data", "https://10.0.0.5/hook", "https://[::1]/hook"):
+        refused = api.post("/api/v1/webhooks", {"tenant": "acme", "url": url, "events": ["budget.alert"]}, format="json")
+        assert refused.status_code == 400 and "not public" in refused.json()["errors"]["url"][0], url
     assert not Webhook.objects.exists()
