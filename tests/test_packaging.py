@@ -27,8 +27,14 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="venv layout")
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    import shutil
+
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out), str(ROOT)],
+    # Built from a copy of the tree: setuptools keeps a build/ directory, and a stale one would ship files since removed.
+    source = tmp_path_factory.mktemp("source") / "ocenter"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "var", "build", "*.egg-info", "__pycache__", "staticfiles",
+                                                                "docs", "node_modules", ".pytest_cache"))  # fmt: skip
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out), str(source)],
                    check=True, cwd=out)  # fmt: skip
     (built,) = out.glob("ocenter-*.whl")
     return built
