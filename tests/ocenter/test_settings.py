@@ -63,9 +63,10 @@ def broker_at(monkeypatch, settings):
     from ocenter.celery import app
 
     def point(url):
-        settings.REDIS_URL = settings.CELERY_BROKER_URL = url
+        # Celery's own first, while it still reads (and keeps) the real settings: it loads them on first use.
         monkeypatch.setattr(app.conf, "broker_url", url)
         monkeypatch.setattr(app, "_pool", None)  # Celery keeps its connections per broker
+        settings.REDIS_URL = settings.CELERY_BROKER_URL = url
 
     yield point
     app._pool = None
