@@ -313,10 +313,9 @@ class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        _check_can_grant(self.access, data["tenant"], data["role"])
-        invitation, secret = services.invitation_create(
-            actor=request.user, tenant=data["tenant"], username=data["username"], role=data["role"]
-        )
+        role = data.get("role", Role.MEMBER)  # the model's default, which the serializer leaves out when none is sent
+        _check_can_grant(self.access, data["tenant"], role)
+        invitation, secret = services.invitation_create(actor=request.user, tenant=data["tenant"], username=data["username"], role=role)
         body = InvitationSerializer(invitation).data
         body["accept_url"] = request.build_absolute_uri(reverse("tenants:invitation", args=[secret]))  # shown once: send it to them
         return Response(body, status=status.HTTP_201_CREATED)

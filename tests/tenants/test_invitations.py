@@ -69,3 +69,9 @@ def test_the_portal_lists_an_invitation_and_accepts_it(fleet, client):
     assert client.post(f"/t/invitations/{invitation.id}/accept/").status_code == 302
     assert Membership.objects.filter(tenant__slug="acme", user=globex_user).exists()
     assert APIClient().post(f"/api/v1/invitations/{invitation.id}/accept").status_code == 401
+
+
+def test_an_invitation_without_a_role_is_for_a_member(fleet):
+    _, _, _, api = fleet.tenant("acme", role=Role.ADMIN)
+    answer = api.post("/api/v1/invitations", {"tenant": "acme", "username": "dana"}, format="json")
+    assert answer.status_code == 201 and answer.json()["role"] == "member"
