@@ -63,11 +63,17 @@ def problem(status_code: int, title: str, detail: str, *, type_: str = "about:bl
     return Response(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
 
 
+def cool_off(request) -> tuple[int, int]:
+    """(seconds, whole minutes, at least one) a username locked out from this address (django-axes) waits."""
+    left = get_cool_off(request)
+    seconds = int(left.total_seconds()) if left else 0
+    return seconds, max(1, (seconds + 59) // 60)
+
+
 def locked_out_problem(request) -> JsonResponse:
     """429 for a username locked out from this address (django-axes), with Retry-After: the cool-off left."""
-    cool_off = get_cool_off(request)
-    seconds = int(cool_off.total_seconds()) if cool_off else 0
-    detail = f"Too many wrong passwords for this username from your address; try again in {max(1, (seconds + 59) // 60)} min."
+    seconds, minutes = cool_off(request)
+    detail = f"Too many wrong passwords for this username from your address; try again in {minutes} min."
     body = _body(429, detail, code="locked_out", title="Too many failed logins", retry_after=seconds)
     response = JsonResponse(body, status=429, content_type=PROBLEM_CONTENT_TYPE)
     response["Retry-After"] = str(seconds)

@@ -126,13 +126,12 @@ def _render_heatmap_cells(allocation_id, pool_id) -> str:
     """The heatmap's figures for the GPUs this allocation's slices are on (in that pool, when one is given), for its script."""
     from django.utils.html import format_html
 
-    from pools.models import Pool, Slice
+    from pools.models import Slice
     from pools.selectors import heatmap
 
-    pool = Pool.objects.filter(id=pool_id).first() if pool_id else None
-    gpu_ids = Slice.objects.filter(allocation_id=allocation_id).values_list("accelerator_id", flat=True)
-    cells = heatmap(pool, gpu_ids=gpu_ids) if (pool or not pool_id) else None
-    if not cells or not cells["gpus"]:
+    gpu_ids = Slice.objects.filter(allocation_id=allocation_id).values("accelerator_id")  # a subquery, not a round trip
+    cells = heatmap(pool_id, gpu_ids=gpu_ids)
+    if not cells["gpus"]:
         return ""
     return format_html('<div id="heatmap-update" hidden hx-swap-oob="true" data-cells="{}"></div>', json.dumps(cells))
 

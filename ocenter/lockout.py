@@ -2,18 +2,16 @@
 under /api/, a page elsewhere, saying when to try again."""
 
 from axes.backends import AxesStandaloneBackend
-from axes.helpers import get_cool_off
 from django.shortcuts import render
 
-from ocenter.api import API_PREFIX, locked_out_problem
+from ocenter.api import API_PREFIX, cool_off, locked_out_problem
 
 
 def locked_out(request, original_response=None, credentials=None):
     if request.path.startswith(API_PREFIX):
         return locked_out_problem(request)
-    cool_off = get_cool_off(request)
-    seconds = int(cool_off.total_seconds()) if cool_off else 0
-    response = render(request, "429.html", {"minutes": max(1, (seconds + 59) // 60)}, status=429)
+    seconds, minutes = cool_off(request)
+    response = render(request, "429.html", {"minutes": minutes}, status=429)
     response["Retry-After"] = str(seconds)
     return response
 

@@ -475,15 +475,16 @@ def idle_policy_for(tenant_id, policies: dict | None = None) -> IdlePolicy:
     return policies.get(tenant_id) or policies.get(None) or IdlePolicy(platform=True)
 
 
-def heatmap(pool: Pool | None = None, gpu_ids=None) -> dict:
-    """Every present GPU (of ``pool``; of ``gpu_ids``), compact for the heatmap's script: ``{"gpus": [[id, pool, node, index,
-    model, memory MiB, allocated units, allocated MiB, utilization or None, health], …], "held": {id: [[tenant, units, MiB,
-    allocation], …]}}``. Three queries: the GPUs, their active slices, their last hour of utilization (its last point)."""
+def heatmap(pool=None, gpu_ids=None) -> dict:
+    """Every present GPU (of ``pool``, a Pool or its id; of ``gpu_ids``, ids or a query of them), compact for the heatmap's
+    script: ``{"gpus": [[id, pool, node, index, model, memory MiB, allocated units, allocated MiB, utilization or None,
+    health], …], "held": {id: [[tenant, units, MiB, allocation], …]}}``. Three queries: the GPUs, their active slices,
+    their last hour of utilization (its last point)."""
     gpus = Accelerator.objects.filter(gone_at=None)
     if pool is not None:
         gpus = gpus.filter(pool=pool)
     if gpu_ids is not None:
-        gpus = gpus.filter(id__in=list(gpu_ids))
+        gpus = gpus.filter(id__in=gpu_ids)
     fields = ("id", "pool__name", "node__name", "index", "model", "memory_mib", "allocated_compute_units", "allocated_memory_mib", "health")
     rows = list(gpus.order_by("pool__name", "node__name", "index").values_list(*fields))
     held = defaultdict(list)

@@ -54,10 +54,22 @@ def authenticate_token(raw: str) -> ApiToken:
     return token
 
 
-def _bad_tokens_key(request) -> tuple[str, int]:
-    """(the cache key counting this address's unknown tokens this minute, seconds left in the minute)."""
+def _window(name: str, period: int) -> tuple[str, int]:
+    """(the cache key of ``name``'s counter in the current window of ``period`` seconds, seconds left in the window)."""
     now = time.time()
-    return f"bad-tokens:{request.META.get('REMOTE_ADDR', '')}:{int(now // 60)}", 60 - int(now % 60)
+    return f"{name}:{int(now // period)}", period - int(now % period)
+
+
+def _count(key: str, period: int) -> int:
+    """Add one to the window's counter; its count now (the counter lives out its window, and a second more)."""
+    return 1 if cache.add(key, 1, period + 1) else cache.incr(key)
+
+
+@once
+def _rate(text: str) -> tuple[int, int]:
+    """DRF's form of a rate, "10000/min": (requests, seconds)."""
+    number, unit = text.split("/")
+    return int(number), {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit[0]]
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -71,14 +83,13 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request).decode(errors="replace")
         if not header.lower().startswith("bearer "):
             return None
-        key, left = _bad_tokens_key(request)
+        key, left = _window(f"bad-tokens:{request.META.get('REMOTE_ADDR', '')}", 60)
         if cache.get(key, 0) >= settings.OCENTER_BAD_TOKENS_PER_MINUTE:
             raise exceptions.Throttled(wait=left, detail=f"Too many unknown tokens from your address; try again in {left} s.")
         try:
             token = authenticate_token(header[7:].strip())
         except exceptions.AuthenticationFailed:
-            if not cache.add(key, 1, left + 1):
-                cache.incr(key)
+            _count(key, 60)
             raise
         audit_via(f"token {token.prefix}…")
         return token.user, token
@@ -119,13 +130,9 @@ class PerTokenThrottle(BaseThrottle):
         token = getattr(request, "auth", None)
         if not isinstance(token, ApiToken):
             return True
-        number, unit = SimpleRateThrottle.THROTTLE_RATES[self.scope].split("/")  # DRF's form: "10000/min"
-        allowed, period = int(number), {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit[0]]
-        now = time.time()
-        self.left = period - int(now % period)
-        key = f"rate-token:{token.id}:{int(now // period)}"
-        count = 1 if cache.add(key, 1, period + 1) else cache.incr(key)
-        return count <= allowed
+        allowed, period = _rate(SimpleRateThrottle.THROTTLE_RATES[self.scope])
+        key, self.left = _window(f"rate-token:{token.id}", period)
+        return _count(key, period) <= allowed
 
     def wait(self):
         return self.left

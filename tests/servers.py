@@ -19,6 +19,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def answering(url: str, *, timeout: float = 20.0):
+    """The first 200 a server just started gives to ``GET url`` within ``timeout`` seconds, or None."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            answer = httpx.get(url, timeout=2)
+            if answer.status_code == 200:
+                return answer
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    return None
+
+
 class RedisServer:
     """``redis-server`` on 127.0.0.1, no persistence: a restart loses everything, as an outage does."""
 

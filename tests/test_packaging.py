@@ -12,14 +12,13 @@ import os
 import subprocess
 import sys
 import sysconfig
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.agents import AgentProcess, a100_nodes
-from tests.servers import free_port
+from tests.servers import answering, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="venv layout")
@@ -80,14 +79,8 @@ def test_the_wheel_ships_the_site_and_runs_outside_the_checkout(wheel, tmp_path)
                               cwd=run, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                login = httpx.get(f"{url}/login/", timeout=2)
-                break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
+        login = answering(f"{url}/login/")
+        if login is None:
             pytest.fail(server.stdout.read() if server.poll() is not None else "uvicorn did not answer")
         assert login.status_code == 200 and "oCenter" in login.text and 'name="password"' in login.text
         chinese = httpx.get(f"{url}/login/", headers={"Accept-Language": "zh-hans"}, timeout=2)

@@ -1,7 +1,14 @@
 """Template helpers shared by every page."""
 
+from decimal import Decimal
+
 from django import template
-from django.utils.translation import gettext
+from django.contrib.humanize.templatetags.humanize import intcomma
+from django.utils.dateparse import parse_datetime
+from django.utils.formats import number_format
+from django.utils.translation import gettext, ngettext
+
+from ocenter.reasons import say
 
 register = template.Library()
 
@@ -43,16 +50,12 @@ def changes(value) -> str:
 @register.filter
 def reason(value) -> str:
     """A stored reason (English, as the API gives it) in the page's language."""
-    from ocenter.reasons import say
-
     return say(value or "")
 
 
 @register.filter
 def mib(value) -> str:
     """GPU memory as people read it: whole GiB where it is (``16 GiB``), else MiB (``1,500 MiB``), thousands grouped."""
-    from django.contrib.humanize.templatetags.humanize import intcomma
-
     if value is None or value == "":
         return ""
     value = int(value)
@@ -64,10 +67,6 @@ def mib(value) -> str:
 @register.filter
 def price(value) -> str:
     """A price with two decimals, or as many more as it needs (``10.40``, ``0.02``, ``0.0125``): a column reads alike."""
-    from decimal import Decimal
-
-    from django.utils.formats import number_format
-
     if value is None or value == "":
         return ""
     value = Decimal(value).normalize()
@@ -91,9 +90,6 @@ def actor(label) -> str:
 @register.filter
 def units(value) -> str:
     """Compute units (100 make a whole GPU) with their name, in the page's language."""
-    from django.contrib.humanize.templatetags.humanize import intcomma
-    from django.utils.translation import ngettext
-
     count = int(value or 0)
     return ngettext("%(count)s unit", "%(count)s units", count) % {"count": intcomma(count)}
 
@@ -101,8 +97,6 @@ def units(value) -> str:
 @register.filter
 def amount(value, dimension: str) -> str:
     """An amount of a quota's ``dimension``: compute units named, memory in GiB or MiB, slices counted."""
-    from django.contrib.humanize.templatetags.humanize import intcomma
-
     if dimension == "memory_mib":
         return mib(value)
     if dimension == "compute_units":
@@ -113,6 +107,4 @@ def amount(value, dimension: str) -> str:
 @register.filter
 def moment(value):
     """An ISO 8601 time (as events carry them) as a datetime, for ``date`` and ``time`` to show in the page's zone."""
-    from django.utils.dateparse import parse_datetime
-
     return parse_datetime(value) if isinstance(value, str) else value

@@ -3,15 +3,13 @@
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from django.conf import settings
 from django.db import connection, connections
 
-from tests.servers import free_port
+from tests.servers import answering, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -74,14 +72,7 @@ def _serve(port=None, **env_overrides):
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    else:
+    if answering(f"{url}/healthz") is None:
         process.kill()
         pytest.fail(f"the server did not start: {process.stdout.read()}")
     yield url

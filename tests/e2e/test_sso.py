@@ -8,7 +8,6 @@ provider's groups decide who is staff and who holds which tenant role.
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +15,7 @@ import pytest
 
 from tests.e2e.conftest import _serve
 from tests.e2e.test_browser import PASSWORD, _member
-from tests.servers import free_port
+from tests.servers import answering, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -50,14 +49,9 @@ class Provider:
         self.django("migrate", "-v", "0")
         self.process = subprocess.Popen([sys.executable, "-m", "django", "runserver", f"127.0.0.1:{self.port}", "--noreload"], cwd=ROOT,
                                         env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.issuer}/.well-known/openid-configuration", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.2)
-        raise RuntimeError("the OIDC provider did not start")
+        if answering(f"{self.issuer}/.well-known/openid-configuration") is None:
+            raise RuntimeError("the OIDC provider did not start")
+        return self
 
     def person(self, username: str, groups: list[str]):
         self.django("shell", "-c", (
