@@ -15,6 +15,18 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class Template:
+    """A shape a device is cut to (Huawei's vNPU templates, such as ``vir05_1c_16g``): a slice on it is one of these, or whole."""
+
+    name: str
+    compute_units: int
+    memory_mib: int
+
+    def as_inventory(self) -> dict:
+        return {"name": self.name, "compute_units": self.compute_units, "memory_mib": self.memory_mib}
+
+
+@dataclass(frozen=True)
 class NodeGroup:
     """``count`` alike nodes, each with ``gpus`` accelerators of one model."""
 
@@ -25,6 +37,7 @@ class NodeGroup:
     model: str
     memory_mib: int
     tdp_watts: int
+    templates: tuple[Template, ...] = ()
 
 
 @dataclass
@@ -57,6 +70,24 @@ class NvmlConfig:
 
 
 @dataclass(frozen=True)
+class KubernetesConfig:
+    """The ``[kubernetes]`` table: the cluster the agent reads, and how a claim becomes a pod."""
+
+    kubeconfig: str = ""  # a kubeconfig file; empty: the pod's service account (in-cluster)
+    context: str = ""  # the kubeconfig's context (default: its current one)
+    node_selector: str = ""  # a label selector for the nodes of this pool (default: every node)
+    namespace: str = "ocenter-{tenant}"  # the namespace a tenant's workloads run in
+    poll_seconds: float = 10.0  # how often nodes and pods are read
+    request_timeout_seconds: float = 5.0
+    manage_resource_quotas: bool = False  # keep a ResourceQuota "ocenter" in each tenant namespace equal to its claims
+    exporter_urls: tuple[str, ...] = ()  # HAMi's vGPU monitor endpoints (…:9394/metrics) for utilization
+    # Memory of a whole GPU on nodes without HAMi and without GPU feature discovery's nvidia.com/gpu.memory label.
+    whole_gpu_memory_mib: int = 0
+    # HAMi device type (Ascend910B3 …) → the templates its devices are cut to, as in HAMi's device configmap.
+    templates: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     pool: str
     backend: str
@@ -65,6 +96,7 @@ class AgentConfig:
     node_groups: list[NodeGroup]
     faults: Faults
     nvml: NvmlConfig = field(default_factory=NvmlConfig)
+    kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
     # A connection that sends nothing for this long is closed: an idle client must not hold a thread forever.
     read_timeout: float = 30.0
     # TLS from the standard library: both set, the agent speaks HTTPS only (pool tokens cross regions).
@@ -129,9 +161,11 @@ def load_config(path: str | Path, *, listen: str | None = None, state: str | Non
     listen = listen or agent.get("listen", "127.0.0.1:9100")
     state_path = Path(state or agent.get("state", f"{pool}-claims.sqlite3"))
 
-    groups, nvml = [], NvmlConfig()
+    groups, nvml, kubernetes = [], NvmlConfig(), KubernetesConfig()
     if backend == "nvml":
         nvml = _parse_nvml(data.get("nvml", {}))
+    elif backend == "kubernetes":
+        kubernetes = _parse_kubernetes(data.get("kubernetes", {}))
     elif backend == "simulated":
         tables = data.get("simulated", {}).get("nodes", [])
         if not tables:
@@ -146,6 +180,7 @@ def load_config(path: str | Path, *, listen: str | None = None, state: str | Non
                 model=_require(table, "model", str, where),
                 memory_mib=_require(table, "memory_mib", int, where),
                 tdp_watts=table.get("tdp_watts", 400),
+                templates=parse_templates(table.get("templates", []), where=f"{where} templates", memory_mib=table.get("memory_mib")),
             )
             if not (isinstance(group.count, int) and 1 <= group.count <= 10_000):
                 raise ConfigError(f"{where}: 'count' must be from 1 to 10000")
@@ -171,6 +206,7 @@ def load_config(path: str | Path, *, listen: str | None = None, state: str | Non
         node_groups=groups,
         faults=parse_faults(data.get("faults", {})),
         nvml=nvml,
+        kubernetes=kubernetes,
         read_timeout=float(read_timeout),
         tls_cert=Path(tls["tls_cert"]) if tls["tls_cert"] else None,
         tls_key=Path(tls["tls_key"]) if tls["tls_key"] else None,
@@ -194,3 +230,60 @@ def _parse_nvml(table: dict) -> NvmlConfig:
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0.1 <= seconds <= 3600:
         raise ConfigError(f"{where}: 'health_seconds' must be a number of seconds from 0.1 to 3600")
     return NvmlConfig(**{**table, "health_seconds": float(seconds)})
+
+
+def parse_templates(tables, *, where: str, memory_mib=None) -> tuple[Template, ...]:
+    """A device's templates, smallest first: each a name, compute units (of 100) and MiB, no larger than the device."""
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError(f"{where}: a list of {{name, compute_units, memory_mib}} tables")
+    templates = []
+    for table in tables:
+        unknown = set(table) - {"name", "compute_units", "memory_mib"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; a template has name, compute_units and memory_mib")
+        template = Template(_require(table, "name", str, where), _require(table, "compute_units", int, where),
+                            _require(table, "memory_mib", int, where))  # fmt: skip
+        if not 1 <= template.compute_units <= 100:
+            raise ConfigError(f"{where}: template {template.name}: 'compute_units' must be from 1 to 100 (100 = the whole device)")
+        if template.memory_mib < 1 or (_whole(memory_mib) and template.memory_mib > memory_mib):
+            raise ConfigError(f"{where}: template {template.name}: 'memory_mib' must be from 1 to the device's {memory_mib} MiB")
+        templates.append(template)
+    if len({t.name for t in templates}) != len(templates):
+        raise ConfigError(f"{where}: two templates have the same name")
+    return tuple(sorted(templates, key=lambda t: (t.memory_mib, t.compute_units)))
+
+
+def _parse_kubernetes(table: dict) -> KubernetesConfig:
+    where = "[kubernetes]"
+    known = set(KubernetesConfig.__dataclass_fields__)
+    unknown = set(table) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    for key in ("kubeconfig", "context", "node_selector", "namespace"):
+        if key in table and not isinstance(table[key], str):
+            raise ConfigError(f"{where}: '{key}' must be a string")
+    if table.get("kubeconfig") and not Path(table["kubeconfig"]).is_file():
+        raise ConfigError(f"{where}: 'kubeconfig' {table['kubeconfig']}: no such file")
+    if "{tenant}" not in table.get("namespace", "{tenant}"):
+        raise ConfigError(f"{where}: 'namespace' must contain {{tenant}}: each tenant's workloads run in a namespace of its own")
+    seconds = {}
+    for key, low in (("poll_seconds", 0.1), ("request_timeout_seconds", 0.1)):
+        value = table.get(key, KubernetesConfig.__dataclass_fields__[key].default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= 3600:
+            raise ConfigError(f"{where}: '{key}' must be a number of seconds from {low} to 3600")
+        seconds[key] = float(value)
+    if not isinstance(table.get("manage_resource_quotas", False), bool):
+        raise ConfigError(f"{where}: 'manage_resource_quotas' must be true or false")
+    urls = table.get("exporter_urls", [])
+    if not isinstance(urls, list) or not all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls):
+        raise ConfigError(f"{where}: 'exporter_urls' must be a list of http(s) URLs (HAMi's vGPU monitor, …/metrics)")
+    whole = table.get("whole_gpu_memory_mib", 0)
+    if not _whole(whole) or whole < 0:
+        raise ConfigError(f"{where}: 'whole_gpu_memory_mib' must be a whole number of MiB")
+    templates = table.get("templates", {})
+    if not isinstance(templates, dict):
+        raise ConfigError(f"{where}: 'templates' maps a HAMi device type (Ascend910B3 …) to its list of templates")
+    return KubernetesConfig(**{
+        **table, **seconds, "exporter_urls": tuple(urls),
+        "templates": {kind: parse_templates(t, where=f"[kubernetes.templates] {kind}") for kind, t in templates.items()},
+    })  # fmt: skip

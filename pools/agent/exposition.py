@@ -51,3 +51,54 @@ def render(figures: dict, gpus: dict) -> str:
     lines += ["# HELP ocenter_agent_claims Claims the agent holds.", "# TYPE ocenter_agent_claims gauge",
               f"ocenter_agent_claims{_labels(pool=pool)} {len(figures['allocations'])}"]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+_ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+
+
+def parse(text: str) -> list[tuple[str, dict, float]]:
+    """Samples of Prometheus' text format as ``(name, labels, value)``: what the agent reads from an exporter (HAMi's).
+
+    Comments, timestamps and lines it cannot read are skipped: an exporter's odd line must not hide the others.
+    """
+    samples = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, labels, rest = line, {}, ""
+        if "{" in line:
+            name, _, tail = line.partition("{")
+            labels, tail = _read_labels(tail)
+            if labels is None:
+                continue
+            rest = tail
+        else:
+            name, _, rest = line.partition(" ")
+        try:
+            samples.append((name.strip(), labels, float(rest.split()[0])))
+        except (IndexError, ValueError):
+            continue
+    return samples
+
+
+def _read_labels(tail: str) -> tuple[dict | None, str]:
+    """The labels at the start of ``tail`` (after ``{``) and what follows the ``}``; None when they do not close."""
+    labels, i = {}, 0
+    while i < len(tail):
+        if tail[i] in ", ":
+            i += 1
+            continue
+        if tail[i] == "}":
+            return labels, tail[i + 1 :]
+        key, sep, after = tail[i:].partition('="')
+        if not sep:
+            return None, ""
+        value, j = [], 0
+        while j < len(after) and after[j] != '"':
+            pair = after[j : j + 2]
+            value.append(_ESCAPES.get(pair, after[j]))
+            j += 2 if pair in _ESCAPES else 1
+        labels[key.strip()] = "".join(value)
+        i += len(key) + 2 + j + 1
+    return None, ""

@@ -61,6 +61,7 @@ class Agent:
         self._inventory_lock = threading.Lock()
         self._refresh_inventory()
         backend.watch(self._refresh_inventory)  # health changes show in the inventory, with a new generation
+        backend.claims_changed(store.all())
         # Set by PUT /v1/faults; the serving loop closes the socket for that long.
         self.refuse_connections_seconds = 0.0
         self.refuse_requested = threading.Event()
@@ -117,7 +118,7 @@ class Agent:
             raise ApiError(404, f"this agent holds no claim {claim_id}")
         return self._claim_body(claim)
 
-    def claim(self, claim_id: str, body) -> tuple[int, dict]:
+    def claim(self, claim_id: str, body, *, notify: bool = True) -> tuple[int, dict]:
         claim_id = _check_id(claim_id)
         spec = _check_claim_body(body)
         gpu = self.gpus.get(spec["gpu_uuid"])
@@ -154,13 +155,17 @@ class Agent:
             raise ApiError(409, str(exc), code="id_in_use", held=self._claim_body(exc.existing)) from None
         if created:
             log.info("claimed %s: %s units, %s MiB on %s", claim.id, claim.compute_units, claim.memory_mib, gpu.uuid)
+            if notify:
+                self.backend.claims_changed(self.store.all())
         return (201 if created else 200), self._claim_body(claim)
 
-    def release(self, claim_id: str) -> dict:
+    def release(self, claim_id: str, *, notify: bool = True) -> dict:
         claim_id = _check_id(claim_id)
         claim = self.store.release(claim_id)
         if claim is not None:
             log.info("released %s on %s", claim.id, claim.gpu_uuid)
+            if notify:
+                self.backend.claims_changed(self.store.all())
         return {"id": claim_id, "released": claim is not None}
 
     def claim_many(self, body) -> dict:
@@ -171,10 +176,11 @@ class Agent:
             try:
                 if claim_id is None:
                     raise ApiError(400, "each claim is an object with its id, gpu_uuid, compute_units, memory_mib and labels")
-                status, answer = self.claim(str(claim_id), {k: v for k, v in item.items() if k != "id"})
+                status, answer = self.claim(str(claim_id), {k: v for k, v in item.items() if k != "id"}, notify=False)
             except ApiError as exc:
                 status, answer = exc.status, {"status": exc.status, "detail": exc.detail, **exc.extra}
             results.append({"id": claim_id, "status": status, "body": answer})
+        self.backend.claims_changed(self.store.all())  # once for the batch
         return {"results": results}
 
     def release_many(self, body) -> dict:
@@ -182,9 +188,10 @@ class Agent:
         results = []
         for claim_id in _batch(body, "ids"):
             try:
-                results.append({"status": 200, "body": self.release(str(claim_id))})
+                results.append({"status": 200, "body": self.release(str(claim_id), notify=False)})
             except ApiError as exc:
                 results.append({"status": exc.status, "body": {"id": claim_id, "status": exc.status, "detail": exc.detail}})
+        self.backend.claims_changed(self.store.all())
         return {"results": results}
 
     def metrics(self) -> dict:
@@ -238,6 +245,12 @@ class Agent:
         body["node"] = gpu.node if gpu else None
         # Every environment names its claim: the agent tells a claim's processes from anyone else's by it.
         body["env"] = {**self.backend.launch_env(gpu, claim.compute_units, claim.memory_mib), "OCENTER_CLAIM_ID": claim.id} if gpu else {}
+        launch = self.backend.launch_spec(gpu, claim) if gpu else None
+        if launch is not None:
+            body["launch"] = launch
+        template = gpu.template(claim.compute_units, claim.memory_mib) if gpu else None
+        if template is not None:
+            body["template"] = template.name
         return body
 
 

@@ -13,7 +13,11 @@ def load_backend(config) -> Backend:
         from pools.agent.backends.nvml import NvmlBackend  # imports pynvml: only where a pool's file asks for it
 
         return NvmlBackend(config)
-    raise ValueError(f"unknown backend {config.backend!r}; this agent knows: simulated, nvml")
+    if config.backend == "kubernetes":
+        from pools.agent.backends.kubernetes import KubernetesBackend  # imports the kubernetes client: only where asked for
+
+        return KubernetesBackend(config)
+    raise ValueError(f"unknown backend {config.backend!r}; this agent knows: simulated, nvml, kubernetes")
 
 
 __all__ = ["Backend", "Gpu", "Node", "Refused", "load_backend"]

@@ -25,6 +25,8 @@ class Gpu:
     enforcement: str = "simulated"
     # Whether a slice smaller than the whole GPU can be claimed on it now.
     fractional: bool = True
+    # The shapes it is cut to (Ascend vNPU templates), smallest first: a slice is one of them, or the whole device.
+    templates: tuple = ()
 
     def as_inventory(self) -> dict:
         return {
@@ -37,7 +39,12 @@ class Gpu:
             "health_reason": self.health_reason,
             "enforcement": self.enforcement,
             "fractional": self.fractional,
+            **({"templates": [t.as_inventory() for t in self.templates]} if self.templates else {}),
         }
+
+    def template(self, compute_units: int, memory_mib: int):
+        """The template this shape is exactly, or None (a whole device, or a GPU that is not cut to templates)."""
+        return next((t for t in self.templates if (t.compute_units, t.memory_mib) == (compute_units, memory_mib)), None)
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,17 @@ class Backend:
         has already checked units and memory against them)."""
         if compute_units < COMPUTE_UNITS_PER_GPU and not gpu.fractional:
             raise Refused(f"GPU {gpu.uuid} takes whole-GPU claims only (enforcement: {gpu.enforcement})", code="whole_gpu_only")
+        if gpu.templates and compute_units < COMPUTE_UNITS_PER_GPU and gpu.template(compute_units, memory_mib) is None:
+            shapes = ", ".join(f"{t.name} ({t.compute_units} units, {t.memory_mib} MiB)" for t in gpu.templates)
+            raise Refused(f"{gpu.uuid} is cut to templates: claim one of {shapes}, or the whole device (100 units)",
+                          code="not_a_template", templates=[t.as_inventory() for t in gpu.templates])  # fmt: skip
+
+    def launch_spec(self, gpu: Gpu, claim) -> dict | None:
+        """What a workload applies to run in this claim where it is not a process started by hand (a pod's spec); None here."""
+        return None
+
+    def claims_changed(self, claims: list) -> None:
+        """The claims held changed (one was made or released): a backend that mirrors them elsewhere does so now."""
 
     def gpu_metrics(self, gpu: Gpu, claims: list) -> tuple[dict, list[dict]]:
         """(this GPU's figures, per-claim figures) for ``GET /v1/metrics``."""

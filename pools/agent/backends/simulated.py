@@ -46,6 +46,7 @@ class SimulatedBackend(Backend):
                             model=group.model,
                             memory_mib=group.memory_mib,
                             tdp_watts=group.tdp_watts,
+                            templates=group.templates,
                         )
                     )
 
@@ -61,12 +62,14 @@ class SimulatedBackend(Backend):
     def launch_env(self, gpu: Gpu, compute_units: int, memory_mib: int) -> dict[str, str]:
         if gpu.vendor.lower() == "nvidia":
             return mps_env(gpu, compute_units, memory_mib)
-        # Ascend and other chips: the device by index; the share is carried
-        # for the runtime that enforces it.
+        # Ascend and other chips: the device by index; the share (its vNPU template, where the device is cut to them) is
+        # carried for the runtime that enforces it.
+        template = gpu.template(compute_units, memory_mib)
         return {
             "ASCEND_RT_VISIBLE_DEVICES": str(gpu.index),
             "OCENTER_COMPUTE_UNITS": str(compute_units),
             "OCENTER_MEMORY_MIB": str(memory_mib),
+            **({"OCENTER_VNPU_TEMPLATE": template.name} if template else {}),
         }
 
     def check_claim(self, gpu: Gpu, compute_units: int, memory_mib: int, held: list) -> None:

@@ -1,0 +1,188 @@
+"""
+A small Kubernetes API server for tests and the demo: the only thing faked for the ``kubernetes`` backend, since no
+API server (nor HAMi, nor a GPU) can run here.
+
+It answers, from recorded objects in the shapes Kubernetes and HAMi write them (tests/fixtures/kubernetes/), what
+the agent asks: nodes (``labelSelector``), pods across namespaces (``fieldSelector`` on the phase), ResourceQuotas
+(list, read, replace, create; a namespace it does not hold answers 404 as the real one does), and HAMi's vGPU
+monitor's ``/metrics``. Bearer tokens are checked. Tests change the cluster through ``/fake/…`` (nodes, pods,
+exporter text) and read what the agent wrote (``/fake/writes``).
+
+    python -m tests.kubernetes_api --objects tests/fixtures/kubernetes/hami-cluster.json --token T [--port 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import re
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+QUOTA = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/resourcequotas(?:/(?P<name>[^/]+))?$")
+
+
+class Cluster:
+    """The objects the server answers with, and every write made to it."""
+
+    def __init__(self, objects: dict):
+        self.lock = threading.Lock()
+        self.nodes = objects.get("nodes", [])
+        self.pods = objects.get("pods", [])
+        self.namespaces = set(objects.get("namespaces", []))
+        self.exporter = objects.get("exporter", "")
+        self.quotas: dict[tuple[str, str], dict] = {}
+        self.writes: list[dict] = []
+        self.version = 1
+
+    def listing(self, kind: str, items: list) -> dict:
+        return {"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": str(self.version)}, "items": copy.deepcopy(items)}
+
+
+def _matches_labels(obj: dict, selector: str) -> bool:
+    labels = obj.get("metadata", {}).get("labels") or {}
+    for term in filter(None, (selector or "").split(",")):
+        key, _, value = term.partition("=")
+        if labels.get(key) != value:
+            return False
+    return True
+
+
+def _matches_fields(pod: dict, selector: str) -> bool:
+    phase = (pod.get("status") or {}).get("phase", "Running")
+    for term in filter(None, (selector or "").split(",")):
+        key, _, value = term.partition("!=")
+        if key == "status.phase" and phase == value:
+            return False
+    return True
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    cluster: Cluster
+    token: str
+
+    def log_message(self, format, *args):
+        pass
+
+    def _send(self, status: int, body, content_type: str = "application/json"):
+        payload = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _status(self, code: int, reason: str, message: str):
+        self._send(code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "message": message, "code": code})
+
+    def _body(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length)) if length else None
+
+    def do_GET(self):
+        self._route("GET")
+
+    def do_PUT(self):
+        self._route("PUT")
+
+    def do_POST(self):
+        self._route("POST")
+
+    def _route(self, method: str):
+        url = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if url.path == "/metrics" and method == "GET":  # HAMi's vGPU monitor, recorded
+            return self._send(200, self.cluster.exporter, "text/plain; version=0.0.4")
+        if self.headers.get("Authorization") != f"Bearer {self.token}":
+            return self._status(401, "Unauthorized", "Unauthorized")
+        cluster = self.cluster
+        with cluster.lock:
+            body = self._body() if method in ("PUT", "POST") else None
+            if url.path.startswith("/fake/"):
+                return self._fake(method, url.path, body)
+            if url.path == "/api/v1/nodes" and method == "GET":
+                return self._send(
+                    200, cluster.listing("NodeList", [n for n in cluster.nodes if _matches_labels(n, query.get("labelSelector"))])
+                )
+            if url.path == "/api/v1/pods" and method == "GET":
+                pods = [p for p in cluster.pods if _matches_fields(p, query.get("fieldSelector"))]
+                return self._send(200, cluster.listing("PodList", pods))
+            if url.path == "/api/v1/resourcequotas" and method == "GET":
+                quotas = [q for q in cluster.quotas.values() if _matches_labels(q, query.get("labelSelector"))]
+                return self._send(200, cluster.listing("ResourceQuotaList", quotas))
+            match = QUOTA.match(url.path)
+            if match:
+                return self._quota(method, match["ns"], match["name"], body)
+        self._status(404, "NotFound", f"the server could not find the requested resource ({method} {url.path})")
+
+    def _quota(self, method: str, namespace: str, name: str | None, body):
+        cluster = self.cluster
+        if namespace not in cluster.namespaces:
+            return self._status(404, "NotFound", f'namespaces "{namespace}" not found')
+        if method == "GET" and name:
+            quota = cluster.quotas.get((namespace, name))
+            return self._send(200, quota) if quota else self._status(404, "NotFound", f'resourcequotas "{name}" not found')
+        if method == "PUT" and name:
+            if (namespace, name) not in cluster.quotas:
+                return self._status(404, "NotFound", f'resourcequotas "{name}" not found')
+            return self._store(namespace, name, body, 200, "replace")
+        if method == "POST" and not name:
+            name = body["metadata"]["name"]
+            if (namespace, name) in cluster.quotas:
+                return self._status(409, "AlreadyExists", f'resourcequotas "{name}" already exists')
+            return self._store(namespace, name, body, 201, "create")
+        self._status(405, "MethodNotAllowed", f"{method} is not allowed here")
+
+    def _store(self, namespace: str, name: str, body: dict, status: int, verb: str):
+        cluster = self.cluster
+        cluster.version += 1
+        quota = {**body, "metadata": {**body["metadata"], "namespace": namespace, "name": name, "resourceVersion": str(cluster.version)}}
+        cluster.quotas[(namespace, name)] = quota
+        cluster.writes.append({"verb": verb, "namespace": namespace, "name": name, "hard": body["spec"]["hard"]})
+        self._send(status, quota)
+
+    def _fake(self, method: str, path: str, body):
+        cluster = self.cluster
+        if method == "PUT" and path in ("/fake/nodes", "/fake/pods"):
+            setattr(cluster, path.removeprefix("/fake/"), body)
+            cluster.version += 1
+            return self._send(200, {"ok": True})
+        if method == "PUT" and path == "/fake/exporter":
+            cluster.exporter = body["text"]
+            return self._send(200, {"ok": True})
+        if method == "GET" and path == "/fake/writes":
+            return self._send(200, {"writes": cluster.writes, "quotas": list(cluster.quotas.values())})
+        if method == "GET" and path == "/fake/objects":
+            return self._send(200, {"nodes": cluster.nodes, "pods": cluster.pods})
+        self._status(404, "NotFound", path)
+
+
+def serve(objects: dict, *, token: str, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+    handler = type("ClusterHandler", (Handler,), {"cluster": Cluster(objects), "token": token})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.kubernetes_api", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--objects", required=True, help="a JSON file of recorded nodes, pods, namespaces and exporter text")
+    parser.add_argument("--token", required=True, help="the bearer token the agent's kubeconfig sends")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    server = serve(json.loads(Path(args.objects).read_text()), token=args.token, port=args.port)
+    print(f"listening on http://127.0.0.1:{server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
