@@ -14,6 +14,7 @@ exporter text) and read what the agent wrote (``/fake/writes``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import re
@@ -177,10 +178,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     server = serve(json.loads(Path(args.objects).read_text()), token=args.token, port=args.port)
     print(f"listening on http://127.0.0.1:{server.server_address[1]}", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

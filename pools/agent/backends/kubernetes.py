@@ -100,8 +100,9 @@ def decode_register(value: str) -> list[dict]:
         items = part.split(",")
         if len(items) not in (7, 9):
             raise ValueError(f"a device has 7 or 9 fields, not {len(items)}: {part!r}")
-        devices.append({"id": items[0], "index": int(items[7]) if len(items) == 9 else position, "count": int(items[1]),
-                        "devmem": int(items[2]), "devcore": int(items[3]), "type": items[4], "health": items[6].lower() == "true"})  # fmt: skip
+        index = int(items[7]) if len(items) == 9 else position
+        devices.append({"id": items[0], "index": index, "count": int(items[1]), "devmem": int(items[2]), "devcore": int(items[3]),
+                        "type": items[4], "health": items[6].lower() == "true"})  # fmt: skip
     return devices
 
 
@@ -248,7 +249,8 @@ class KubernetesBackend(Backend):
         for index in range(count):
             uuid = f"{name}/nvidia.com/gpu/{index}"
             devices[uuid] = Device(WHOLE, 1, COMPUTE_UNITS_PER_GPU)
-            gpus.append(Gpu(uuid=uuid, index=index, node=name, vendor="NVIDIA", model=labels.get("nvidia.com/gpu.product", "nvidia.com/gpu"),
+            model = labels.get("nvidia.com/gpu.product", "nvidia.com/gpu")
+            gpus.append(Gpu(uuid=uuid, index=index, node=name, vendor="NVIDIA", model=model,
                             memory_mib=memory, tdp_watts=0, healthy=not problem, health_reason=problem, enforcement="exclusive",
                             fractional=False))  # fmt: skip
         return gpus
@@ -282,7 +284,8 @@ class KubernetesBackend(Backend):
             "kubernetes": {
                 "api": self.host, "reachable": not unreachable, "detail": unreachable, "read_at": snapshot.read_at or None,
                 "nodes": len(snapshot.nodes), "not_ready": sorted(name for name, problem, _ in snapshot.nodes if problem),
-                "resource_quotas": (self._quota_problem or "in line with the claims") if self.settings.manage_resource_quotas else "not managed",
+                "resource_quotas": (self._quota_problem or "in line with the claims") if self.settings.manage_resource_quotas
+                else "not managed",
                 "exporter": self._exporter_problem or ("read" if self.settings.exporter_urls else "none configured"),
             }
         }  # fmt: skip
