@@ -185,3 +185,65 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+RECORDED = Path(__file__).resolve().parent / "fixtures" / "kubernetes" / "hami-cluster.json"
+LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
+
+
+class ClusterProcess:
+    """The fake API server as its own process (so stopping it is the API server going away), and a kubeconfig for it."""
+
+    def __init__(self, workdir: Path, objects: Path = RECORDED, token: str = "kube-token-0123456789"):
+        self.workdir, self.objects, self.token, self.port, self.process = workdir, objects, token, 0, None
+
+    def start(self) -> ClusterProcess:
+        import subprocess
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.kubernetes_api", "--objects", str(self.objects), "--token", self.token, "--port", str(self.port)],
+            cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        line = self.process.stdout.readline()
+        match = LISTENING.search(line)
+        if not match:
+            raise RuntimeError(f"the fake API server did not start: {line}{self.process.stdout.read()}")
+        self.port = int(match[1])
+        return self
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process.stdout.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def kubeconfig(self, token: str | None = None) -> Path:
+        path = self.workdir / "kubeconfig"
+        path.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "test",
+            "clusters": [{"name": "test", "cluster": {"server": self.url}}],
+            "users": [{"name": "agent", "user": {"token": token or self.token}}],
+            "contexts": [{"name": "test", "context": {"cluster": "test", "user": "agent"}}],
+        }))  # fmt: skip
+        return path
+
+    def _call(self, method: str, path: str, body=None) -> dict:
+        import httpx
+
+        answer = httpx.request(method, self.url + path, json=body, headers={"Authorization": f"Bearer {self.token}"}, timeout=5)
+        answer.raise_for_status()
+        return answer.json()
+
+    def objects_now(self) -> dict:
+        return self._call("GET", "/fake/objects")
+
+    def put(self, what: str, body) -> None:
+        """Replace the cluster's nodes or pods (a list), or the exporter's text (``{"text": …}``)."""
+        self._call("PUT", f"/fake/{what}", body)
+
+    def writes(self) -> dict:
+        return self._call("GET", "/fake/writes")

@@ -59,6 +59,10 @@ class Device:
     shares: int
     cores: int
 
+    def units(self, cores: int) -> int:
+        """Cores as HAMi counts them on this device, in compute units (100 are the device)."""
+        return -(-cores * COMPUTE_UNITS_PER_GPU // self.cores)
+
 
 @dataclass(frozen=True)
 class Holder:
@@ -341,7 +345,8 @@ class KubernetesBackend(Backend):
             raise Refused(f"GPU {gpu.uuid}'s {device.shares} shares are all taken ({len(held)} by claims, {len(outside)} by pods "
                           "no claim names)", code="does_not_fit", shares=device.shares, outside_pods=len(outside))  # fmt: skip
         free = gpu.memory_mib - sum(c.memory_mib for c in held) - sum(h.memory_mib for h in outside)
-        free_cores = device.cores - sum(c.compute_units for c in held) - sum(h.cores for h in outside)
+        # HAMi counts an NVIDIA GPU's cores in percent, an Ascend NPU's in AI cores: both become units of 100 here.
+        free_cores = COMPUTE_UNITS_PER_GPU - sum(c.compute_units for c in held) - sum(device.units(h.cores) for h in outside)
         if memory_mib > free or compute_units > free_cores:
             raise Refused(
                 f"GPU {gpu.uuid} has {free} MiB and {free_cores} units free by HAMi's count (pods no claim names hold "
