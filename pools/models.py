@@ -157,6 +157,9 @@ class Accelerator(models.Model):
     # it can hold a slice smaller than the whole GPU now (MPS needs its daemon; MIG and exclusive GPUs cannot).
     enforcement = models.CharField(max_length=16, blank=True)
     fractional = models.BooleanField(default=True)
+    # The shapes it is cut to (Ascend vNPU templates: [{name, compute_units, memory_mib}], smallest first): a slice
+    # on it is one of them or the whole device. Empty: any shape.
+    templates = models.JSONField(default=list, blank=True)
     first_seen_at = models.DateTimeField(auto_now_add=True)
     gone_at = models.DateTimeField(null=True, blank=True)
     # What oCenter has handed out on this GPU: changed only by conditional
@@ -237,6 +240,8 @@ class Allocation(models.Model):
     lease_seconds = models.PositiveIntegerField(null=True, blank=True)
     labels = models.JSONField(default=dict, blank=True)
     requeue_on_preempt = models.BooleanField(default=False)
+    # The template its shape was rounded up to, where it asked for hardware cut to templates (vir05_1c_16g).
+    template = models.CharField(max_length=64, blank=True)
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001 (NULL: no key; UNIQUE holds per key)
     # SHA-256 of the request made under that key: a different request under a used key is refused, not replayed.
     request_digest = models.CharField(max_length=64, blank=True)

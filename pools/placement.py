@@ -42,6 +42,7 @@ class GpuState:
     pool_id: object = None  # the database's key of its pool, where the caller has it
     fractional: bool = True  # it can hold a slice smaller than the whole GPU
     uuid: str = ""  # as its agent names it
+    shapes: tuple = ()  # (compute units, MiB) of each template it is cut to; empty: any shape
 
     @property
     def free_units(self) -> int:
@@ -82,8 +83,11 @@ def allows(ask: Ask, gpu: GpuState) -> bool:
 
 
 def can_hold(ask: Ask, gpu: GpuState) -> bool:
-    """``gpu`` can hold a slice of this size at all: a fraction of a GPU needs a GPU that enforces fractions."""
-    return gpu.fractional or ask.compute_units >= COMPUTE_UNITS_PER_GPU
+    """``gpu`` can hold a slice of this size at all: a fraction of a GPU needs a GPU that enforces fractions, and one
+    cut to templates takes one of them exactly."""
+    if ask.compute_units >= COMPUTE_UNITS_PER_GPU:
+        return True
+    return gpu.fractional and (not gpu.shapes or (ask.compute_units, ask.memory_mib) in gpu.shapes)
 
 
 def fits(ask: Ask, gpu: GpuState) -> bool:

@@ -338,12 +338,17 @@ def candidate_gpus(ask: Ask, *, with_room: bool, exclude=(), only=None, draining
         gpus = gpus.filter(id__in=only)
     rows = gpus.order_by().values_list("id", "pool_id", "pool__name", "pool__region", "pool__cost_weight", "node_id", "vendor", "model",
                             "memory_mib", "allocated_compute_units", "allocated_memory_mib", "outside_memory_mib", "fractional",
-                            "uuid")  # fmt: skip
+                            "uuid", "templates")  # fmt: skip
+    # Memory that outside processes hold counts as handed out: it is not there to be placed on.
     return [
-        # Memory that outside processes hold counts as handed out: it is not there to be placed on.
-        GpuState(gid, pool, region, node, vendor, model, mib, units, min(mib, used_mib + outside), cost, pid, fractional, uuid)
-        for gid, pid, pool, region, cost, node, vendor, model, mib, units, used_mib, outside, fractional, uuid in rows
+        GpuState(gid, pool, region, node, vendor, model, mib, units, min(mib, used_mib + outside), cost, pid, fractional, uuid, _shapes(t))
+        for gid, pid, pool, region, cost, node, vendor, model, mib, units, used_mib, outside, fractional, uuid, t in rows
     ]
+
+
+def _shapes(templates) -> tuple:
+    """(compute units, MiB) of each template a GPU is cut to."""
+    return tuple((t["compute_units"], t["memory_mib"]) for t in templates or ())
 
 
 def placeable_rooms() -> list[tuple]:
@@ -501,3 +506,24 @@ def heatmap(pool=None, gpu_ids=None) -> dict:
         if points:
             last[gpu_id] = points[-1]
     return {"gpus": [[*row[:8], last.get(row[0]), row[8]] for row in rows], "held": dict(held)}
+
+
+def templates_asked(*, vendor: str, model: str, pool_name: str, region: str) -> list[dict] | None:
+    """The templates every present GPU a request is constrained to is cut to, when they are all cut alike; else None.
+
+    A request for hardware cut to templates (an Ascend model, or a pool of it) is rounded up to one of them; a request
+    that could land on hardware of either kind is not, and GPUs cut to templates take only their templates' shapes.
+    """
+    if not (vendor or model or pool_name):
+        return None
+    gpus = Accelerator.objects.filter(gone_at=None)
+    if vendor:
+        gpus = gpus.filter(vendor__iexact=vendor)
+    if model:
+        gpus = gpus.filter(model=model)
+    if pool_name:
+        gpus = gpus.filter(pool__name=pool_name)
+    if region:
+        gpus = gpus.filter(pool__region=region)
+    kinds = list(gpus.order_by().values_list("templates", flat=True).distinct()[:2])
+    return kinds[0] if len(kinds) == 1 and kinds[0] else None

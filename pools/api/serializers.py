@@ -49,7 +49,7 @@ class AcceleratorSerializer(ModelSerializer):
 
     class Meta:
         model = Accelerator
-        fields = ["uuid", "pool", "node", "index", "vendor", "model", "memory_mib", "health", "first_seen_at", "gone_at"]
+        fields = ["uuid", "pool", "node", "index", "vendor", "model", "memory_mib", "health", "templates", "first_seen_at", "gone_at"]
 
 
 class SliceSerializer(ModelSerializer):
@@ -113,6 +113,7 @@ class AllocationSerializer(ModelSerializer):
             "count",
             "compute_units",
             "memory_mib",
+            "template",
             "vendor",
             "accelerator_model",
             "pool",
@@ -143,6 +144,7 @@ class AllocationSerializer(ModelSerializer):
         return {
             "id": str(a.id), "tenant": a.tenant.slug, "project": str(a.project_id), "state": a.state, "reason": a.reason,
             "priority": a.priority, "policy": a.policy, "count": a.count, "compute_units": a.compute_units, "memory_mib": a.memory_mib,
+            "template": a.template,
             "vendor": a.vendor, "accelerator_model": a.accelerator_model, "pool": a.pool_name, "region": a.region,
             "lease_seconds": a.lease_seconds, "labels": a.labels, "requeue_on_preempt": a.requeue_on_preempt, "borrowed": a.borrowed,
             "preempted_by": _id(a.preempted_by_id), "requeued_from": _id(a.requeued_from_id),

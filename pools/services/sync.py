@@ -17,6 +17,7 @@ from django.utils import timezone
 from ocenter.audit import audit_record
 from ocenter.enqueue import enqueue_on_commit
 from ocenter.events import STAFF_GROUP, publish_on_commit
+from ocenter.lib.units import COMPUTE_UNITS_PER_GPU
 from pools.agent_client import AgentClient, AgentError, AgentUnreachable
 from pools.models import Accelerator, Node, Pool
 from pools.services.usage import pool_sample, sample_due
@@ -25,7 +26,7 @@ from pools.tasks import reconcile_pool
 log = logging.getLogger(__name__)
 
 ACCELERATOR_FIELDS = ("node_id", "index", "vendor", "model", "memory_mib", "health", "health_reason", "enforcement", "fractional",
-                      "gone_at")  # fmt: skip
+                      "templates", "gone_at")  # fmt: skip
 
 
 def pool_sync(*, pool_id) -> Pool:
@@ -115,6 +116,7 @@ def _apply_inventory(pool: Pool, inventory: dict, now) -> dict:
                 "health_reason": str(item.get("health_reason", ""))[:200],
                 "enforcement": str(item.get("enforcement", ""))[:16],
                 "fractional": bool(item.get("fractional", True)),
+                "templates": _templates(item.get("templates")),
                 "gone_at": None,
             }
             seen.add(item["uuid"])
@@ -154,3 +156,16 @@ def pools_sync_all(*, max_workers: int = 16) -> dict:
         return {}
     with ThreadPoolExecutor(max_workers=min(max_workers, len(pool_ids)), thread_name_prefix="pool-sync") as executor:
         return dict(zip((str(i) for i in pool_ids), executor.map(_sync_in_thread, pool_ids)))
+
+
+def _templates(reported) -> list[dict]:
+    """A GPU's templates as its agent reports them, kept only where each is well formed, smallest first."""
+    if not isinstance(reported, list):
+        return []
+    kept = [
+        {"name": str(t["name"])[:64], "compute_units": t["compute_units"], "memory_mib": t["memory_mib"]}
+        for t in reported
+        if isinstance(t, dict) and isinstance(t.get("compute_units"), int) and isinstance(t.get("memory_mib"), int) and t.get("name")
+        and 1 <= t["compute_units"] <= COMPUTE_UNITS_PER_GPU and t["memory_mib"] > 0
+    ]  # fmt: skip
+    return sorted(kept, key=lambda t: (t["memory_mib"], t["compute_units"]))

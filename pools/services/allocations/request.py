@@ -26,9 +26,10 @@ from ocenter.admission import REALTIME, SliceAsk, UsageRow
 from ocenter.audit import audit_entry
 from ocenter.errors import DomainError, Refused, Unprocessable
 from ocenter.lib.rows import insert_all, saved
+from ocenter.lib.units import COMPUTE_UNITS_PER_GPU
 from ocenter.metrics import ADMISSION_SECONDS
 from pools.models import LIVE_POOL_STATUSES, MAX_ARRAY_MEMBERS, Accelerator, Allocation, Pool, Slice
-from pools.selectors import tenant_usage
+from pools.selectors import templates_asked, tenant_usage
 from pools.services.allocations.claim import allocation_claim, allocations_claim
 from pools.services.allocations.history import announce, moved, note_reason
 from pools.services.allocations.queue import queue_drain
@@ -62,8 +63,22 @@ def _new_allocation(
     requeue_on_preempt: bool = False,
     idempotency_key: str | None = None,
 ) -> Allocation:
-    """The (unsaved) allocation a request asks for: the real request and its preview build it alike."""
+    """The (unsaved) allocation a request asks for: the real request and its preview build it alike.
+
+    Asked of hardware cut to templates, its shape is rounded up to the smallest template that holds it (the whole
+    device when none does), and the template is named.
+    """
+    template = ""
+    if compute_units < COMPUTE_UNITS_PER_GPU:
+        templates = templates_asked(vendor=vendor, model=accelerator_model, pool_name=pool_name, region=region) or []
+        fitting = [t for t in templates if t["compute_units"] >= compute_units and t["memory_mib"] >= memory_mib]
+        if fitting:
+            chosen = min(fitting, key=lambda t: (t["compute_units"], t["memory_mib"]))
+            compute_units, memory_mib, template = chosen["compute_units"], chosen["memory_mib"], chosen["name"]
+        elif templates:
+            compute_units = COMPUTE_UNITS_PER_GPU
     return Allocation(
+        template=template,
         tenant=tenant,
         project=project,
         created_by=actor if getattr(actor, "pk", None) else None,
