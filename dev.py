@@ -33,7 +33,10 @@ DEMO_POOLS = [
     ("bj-a100", "cn-beijing", "pools/agent/examples/bj-a100.toml", 9101),
     ("sh-h100", "cn-shanghai", "pools/agent/examples/sh-h100.toml", 9102),
     ("edge-910b", "edge-shenzhen", "pools/agent/examples/edge-910b.toml", 9103),
+    # A cluster pool beside the hosts: its agent reads a recorded HAMi cluster from a stand-in API server (DEMO_CLUSTER_PORT).
+    ("bj-k8s", "cn-beijing", "pools/agent/examples/bj-k8s.toml", 9104),
 ]
+DEMO_CLUSTER_PORT = 9190
 
 
 def say(message: str):
@@ -64,15 +67,16 @@ def _demo_spec() -> dict:
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     os.chmod(DEMO_DIR, 0o700)
     path = DEMO_DIR / "spec.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    spec = {
-        "admin_password": secrets.token_urlsafe(9),
-        "pools": [
-            {"name": name, "region": region, "agent_url": f"http://127.0.0.1:{port}", "token": f"ocp_{secrets.token_urlsafe(32)}"}
-            for name, region, _, port in DEMO_POOLS
-        ],
-    }
+    spec = json.loads(path.read_text()) if path.exists() else {"admin_password": secrets.token_urlsafe(9), "pools": []}
+    known = {p["name"] for p in spec["pools"]}
+    if known == {name for name, *_ in DEMO_POOLS} and "cluster_token" in spec:
+        return spec
+    spec["pools"] += [  # a pool added to the demo since the spec was made joins it
+        {"name": name, "region": region, "agent_url": f"http://127.0.0.1:{port}", "token": f"ocp_{secrets.token_urlsafe(32)}"}
+        for name, region, _, port in DEMO_POOLS
+        if name not in known
+    ]
+    spec.setdefault("cluster_token", secrets.token_urlsafe(24))
     path.touch(mode=0o600)
     path.write_text(json.dumps(spec, indent=2))
     return spec
@@ -94,6 +98,22 @@ def _wait_until_up(url: str, process: subprocess.Popen, headers=None, timeout: f
 
 def _demo_env() -> dict:
     return {**os.environ, "DEBUG": os.environ.get("DEBUG", "1"), "PYTHONUNBUFFERED": "1"}
+
+
+def _start_cluster(spec: dict, env: dict) -> subprocess.Popen:
+    """The demo's Kubernetes API server: a recorded HAMi cluster (tests/kubernetes_api.py), and a kubeconfig for bj-k8s's agent."""
+    url = f"http://127.0.0.1:{DEMO_CLUSTER_PORT}"
+    (DEMO_DIR / "kubeconfig").write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "demo",
+        "clusters": [{"name": "demo", "cluster": {"server": url}}], "users": [{"name": "agent", "user": {"token": spec["cluster_token"]}}],
+        "contexts": [{"name": "demo", "context": {"cluster": "demo", "user": "agent"}}],
+    }))  # fmt: skip
+    cluster = subprocess.Popen(
+        [str(PY), "-m", "tests.kubernetes_api", "--objects", "tests/fixtures/kubernetes/hami-cluster.json",
+         "--token", spec["cluster_token"], "--port", str(DEMO_CLUSTER_PORT)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    _wait_until_up(f"{url}/metrics", cluster)
+    return cluster
 
 
 def _agent_command(name: str, config: str) -> list[str]:
@@ -134,7 +154,10 @@ def demo(args):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         subprocess.run([str(PY), "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-        for (name, _, config, _), pool in zip(DEMO_POOLS, spec["pools"]):
+        processes.append(_start_cluster(spec, env))
+        pools = {p["name"]: p for p in spec["pools"]}
+        for name, _, config, _ in DEMO_POOLS:
+            pool = pools[name]
             agent = subprocess.Popen(
                 _agent_command(name, config),
                 cwd=ROOT,
@@ -166,13 +189,13 @@ def demo(args):
             f"\n  oCenter is running at http://127.0.0.1:{port}/\n"
             f"  log in as admin / {spec['admin_password']}  (console)\n"
             f"  or alice (acme) / bob (globex), same password  (tenant portal)\n"
-            f"  three simulated pools: {', '.join(p['name'] for p in spec['pools'])} (64 GPUs)\n"
+            f"  three simulated hosts' pools and a Kubernetes cluster's: {', '.join(p['name'] for p in spec['pools'])}\n"
             f"  Ctrl-C stops everything.\n",
             flush=True,
         )
         # An agent that stops is a pool going down: oCenter shows it, and the
         # demo goes on. `python3 dev.py agent NAME` brings it back.
-        agents = dict(zip((p["name"] for p in spec["pools"]), processes))
+        agents = dict(zip((name for name, *_ in DEMO_POOLS), processes[1:]))
         while server.poll() is None:
             for name, process in list(agents.items()):
                 if process.poll() is not None:
