@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -22,12 +23,21 @@ def fleet_toml(pool: str, groups: list[dict], faults: dict | None = None) -> str
     for group in groups:
         lines.append("[[simulated.nodes]]")
         for key, value in group.items():
-            lines.append(f"{key} = {value!r}".replace("'", '"'))
+            lines.append(f"{key} = {_toml(value)}")
         lines.append("")
     if faults:
         lines.append("[faults]")
         lines.extend(f"{k} = {v!r}" for k, v in faults.items())
     return "\n".join(lines) + "\n"
+
+
+def _toml(value) -> str:
+    """A value as TOML writes it: strings, numbers, lists and inline tables (a node group's templates)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value)
 
 
 def a100_nodes(count: int, gpus: int = 8, name: str = "n{n:02d}") -> dict:

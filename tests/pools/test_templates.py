@@ -1,0 +1,74 @@
+"""Hardware cut to templates (Ascend vNPUs), end to end: a real agent reports them, oCenter rounds requests up to
+them and places fractions on such devices only in their shapes."""
+
+import pytest
+
+from pools.models import Accelerator, Allocation
+from pools.services.allocations import allocation_request
+from pools.services.sync import pool_sync
+from tests.agents import a100_nodes
+from tests.factories import PoolFactory
+from tests.fleet import Fleet
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TEMPLATES = [{"name": "vir10_3c_32g", "compute_units": 50, "memory_mib": 32768},
+             {"name": "vir05_1c_16g", "compute_units": 25, "memory_mib": 16384}]  # fmt: skip
+ASCEND = {"name": "npu{n:02d}", "count": 1, "gpus": 2, "vendor": "Huawei", "model": "Ascend-910B", "memory_mib": 65536,
+          "templates": TEMPLATES}  # fmt: skip
+
+
+@pytest.fixture
+def edge(agents, django_user_model):
+    fleet = Fleet.__new__(Fleet)
+    fleet.agent = agents("edge", [ASCEND, a100_nodes(1, gpus=1)])
+    fleet.pool = PoolFactory(name="edge", agent=fleet.agent)
+    pool_sync(pool_id=fleet.pool.id)
+    fleet.user_model = django_user_model
+    return fleet
+
+
+def _request(tenant, **spec):
+    tenant, project, user, _ = tenant
+    return allocation_request(actor=user, tenant=tenant, project=project, **{"count": 1, "priority": "offline", **spec})[0]
+
+
+def test_the_inventorys_templates_are_kept_smallest_first(edge):
+    npu = Accelerator.objects.filter(model="Ascend-910B").first()
+    assert [t["name"] for t in npu.templates] == ["vir05_1c_16g", "vir10_3c_32g"]
+    assert Accelerator.objects.get(model="A100-SXM4-80GB").templates == []
+
+
+@pytest.mark.parametrize(
+    ("asked", "held"),
+    [
+        ((20, 10_000), (25, 16384, "vir05_1c_16g")),
+        ((25, 16384), (25, 16384, "vir05_1c_16g")),
+        ((10, 20_000), (50, 32768, "vir10_3c_32g")),  # the memory decides
+        ((60, 1000), (100, 1000, "")),  # no template holds it: the whole NPU
+    ],
+)
+def test_a_request_for_templated_hardware_rounds_up_to_the_smallest_template_that_holds_it(edge, asked, held):
+    acme = edge.tenant("acme")
+    allocation = _request(acme, compute_units=asked[0], memory_mib=asked[1], accelerator_model="Ascend-910B")
+    assert allocation.state == Allocation.State.RUNNING, allocation.reason
+    assert (allocation.compute_units, allocation.memory_mib, allocation.template) == held
+    s = allocation.slices.get()
+    assert (s.compute_units, s.memory_mib, s.accelerator.model) == (held[0], held[1], "Ascend-910B")
+    if held[2]:
+        assert s.env["OCENTER_VNPU_TEMPLATE"] == held[2]  # the agent agrees: the slice is that template
+    answer = acme[3].get(f"/api/v1/allocations/{allocation.id}")
+    assert answer.json()["template"] == held[2] and answer.json()["compute_units"] == held[0]
+
+
+def test_a_request_that_may_land_anywhere_puts_no_odd_shape_on_templated_hardware(edge):
+    acme = edge.tenant("acme")
+    placed = [_request(acme, compute_units=30, memory_mib=1000) for _ in range(3)]
+    models = [a.slices.get().accelerator.model for a in placed]
+    assert models == ["A100-SXM4-80GB"] * 3 and all(a.template == "" for a in placed)
+    # The A100 is full now (90 of 100 units): the fourth waits rather than landing on an NPU in a shape it is not cut to.
+    waiting = _request(acme, compute_units=30, memory_mib=1000)
+    assert waiting.state == Allocation.State.QUEUED
+    # A template's exact shape may land on an NPU without naming it.
+    exact = _request(acme, compute_units=25, memory_mib=16384)
+    assert exact.state == Allocation.State.RUNNING and exact.slices.get().accelerator.model == "Ascend-910B"
