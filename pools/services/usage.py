@@ -39,13 +39,15 @@ def pool_sample(*, pool: Pool, metrics: dict, now) -> dict:
     gpu_points, outside_changed = {}, []
     for figures in metrics.get("accelerators", []):
         gpu = gpus.get(figures.get("uuid"))
-        if gpu is None or "error" in figures:
+        if gpu is None or ("error" in figures and "outside_memory_mib" not in figures):
             continue
-        gpu_points[gpu.id] = {"utilization": _percent(figures.get("utilization_percent")), "memory_mib": figures.get("memory_used_mib", 0)}
         outside = max(0, int(figures.get("outside_memory_mib") or 0))
         if gpu.outside_memory_mib != outside:
             gpu.outside_memory_mib = outside
             outside_changed.append(gpu)
+        # No utilization to read (a cluster without HAMi's exporter): no point, rather than a zero.
+        if "error" not in figures and figures.get("utilization_percent") is not None:
+            gpu_points[gpu.id] = {"utilization": _percent(figures["utilization_percent"]), "memory_mib": figures.get("memory_used_mib", 0)}
     Accelerator.objects.bulk_update(outside_changed, ["outside_memory_mib"], batch_size=1000)
 
     running = Slice.objects.filter(pool=pool, active=True, allocation__state=Allocation.State.RUNNING)

@@ -124,3 +124,16 @@ def test_the_pool_page_shows_outside_use_and_what_each_gpu_enforces(client, staf
     client.force_login(staff)
     page = client.get(f"/console/pools/{fleet.pool.id}/").content.decode()
     assert 'data-outside="12000"' in page and "simulated" in page
+
+
+def test_a_gpu_with_no_utilization_source_gets_no_point_but_its_outside_use_counts(fleet):
+    first, second = Accelerator.objects.filter(pool=fleet.pool).order_by("index")
+    metrics = {"accelerators": [
+        # A cluster without HAMi's exporter: utilization unknown, outside use read from the pods.
+        {"uuid": first.uuid, "utilization_percent": None, "memory_used_mib": 3000, "outside_memory_mib": 3000},
+        {"uuid": second.uuid, "utilization_percent": 40.0, "memory_used_mib": 0, "outside_memory_mib": 0},
+    ], "allocations": []}  # fmt: skip
+    pool_sample(pool=fleet.pool, metrics=metrics, now=timezone.now())
+    first.refresh_from_db()
+    assert first.outside_memory_mib == 3000
+    assert set(GpuSeries.objects.values_list("accelerator_id", flat=True)) == {second.id}
