@@ -133,6 +133,7 @@ def test_a_gpu_with_no_utilization_source_gets_no_point_but_its_outside_use_coun
         {"uuid": first.uuid, "utilization_percent": None, "memory_used_mib": 3000, "outside_memory_mib": 3000},
         {"uuid": second.uuid, "utilization_percent": 40.0, "memory_used_mib": 0, "outside_memory_mib": 0},
     ], "allocations": []}  # fmt: skip
+    GpuSeries.objects.all().delete()  # the fixture's first sync sampled both
     pool_sample(pool=fleet.pool, metrics=metrics, now=timezone.now())
     first.refresh_from_db()
     assert first.outside_memory_mib == 3000
