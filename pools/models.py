@@ -322,6 +322,8 @@ class Slice(models.Model):
     # True while it holds capacity on its GPU (claiming, running, releasing).
     active = models.BooleanField(default=True)
     env = models.JSONField(default=dict, blank=True)
+    # What a workload applies to run in it where the pool is a cluster (a pod's resources, annotations, node and namespace).
+    launch = models.JSONField(default=dict, blank=True)
     # When its allocation first ran with it: a slice given up before that never ran, and is never billed.
     started_at = models.DateTimeField(null=True, blank=True)
 

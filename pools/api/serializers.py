@@ -59,13 +59,14 @@ class SliceSerializer(ModelSerializer):
 
     class Meta:
         model = Slice
-        fields = ["id", "index", "pool", "gpu_uuid", "model", "compute_units", "memory_mib", "active", "env"]
+        fields = ["id", "index", "pool", "gpu_uuid", "model", "compute_units", "memory_mib", "active", "env", "launch"]
 
     def to_representation(self, s):
         # Written out (the fields above stay for the schema, and a test holds the two equal): an allocation's
         # answer is on the hot path, and building a ModelSerializer's fields costs more than the rest of it.
         return {"id": str(s.id), "index": s.index, "pool": s.pool.name, "gpu_uuid": s.accelerator.uuid, "model": s.accelerator.model,
-                "compute_units": s.compute_units, "memory_mib": s.memory_mib, "active": s.active, "env": s.env}  # fmt: skip
+                "compute_units": s.compute_units, "memory_mib": s.memory_mib, "active": s.active, "env": s.env,
+                "launch": s.launch}  # fmt: skip
 
 
 class AllocationEventSerializer(ModelSerializer):

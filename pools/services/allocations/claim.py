@@ -55,10 +55,10 @@ def allocation_claim(*, allocation_id, actor=None, placed: tuple[Allocation, lis
         if allocation.state != State.CLAIMING:
             return allocation
         slices = list(allocation.slices.select_related("accelerator", "pool").filter(active=True))
-    clients, envs, problem = PoolClients(), {}, None
+    clients, answers, problem = PoolClients(), {}, None
     for s in slices:
         try:
-            envs[s.id] = _claim(clients(s.pool), s, allocation).get("env", {})
+            answers[s.id] = _claim(clients(s.pool), s, allocation)
         except ValueError as exc:  # the pool token cannot be read back (encryption keys changed)
             problem = AgentError(f"cannot use the pool token of {s.pool.name}: {exc}")
         except AgentError as exc:
@@ -67,11 +67,11 @@ def allocation_claim(*, allocation_id, actor=None, placed: tuple[Allocation, lis
             failed = s
             break
     if problem is None:
-        return _run(allocation, slices, envs, clients, actor=actor)
+        return _run(allocation, slices, answers, clients, actor=actor)
 
     # Undo, so nothing is left held on an agent: what was claimed, and the slice that failed
     # when no answer came (the claim may have been made) and the agent could not be asked.
-    maybe_held = [s for s in slices if s.id in envs]
+    maybe_held = [s for s in slices if s.id in answers]
     if isinstance(problem, AgentUnreachable):
         maybe_held.append(failed)
     kept = _undo(maybe_held, clients)
@@ -107,7 +107,7 @@ def allocations_claim(*, placed: list[tuple[Allocation, list[Slice]]], actor=Non
             with contextlib.suppress(AgentError, ValueError):  # each is claimed on its own below, which settles what this may have held
                 claims.update(clients(group[0][1].pool).claim_many(body[start : start + MAX_ARRAY_MEMBERS]))
     return [
-        _run(allocation, slices, {s.id: claims[str(s.id)].get("env", {}) for s in slices}, clients, actor=actor)
+        _run(allocation, slices, {s.id: claims[str(s.id)] for s in slices}, clients, actor=actor)
         if all(str(s.id) in claims for s in slices)
         else allocation_claim(allocation_id=allocation.id, actor=actor, placed=(allocation, slices))
         for allocation, slices in placed
@@ -167,8 +167,8 @@ def _labels(allocation: Allocation) -> dict:
     return {**allocation.labels, "allocation": str(allocation.id), "tenant": allocation.tenant.slug}
 
 
-def _run(allocation: Allocation, slices: list[Slice], envs: dict, clients: PoolClients, *, actor) -> Allocation:
-    """Every slice is claimed: the allocation runs, unless it was moved on meanwhile.
+def _run(allocation: Allocation, slices: list[Slice], answers: dict, clients: PoolClients, *, actor) -> Allocation:
+    """Every slice is claimed (``answers``: the agents' answer for each): the allocation runs, unless it was moved on meanwhile.
 
     One compare-and-set: it runs only if it is still claiming with the
     placement these claims were made for. Every change of its slices (placed
@@ -179,13 +179,13 @@ def _run(allocation: Allocation, slices: list[Slice], envs: dict, clients: PoolC
     now = timezone.now()
     attempts = allocation.claim_attempts
     for s in slices:
-        s.env = envs[s.id]
+        s.env, s.launch = answers[s.id].get("env", {}), answers[s.id].get("launch", {})
         s.started_at = s.started_at or now
     expires = now + timedelta(seconds=allocation.lease_seconds) if allocation.lease_seconds else None
     rows = moved(allocation, State.RUNNING, actor=actor, reason=N_("all slices claimed"), started_at=now, expires_at=expires)
     claiming = Allocation.objects.filter(id=allocation.id, state=State.CLAIMING, claim_attempts=attempts)
     values = {"state": State.RUNNING, "reason": allocation.reason, "started_at": now, "expires_at": expires, "updated_at": now}
-    if guarded(claiming, values, rows=rows, sets=[(slices, ["env", "started_at"])]):
+    if guarded(claiming, values, rows=rows, sets=[(slices, ["env", "launch", "started_at"])]):
         announce(rows)
         allocation.keep_slices(slices)
         return allocation
