@@ -1,5 +1,7 @@
 """Template filters for pools' values: states, classes and why GPUs take no work, in the page's language."""
 
+import json
+
 from django import template
 from django.utils.translation import gettext
 
@@ -31,3 +33,9 @@ def pool_state(value) -> str:
         if value in choices.values:
             return choices(value).label
     return value
+
+
+@register.filter
+def spec(value) -> str:
+    """A launch spec as the workload's author reads it: indented JSON (escaped by the template like any text)."""
+    return json.dumps(value, indent=2, sort_keys=True)

@@ -42,3 +42,5 @@ def test_a_cluster_pool_syncs_beside_a_host_pool_and_its_slices_carry_the_launch
     assert s.launch["annotations"] == {"nvidia.com/use-gpuuuid": s.accelerator.uuid}
     answer = client.get(f"/api/v1/allocations/{allocation.id}").json()
     assert answer["slices"][0]["launch"]["resources"]["limits"]["nvidia.com/gpumem"] == "8192"
+    page = client.get(f"/allocations/{allocation.id}/").content.decode()
+    assert "launch-spec-0" in page and "&quot;nvidia.com/use-gpuuuid&quot;: &quot;" + s.accelerator.uuid in page
