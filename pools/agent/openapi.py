@@ -71,6 +71,19 @@ OPENAPI = {
                     "model": {"type": "string"},
                     "memory_mib": {"type": "integer", "minimum": 1},
                     "health": {"type": "string", "enum": ["healthy", "unhealthy"]},
+                    "templates": {
+                        "type": "array",
+                        "description": "the shapes the device is cut to (Ascend vNPU templates), smallest first: a claim is one or whole",
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "compute_units", "memory_mib"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "compute_units": {"type": "integer"},
+                                "memory_mib": {"type": "integer"},
+                            },
+                        },
+                    },
                 },
             },
             "Inventory": {
@@ -118,6 +131,12 @@ OPENAPI = {
                         "type": "object",
                         "additionalProperties": {"type": "string"},
                         "description": "launch environment that enforces the slice",
+                    },
+                    "template": {"type": "string", "description": "the template the slice is, on a device cut to templates"},
+                    "launch": {
+                        "type": "object",
+                        "description": "kubernetes backend: what the workload's pod carries (namespace, labels, annotations, nodeSelector, "
+                        "resources)",
                     },
                 },
             },
