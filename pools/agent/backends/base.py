@@ -55,6 +55,10 @@ class Node:
     gpus: tuple[Gpu, ...]
 
 
+class Unavailable(ValueError):
+    """The agent cannot run this backend here (its library, driver or cluster is missing): one line that says why, and what to do."""
+
+
 class Refused(Exception):
     """The backend cannot hold this claim now: answered 409 with the reason and its figures."""
 

@@ -29,7 +29,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from pools.agent import COMPUTE_UNITS_PER_GPU
-from pools.agent.backends.base import Backend, Gpu, Node, Refused
+from pools.agent.backends.base import Backend, Gpu, Node, Refused, Unavailable
 from pools.agent.exposition import parse as parse_exposition
 
 log = logging.getLogger("pools.agent.kubernetes")
@@ -45,10 +45,6 @@ WHOLE = "whole"  # a GPU of a node without HAMi: claimed whole, through nvidia.c
 LIVE_PODS = "status.phase!=Succeeded,status.phase!=Failed"
 # /v1/metrics asks for every GPU's figures in turn: the exporters are read once for all of them.
 EXPORTER_REUSE_SECONDS = 2.0
-
-
-class Unavailable(ValueError):
-    """The agent cannot run this backend here: one line that says why, and what to do."""
 
 
 @dataclass(frozen=True)
@@ -508,16 +504,15 @@ class KubernetesBackend(Backend):
             pods.setdefault(h.claim, []).append(h.pod)
         per_claim = []
         for claim in claims:
-            mine = pods.get(claim.id, [])
-            used = sum(exported.get(("hami_container_device_utilization_ratio", gpu.uuid, pod), 0.0) for pod in set(mine))
-            idle_for = [
-                exported[k] for pod in set(mine) if (k := ("hami_container_last_kernel_elapsed_seconds", gpu.uuid, pod)) in exported
-            ]
+            mine = set(pods.get(claim.id, []))
+            figure = lambda metric, pod: exported.get((metric, gpu.uuid, pod))  # noqa: E731 (one claim's pods' figures)
+            idle_for = [v for pod in mine if (v := figure("hami_container_last_kernel_elapsed_seconds", pod)) is not None]
             if idle_for:
                 self._last_busy[claim.id] = max(self._last_busy.get(claim.id, 0), now - min(idle_for))
             per_claim.append({
-                "id": claim.id, "gpu_uuid": gpu.uuid, "processes": len(mine), "compute_units_used": round(used, 1),
-                "memory_used_mib": int(sum(exported.get(("hami_vgpu_memory_used_bytes", gpu.uuid, pod), 0) for pod in set(mine)) // MIB),
+                "id": claim.id, "gpu_uuid": gpu.uuid, "processes": len(pods.get(claim.id, [])),
+                "compute_units_used": round(sum(figure("hami_container_device_utilization_ratio", pod) or 0.0 for pod in mine), 1),
+                "memory_used_mib": int(sum(figure("hami_vgpu_memory_used_bytes", pod) or 0 for pod in mine) // MIB),
                 "last_busy_at": self._last_busy.get(claim.id),
             })  # fmt: skip
         return figures, per_claim

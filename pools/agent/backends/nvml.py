@@ -31,16 +31,12 @@ import threading
 import time
 
 from pools.agent import COMPUTE_UNITS_PER_GPU
-from pools.agent.backends.base import Backend, Gpu, Node, Refused, mps_env
+from pools.agent.backends.base import Backend, Gpu, Node, Refused, Unavailable, mps_env
 
 log = logging.getLogger("pools.agent.nvml")
 
 MIB = 1024 * 1024
 CLAIM_ID_VAR = b"OCENTER_CLAIM_ID="
-
-
-class Unavailable(ValueError):
-    """The host cannot run this backend: one line that says why, and what to do."""
 
 
 def _text(value) -> str:
