@@ -59,7 +59,7 @@ def budget_check(request: AdmissionRequest):
             book = book or PriceBook()
             per_hour = Decimal(0)
             for ask in request.slices:
-                price = book.at(ask.pool_name, ask.accelerator_model, request.priority, now)
+                price = book.at(ask.pool_name, ask.accelerator_model, request.priority, now, ask.template)
                 if price:
                     per_hour += hourly(
                         compute_units=ask.compute_units,

@@ -15,7 +15,7 @@ class UsageFilter(django_filters.FilterSet):
 
     class Meta:
         model = UsageRecord
-        fields = ["tenant", "project", "pool", "model", "priority", "since", "until"]
+        fields = ["tenant", "project", "pool", "model", "template", "priority", "since", "until"]
 
 
 class BudgetFilter(django_filters.FilterSet):
@@ -37,4 +37,4 @@ class StatementFilter(django_filters.FilterSet):
 class PriceFilter(django_filters.FilterSet):
     class Meta:
         model = Price
-        fields = ["pool_name", "accelerator_model", "priority"]
+        fields = ["pool_name", "accelerator_model", "template", "priority"]

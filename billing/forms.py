@@ -12,6 +12,12 @@ from billing.models import MAX_GRACE_SECONDS, PRIORITIES, Budget
 class PriceForm(forms.Form):
     pool_name = forms.SlugField(required=False, max_length=63, label=_("Pool"), help_text=_("Empty: every pool."))
     accelerator_model = forms.CharField(required=False, max_length=64, label=_("Model"), help_text=_("Empty: every model."))
+    template = forms.CharField(
+        required=False,
+        max_length=64,
+        label=_("Template"),
+        help_text=_("Empty: every shape. A template (vir05_1c_16g) needs its model."),
+    )
     priority = forms.ChoiceField(choices=[("", _("every class")), *PRIORITIES], required=False, label=_("Class"))
     compute_gpu_hour = forms.DecimalField(min_value=Decimal(0), max_digits=14, decimal_places=4, label=_("Per GPU-hour"))
     memory_gib_hour = forms.DecimalField(min_value=Decimal(0), max_digits=14, decimal_places=6, initial=0, label=_("Per GiB-hour"))

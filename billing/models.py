@@ -20,13 +20,16 @@ MAX_GRACE_SECONDS = 90 * 86400
 class Price(models.Model):
     """What a GPU-hour of compute and a GiB-hour of memory cost, from a moment on.
 
-    Blank pool, model or class match any; the most specific price wins, and
-    among equally specific ones the latest in effect.
+    Blank pool, model, template or class match any; the most specific price
+    wins, and among equally specific ones the latest in effect. A template
+    (an Ascend vNPU's vir05_1c_16g) prices the slices cut to it: each costs
+    its template's compute and memory at these rates.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     pool_name = models.SlugField(max_length=63, blank=True)
     accelerator_model = models.CharField(max_length=64, blank=True)
+    template = models.CharField(max_length=64, blank=True, default="")
     priority = models.CharField(max_length=16, choices=PRIORITIES, blank=True)
     # Per whole GPU (100 compute units) per hour, and per GiB of GPU memory per hour.
     compute_gpu_hour = models.DecimalField(max_digits=14, decimal_places=4, validators=[MinValueValidator(0)])
@@ -35,22 +38,29 @@ class Price(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["pool_name", "accelerator_model", "priority", "effective_from", "id"]
+        ordering = ["pool_name", "accelerator_model", "template", "priority", "effective_from", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["pool_name", "accelerator_model", "priority", "effective_from"], name="price_unique_moment"),
+            models.UniqueConstraint(
+                fields=["pool_name", "accelerator_model", "template", "priority", "effective_from"], name="price_unique_moment"
+            ),
             models.CheckConstraint(condition=Q(compute_gpu_hour__gte=0, memory_gib_hour__gte=0), name="price_not_negative"),
         ]
 
     def __str__(self):
-        scope = " / ".join(x for x in (self.pool_name, self.accelerator_model, self.priority) if x) or "everything"
+        scope = " / ".join(x for x in (self.pool_name, self.accelerator_model, self.template, self.priority) if x) or "everything"
         return f"{scope} from {self.effective_from:%Y-%m-%d %H:%M}"
 
     @property
     def specificity(self) -> int:
-        return bool(self.pool_name) + bool(self.accelerator_model) + bool(self.priority)
+        return bool(self.pool_name) + bool(self.accelerator_model) + bool(self.template) + bool(self.priority)
 
-    def matches(self, pool_name: str, accelerator_model: str, priority: str) -> bool:
-        return self.pool_name in ("", pool_name) and self.accelerator_model in ("", accelerator_model) and self.priority in ("", priority)
+    def matches(self, pool_name: str, accelerator_model: str, priority: str, template: str = "") -> bool:
+        return (
+            self.pool_name in ("", pool_name)
+            and self.accelerator_model in ("", accelerator_model)
+            and self.template in ("", template)
+            and self.priority in ("", priority)
+        )
 
 
 class UsageRecord(models.Model):
@@ -70,6 +80,7 @@ class UsageRecord(models.Model):
     project = models.ForeignKey("tenants.Project", on_delete=models.PROTECT, related_name="usage")
     pool_name = models.CharField(max_length=63)
     accelerator_model = models.CharField(max_length=64)
+    template = models.CharField(max_length=64, blank=True, default="")
     priority = models.CharField(max_length=16, choices=PRIORITIES)
     start = models.DateTimeField()
     end = models.DateTimeField()
@@ -204,12 +215,13 @@ class Statement(models.Model):
 
 
 class StatementLine(models.Model):
-    """One line of a closed statement: a project, pool, model and class, rounded to the cent."""
+    """One line of a closed statement: a project, pool, model, template and class, rounded to the cent."""
 
     statement = models.ForeignKey(Statement, on_delete=models.PROTECT, related_name="lines")
     project = models.ForeignKey("tenants.Project", null=True, on_delete=models.PROTECT, related_name="+")
     pool_name = models.CharField(max_length=63, blank=True)
     accelerator_model = models.CharField(max_length=64, blank=True)
+    template = models.CharField(max_length=64, blank=True, default="")
     priority = models.CharField(max_length=16, blank=True)
     description = models.CharField(max_length=200)
     gpu_hours = models.DecimalField(max_digits=16, decimal_places=4)

@@ -25,27 +25,29 @@ def local_tz():
 
 
 class PriceBook:
-    """Every price, to look up the one in effect for a pool, model and class at a moment."""
+    """Every price, to look up the one in effect for a pool, model, class and template (blank: none) at a moment."""
 
     def __init__(self, prices=None):
         self.prices = list(prices if prices is not None else Price.objects.all())
 
-    def at(self, pool_name: str, accelerator_model: str, priority: str, moment: datetime) -> Price | None:
+    def at(self, pool_name: str, accelerator_model: str, priority: str, moment: datetime, template: str = "") -> Price | None:
         best = None
         for price in self.prices:
-            if price.effective_from <= moment and price.matches(pool_name, accelerator_model, priority):
+            if price.effective_from <= moment and price.matches(pool_name, accelerator_model, priority, template):
                 key = (price.specificity, price.effective_from)
                 if best is None or key > (best.specificity, best.effective_from):
                     best = price
         return best
 
-    def changes(self, pool_name: str, accelerator_model: str, priority: str) -> list[datetime]:
-        return [p.effective_from for p in self.prices if p.matches(pool_name, accelerator_model, priority)]
+    def changes(self, pool_name: str, accelerator_model: str, priority: str, template: str = "") -> list[datetime]:
+        return [p.effective_from for p in self.prices if p.matches(pool_name, accelerator_model, priority, template)]
 
 
-def hourly_price(book: PriceBook, pool_name: str, model: str, priority: str, compute_units: int, memory_mib: int) -> Decimal:
+def hourly_price(
+    book: PriceBook, pool_name: str, model: str, priority: str, compute_units: int, memory_mib: int, template: str = ""
+) -> Decimal:
     """What one slice costs per hour now (0 when no price applies)."""
-    price = book.at(pool_name, model, priority, timezone.now())
+    price = book.at(pool_name, model, priority, timezone.now(), template)
     if price is None:
         return Decimal(0)
     return hourly(
@@ -77,7 +79,7 @@ def budget_spent(budget: Budget, now: datetime) -> Decimal:
 #
 # The ledger holds closed pieces (at most an hour each, billing.services). What a running slice did since its
 # watermark is priced when spend is read: its compute- and memory-seconds, summed by the database per tenant,
-# pool, model and class, at the price in effect now. (Work that stopped, or a price that changed, since the last
+# pool, model, class and template, at the price in effect now. (Work that stopped, or a price that changed, since the last
 # metering run is counted once that run writes it: within a minute.)
 
 
@@ -92,13 +94,13 @@ _SECONDS = {
     "sqlite": f"({_sqlite_epoch('%(now)s')} - {_sqlite_epoch(f'MAX({_FROM}, %(since)s)')})",
 }
 _UNMETERED_SQL = """
-    SELECT a.tenant_id, p.name, g.model, a.priority, SUM(s.compute_units * {seconds}), SUM(s.memory_mib * {seconds})
+    SELECT a.tenant_id, p.name, g.model, a.priority, a.template, SUM(s.compute_units * {seconds}), SUM(s.memory_mib * {seconds})
       FROM pools_slice s JOIN pools_allocation a ON a.id = s.allocation_id
       JOIN pools_pool p ON p.id = s.pool_id JOIN pools_accelerator g ON g.id = s.accelerator_id
       LEFT JOIN billing_slicemeter m ON m.slice_id = s.id
      WHERE s.active AND a.state = 'running' AND s.started_at IS NOT NULL {tenants} {project}
        AND {start} < %(now)s
-     GROUP BY a.tenant_id, p.name, g.model, a.priority"""
+     GROUP BY a.tenant_id, p.name, g.model, a.priority, a.template"""
 
 
 def unmetered(tenant_ids, *, now: datetime, since: datetime, project_id=None) -> dict:
@@ -118,8 +120,8 @@ def unmetered(tenant_ids, *, now: datetime, since: datetime, project_id=None) ->
     book, cost = PriceBook(), defaultdict(Decimal)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        for tenant_id, pool_name, model, priority, unit_seconds, mib_seconds in cursor.fetchall():
-            price = book.at(pool_name, model, priority, now)
+        for tenant_id, pool_name, model, priority, template, unit_seconds, mib_seconds in cursor.fetchall():
+            price = book.at(pool_name, model, priority, now, template)
             if price is not None:
                 compute = Decimal(str(unit_seconds)) / UNITS_PER_GPU * price.compute_gpu_hour
                 memory = Decimal(str(mib_seconds)) / MIB_PER_GIB * price.memory_gib_hour
@@ -169,7 +171,12 @@ def burn_rate(*, tenant_id, project_id=None) -> Decimal:
     if project_id:
         slices = slices.filter(allocation__project_id=project_id)
     return sum(
-        (hourly_price(book, s.pool.name, s.accelerator.model, s.allocation.priority, s.compute_units, s.memory_mib) for s in slices),
+        (
+            hourly_price(
+                book, s.pool.name, s.accelerator.model, s.allocation.priority, s.compute_units, s.memory_mib, s.allocation.template
+            )
+            for s in slices
+        ),
         Decimal(0),
     )
 
@@ -258,10 +265,10 @@ def allocations_cost_since(since: dict, now: datetime) -> dict:
     book = PriceBook()
     per_hour = defaultdict(Decimal)
     slices = Slice.objects.filter(allocation_id__in=list(since), active=True).values_list(
-        "allocation_id", "pool__name", "accelerator__model", "allocation__priority", "compute_units", "memory_mib"
+        "allocation_id", "pool__name", "accelerator__model", "allocation__priority", "compute_units", "memory_mib", "allocation__template"
     )
-    for allocation_id, pool_name, model, priority, units, mib in slices:
-        per_hour[allocation_id] += hourly_price(book, pool_name, model, priority, units, mib)
+    for allocation_id, pool_name, model, priority, units, mib, template in slices:
+        per_hour[allocation_id] += hourly_price(book, pool_name, model, priority, units, mib, template)
     return {a: to_cents(per_hour[a] * Decimal(max(0.0, (now - at).total_seconds())) / 3600) for a, at in since.items()}
 
 

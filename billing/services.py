@@ -22,10 +22,11 @@ from billing.rating import amount, cut, midnights, month_start, next_month, seco
 from billing.selectors import PriceBook, budget_period, budget_spent, due_slices, local_tz
 from ocenter import reasons
 from ocenter.audit import audit_record, field_changes
-from ocenter.errors import Conflict, DomainError
+from ocenter.errors import Conflict, DomainError, Unprocessable
 from ocenter.events import STAFF_GROUP, publish_on_commit, tenant_group
 from ocenter.lib.units import COMPUTE_UNITS_PER_GPU
 from pools.models import Allocation, AllocationEvent, Slice
+from pools.selectors import template_names
 from pools.services.allocations import allocation_release
 from tenants.models import Role
 
@@ -44,20 +45,28 @@ def price_set(
     actor,
     pool_name: str = "",
     accelerator_model: str = "",
+    template: str = "",
     priority: str = "",
     compute_gpu_hour: Decimal,
     memory_gib_hour: Decimal = Decimal(0),
     effective_from: datetime,
 ) -> Price:
-    """Add a price from a moment on. Past usage keeps the prices it was metered at."""
-    if Price.objects.filter(
-        pool_name=pool_name, accelerator_model=accelerator_model, priority=priority, effective_from=effective_from
-    ).exists():
-        raise Conflict("a price for this pool, model and class already starts at that moment", field="effective_from")
+    """Add a price from a moment on. Past usage keeps the prices it was metered at.
+
+    A template's price applies to the slices cut to it (a template names one shape of one model: give the model too).
+    """
+    if template and not accelerator_model:
+        raise Unprocessable("a template's price names its model too: give accelerator_model", field="accelerator_model")
+    known = template_names(accelerator_model) if template else set()
+    if known and template not in known:
+        raise Unprocessable(
+            f"{accelerator_model} is cut to {', '.join(sorted(known))}, not to '{template}': name one of them", field="template"
+        )
+    scope = {"pool_name": pool_name, "accelerator_model": accelerator_model, "template": template, "priority": priority}
+    if Price.objects.filter(**scope, effective_from=effective_from).exists():
+        raise Conflict("a price for this pool, model, template and class already starts at that moment", field="effective_from")
     price = Price.objects.create(
-        pool_name=pool_name,
-        accelerator_model=accelerator_model,
-        priority=priority,
+        **scope,
         compute_gpu_hour=compute_gpu_hour,
         memory_gib_hour=memory_gib_hour,
         effective_from=effective_from,
@@ -114,7 +123,7 @@ def _priced_pieces(s: Slice, events: list[AllocationEvent], book: PriceBook, tz,
     reclassed = [e for e in events if e.previous_priority]
     classes = {a.priority, *(e.previous_priority for e in reclassed)}
     # Where a piece must end: a price change of any class it ran at, and every step of its history.
-    changes = {c for p in classes for c in book.changes(s.pool.name, s.accelerator.model, p)} | {e.at for e in events}
+    changes = {c for p in classes for c in book.changes(s.pool.name, s.accelerator.model, p, a.template)} | {e.at for e in events}
     pieces, resume = [], now
     for start, end, still in _running_intervals(events, now):
         start = max(start, since)
@@ -129,7 +138,8 @@ def _priced_pieces(s: Slice, events: list[AllocationEvent], book: PriceBook, tz,
         for number, (piece_start, piece_end) in enumerate(edges):
             closed = not (still and number == len(edges) - 1 and piece_end not in points)
             priority = next((e.previous_priority for e in reclassed if e.at > piece_start), a.priority)
-            pieces.append((piece_start, piece_end, priority, book.at(s.pool.name, s.accelerator.model, priority, piece_start), closed))
+            price = book.at(s.pool.name, s.accelerator.model, priority, piece_start, a.template)
+            pieces.append((piece_start, piece_end, priority, price, closed))
         if still:
             resume = pieces[-1][0] if pieces and not pieces[-1][4] else now
     return pieces, resume
@@ -141,14 +151,14 @@ def _record(s: Slice, piece, tz) -> UsageRecord:
     a = s.allocation
     return UsageRecord(
         slice=s, allocation=a, tenant_id=a.tenant_id, project_id=a.project_id, pool_name=s.pool.name, accelerator_model=s.accelerator.model,
-        priority=priority, start=start, end=end, day=start.astimezone(tz).date(), seconds=seconds, compute_units=s.compute_units,
-        memory_mib=s.memory_mib, price=price,
+        template=a.template, priority=priority, start=start, end=end, day=start.astimezone(tz).date(), seconds=seconds,
+        compute_units=s.compute_units, memory_mib=s.memory_mib, price=price,
         amount=amount(compute_units=s.compute_units, memory_mib=s.memory_mib, seconds=seconds, compute_gpu_hour=price.compute_gpu_hour,
                       memory_gib_hour=price.memory_gib_hour),
     )  # fmt: skip
 
 
-# One statement meters every slice of one pool, model and class whose next piece is a whole hour that has ended:
+# One statement meters every slice of one pool, model, template and class whose next piece is a whole hour that has ended:
 # it ran all through, at one price, on one day. It writes their records, priced and rounded as rating.amount does,
 # and moves their watermarks to the hour mark. It reads pools' tables and writes only billing's.
 _NEXT_MARK = "s.started_at + (floor(EXTRACT(EPOCH FROM m.metered_until - s.started_at) / 3600) + 1) * interval '1 hour'"
@@ -161,15 +171,16 @@ _METER_STEADY_SQL = f"""
           JOIN pools_allocation a ON a.id = s.allocation_id
           JOIN pools_accelerator g ON g.id = s.accelerator_id
          WHERE a.state = 'running' AND s.active AND s.pool_id = %(pool_id)s AND g.model = %(model)s AND a.priority = %(priority)s
+           AND a.template = %(template)s
            AND m.metered_until >= %(floor)s AND {_NEXT_MARK} <= %(now)s
            AND (m.metered_until AT TIME ZONE %(tz)s)::date = ((({_NEXT_MARK}) - interval '1 microsecond') AT TIME ZONE %(tz)s)::date
            AND NOT EXISTS (SELECT 1 FROM pools_allocationevent e WHERE e.allocation_id = a.id AND e.at > m.metered_until)
     ), moved AS (
         UPDATE billing_slicemeter SET metered_until = picked.until FROM picked WHERE billing_slicemeter.slice_id = picked.id
     )
-    INSERT INTO billing_usagerecord (slice_id, allocation_id, tenant_id, project_id, pool_name, accelerator_model, priority,
+    INSERT INTO billing_usagerecord (slice_id, allocation_id, tenant_id, project_id, pool_name, accelerator_model, template, priority,
                                      start, "end", day, seconds, compute_units, memory_mib, price_id, amount)
-    SELECT id, allocation_id, tenant_id, project_id, %(pool_name)s, %(model)s, %(priority)s, since, until,
+    SELECT id, allocation_id, tenant_id, project_id, %(pool_name)s, %(model)s, %(template)s, %(priority)s, since, until,
            (since AT TIME ZONE %(tz)s)::date, EXTRACT(EPOCH FROM until - since), compute_units, memory_mib, %(price_id)s,
            round((compute_units::numeric / %(units_per_gpu)s * %(compute_gpu_hour)s + memory_mib::numeric / 1024 * %(memory_gib_hour)s)
                  * EXTRACT(EPOCH FROM until - since) / 3600, 6)
@@ -188,15 +199,15 @@ def _meter_steady(book: PriceBook, now: datetime, tz) -> list:
     """
     scopes = (
         Slice.objects.filter(active=True, allocation__state=State.RUNNING, meter__metered_until__lte=now - HOUR)
-        .values_list("pool_id", "pool__name", "accelerator__model", "allocation__priority")
+        .values_list("pool_id", "pool__name", "accelerator__model", "allocation__priority", "allocation__template")
         .distinct()
         .order_by()
     )
     tenants = []
     with connection.cursor() as cursor:
-        for pool_id, pool_name, model, priority in scopes:
-            changes = [b for b in book.changes(pool_name, model, priority) if b < now]
-            price = book.at(pool_name, model, priority, max(changes)) if changes else None
+        for pool_id, pool_name, model, priority, template in scopes:
+            changes = [b for b in book.changes(pool_name, model, priority, template) if b < now]
+            price = book.at(pool_name, model, priority, max(changes), template) if changes else None
             if price is None:
                 continue  # the exact path says why it is not billed
             cursor.execute(
@@ -205,6 +216,7 @@ def _meter_steady(book: PriceBook, now: datetime, tz) -> list:
                     "pool_id": pool_id,
                     "pool_name": pool_name,
                     "model": model,
+                    "template": template,
                     "priority": priority,
                     "now": now,
                     "floor": max(changes),
@@ -396,23 +408,25 @@ def budget_set(
 
 
 def statement_lines(*, tenant, month: datetime) -> list[dict]:
-    """Lines of a month's bill from the usage records: by project, pool, model and class, each to the cent."""
+    """Lines of a month's bill from the usage records: by project, pool, model, template and class, each to the cent."""
     start, end = month, next_month(month)
     rows = (
         UsageRecord.objects.filter(tenant=tenant, start__gte=start, start__lt=end)
-        .values("project_id", "project__slug", "pool_name", "accelerator_model", "priority")
+        .values("project_id", "project__slug", "pool_name", "accelerator_model", "template", "priority")
         .annotate(total=Sum("amount"), unit_seconds=Sum(F("seconds") * F("compute_units"), output_field=DecimalField()))
-        .order_by("project__slug", "pool_name", "accelerator_model", "priority")
+        .order_by("project__slug", "pool_name", "accelerator_model", "template", "priority")
     )
     lines = []
     for row in rows:
+        scope = (row["project__slug"], row["pool_name"], row["accelerator_model"], row["template"], row["priority"])
         lines.append(
             {
                 "project_id": row["project_id"],
                 "pool_name": row["pool_name"],
                 "accelerator_model": row["accelerator_model"],
+                "template": row["template"],
                 "priority": row["priority"],
-                "description": f"{row['project__slug']} · {row['pool_name']} · {row['accelerator_model']} · {row['priority']}",
+                "description": " · ".join(part for part in scope if part),
                 "gpu_hours": (row["unit_seconds"] / COMPUTE_UNITS_PER_GPU / 3600).quantize(Decimal("0.0001")),
                 "amount": to_cents(row["total"]),
             }
@@ -423,6 +437,7 @@ def statement_lines(*, tenant, month: datetime) -> list[dict]:
                 "project_id": None,
                 "pool_name": "",
                 "accelerator_model": "",
+                "template": "",
                 "priority": "",
                 "description": f"adjustment: {adjustment.reason}",
                 "gpu_hours": Decimal(0),

@@ -175,11 +175,11 @@ USAGE_CSV_DAYS = {"7": 7, "30": 30, "90": 90}
 
 def _usage_csv(records, name: str, days: int):
     since = (timezone.now() - timedelta(days=days)).date()
-    header = ["start", "end", "tenant", "project", "allocation", "pool", "model", "class", "compute_units", "memory_mib", "seconds",
-              f"amount_{settings.OCENTER_CURRENCY}"]  # fmt: skip
+    header = ["start", "end", "tenant", "project", "allocation", "pool", "model", "template", "class", "compute_units", "memory_mib",
+              "seconds", f"amount_{settings.OCENTER_CURRENCY}"]  # fmt: skip
     records = records.filter(day__gte=since).select_related("tenant", "project").order_by("start", "id")
-    rows = ([r.start, r.end, r.tenant.slug, r.project.slug, r.allocation_id, r.pool_name, r.accelerator_model, r.priority,
-             r.compute_units, r.memory_mib, r.seconds, r.amount] for r in records.iterator(chunk_size=2000))  # fmt: skip
+    rows = ([r.start, r.end, r.tenant.slug, r.project.slug, r.allocation_id, r.pool_name, r.accelerator_model, r.template,
+             r.priority, r.compute_units, r.memory_mib, r.seconds, r.amount] for r in records.iterator(chunk_size=2000))  # fmt: skip
     return csv_response(f"{name}-usage-{days}d.csv", header, rows)
 
 

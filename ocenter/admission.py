@@ -22,6 +22,7 @@ class SliceAsk:
     accelerator_model: str
     compute_units: int
     memory_mib: int
+    template: str = ""  # the template its shape was rounded up to (hardware cut to templates), priced as such
 
 
 @dataclass(frozen=True)

@@ -80,11 +80,11 @@ def request_preview(request, slug):
         preview = allocation_preview(actor=request.user, tenant=tenant, **data)
         context["preview"] = preview
         if preview["placed"]:
-            book = PriceBook()
+            book, shape = PriceBook(), preview["allocation"]
             context["per_hour"] = to_cents(
                 sum(
                     (
-                        hourly_price(book, gpu.pool, gpu.model, data["priority"], data["compute_units"], data["memory_mib"])
+                        hourly_price(book, gpu.pool, gpu.model, shape.priority, shape.compute_units, shape.memory_mib, shape.template)
                         for gpu in preview["placed"]
                     ),
                     Decimal(0),

@@ -508,6 +508,12 @@ def heatmap(pool=None, gpu_ids=None) -> dict:
     return {"gpus": [[*row[:8], last.get(row[0]), row[8]] for row in rows], "held": dict(held)}
 
 
+def template_names(model: str) -> set[str]:
+    """The names of the templates present GPUs of a model are cut to (none for a model not cut to templates)."""
+    kinds = Accelerator.objects.filter(gone_at=None, model=model).order_by().values_list("templates", flat=True).distinct()
+    return {t["name"] for kind in kinds for t in kind}
+
+
 def templates_asked(*, vendor: str, model: str, pool_name: str, region: str) -> list[dict] | None:
     """The templates every present GPU a request is constrained to is cut to, when they are all cut alike; else None.
 

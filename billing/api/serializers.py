@@ -16,7 +16,17 @@ class PriceSerializer(ModelSerializer):
 
     class Meta:
         model = Price
-        fields = ["id", "pool_name", "accelerator_model", "priority", "compute_gpu_hour", "memory_gib_hour", "currency", "effective_from"]
+        fields = [
+            "id",
+            "pool_name",
+            "accelerator_model",
+            "template",
+            "priority",
+            "compute_gpu_hour",
+            "memory_gib_hour",
+            "currency",
+            "effective_from",
+        ]
         read_only_fields = ["id"]
         validators = []
 
@@ -81,7 +91,7 @@ class BudgetSerializer(ModelSerializer):
 class StatementLineSerializer(ModelSerializer):
     class Meta:
         model = StatementLine
-        fields = ["description", "project", "pool_name", "accelerator_model", "priority", "gpu_hours", "amount"]
+        fields = ["description", "project", "pool_name", "accelerator_model", "template", "priority", "gpu_hours", "amount"]
 
 
 class StatementSerializer(ModelSerializer):

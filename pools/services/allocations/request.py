@@ -283,14 +283,15 @@ def _audit_entry(allocation: Allocation, actor):
 def allocation_preview(*, actor, tenant: Tenant, project, **spec) -> dict:
     """Where a request would land now and whether admission would let it in, built as the real request is. Writes nothing.
 
-    ``{"placed": [GpuState] or None (it would wait), "refusal": str or None}``.
+    ``{"allocation": the unsaved Allocation (its shape rounded up to a template where asked of hardware cut to them),
+    "placed": [GpuState] or None (it would wait), "refusal": str or None}``.
     """
     allocation = _new_allocation(actor=actor, tenant=tenant, project=project, **spec)
     try:
         found = plan(allocation, usage=tenant_usage([tenant.id]).get(tenant.id, []), quotas=tenant_quotas(tenant.id))
     except Refused as exc:
-        return {"placed": None, "refusal": exc.detail}
-    return {"placed": found.chosen if found else None, "refusal": None}
+        return {"allocation": allocation, "placed": None, "refusal": exc.detail}
+    return {"allocation": allocation, "placed": found.chosen if found else None, "refusal": None}
 
 
 # --- a request with no room ------------------------------------------------------
@@ -355,8 +356,14 @@ def _check_possible(allocation: Allocation, usage: list, quotas):
         )
     refusals = []
     for pool, model in scopes:
+        ask = SliceAsk(pool, model, allocation.compute_units, allocation.memory_mib, allocation.template)
         try:
-            admit(allocation, [SliceAsk(pool, model, allocation.compute_units, allocation.memory_mib)] * allocation.count, usage, quotas)
+            admit(
+                allocation,
+                [ask] * allocation.count,
+                usage,
+                quotas,
+            )
             return
         except Refused as exc:
             refusals.append(exc)

@@ -54,7 +54,7 @@ def ask_of(allocation: Allocation, quotas) -> Ask:
 
 def slice_asks(allocation: Allocation, gpus) -> list[SliceAsk]:
     """One admission ask per slice, where it would land."""
-    return [SliceAsk(g.pool, g.model, allocation.compute_units, allocation.memory_mib) for g in gpus]
+    return [SliceAsk(g.pool, g.model, allocation.compute_units, allocation.memory_mib, allocation.template) for g in gpus]
 
 
 def admit(allocation: Allocation, asks: list[SliceAsk], usage: list, quotas=None):
