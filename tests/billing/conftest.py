@@ -39,13 +39,14 @@ class Ledger:
             self.projects[key] = Project.objects.create(tenant=tenant, slug=project_slug, name=project_slug)
         return self.projects[key]
 
-    def run(self, project: Project, *stretches, units=100, mib=0, priority="offline", ended="released", gpu=0) -> Allocation:
+    def run(self, project: Project, *stretches, units=100, mib=0, priority="offline", ended="released", gpu=0, template="") -> Allocation:
         """An allocation that ran over ``stretches`` [(start, end or None)], then ended as ``ended``."""
         allocation = Allocation.objects.create(
             tenant=project.tenant,
             project=project,
             compute_units=units,
             memory_mib=max(mib, 1),
+            template=template,
             priority=priority,
             state=Allocation.State.RUNNING,
         )

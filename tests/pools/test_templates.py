@@ -72,3 +72,31 @@ def test_a_request_that_may_land_anywhere_puts_no_odd_shape_on_templated_hardwar
     # A template's exact shape may land on an NPU without naming it.
     exact = _request(acme, compute_units=25, memory_mib=16384)
     assert exact.state == Allocation.State.RUNNING and exact.slices.get().accelerator.model == "Ascend-910B"
+
+
+def test_the_lease_estimate_and_the_preview_price_the_template_a_request_is_rounded_up_to(edge):
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from billing.services import budget_set, price_set
+    from ocenter.errors import Refused
+
+    acme = edge.tenant("acme")
+    tenant, project, user, client = acme
+    since = timezone.now() - timedelta(hours=1)
+    price_set(actor=None, accelerator_model="Ascend-910B", compute_gpu_hour=Decimal("8.00"), effective_from=since)
+    price_set(actor=None, accelerator_model="Ascend-910B", template="vir05_1c_16g", compute_gpu_hour=Decimal("12.00"), effective_from=since)
+    budget_set(actor=None, tenant=tenant, project=None, period="monthly", amount=Decimal("10.00"), thresholds=[100], action="refuse")
+    # 20 units round up to vir05_1c_16g: 3.00 an hour at its price (2.00 at the model's). Four hours would be 12.00.
+    with pytest.raises(Refused) as refused:
+        _request(acme, compute_units=20, memory_mib=10_000, accelerator_model="Ascend-910B", lease_seconds=4 * 3600)
+    assert refused.value.extra["asked"] == "12.00"
+    page = client.get(
+        f"/t/acme/allocations/preview/?project={project.id}&count=2&compute_units=20&memory_mib=10000&priority=offline"
+        "&accelerator_model=Ascend-910B"
+    )
+    text = page.content.decode()
+    assert page.status_code == 200 and "About 6.00" in text, text
+    assert "Rounded up to the template vir05_1c_16g" in text
