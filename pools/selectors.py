@@ -53,6 +53,24 @@ def pool_nodes(pool: Pool) -> list[Node]:
     return sorted(nodes, key=lambda n: (n.gone_at is not None, n.name))
 
 
+def pool_templates(nodes: list[Node]) -> list[dict]:
+    """The templates a pool's GPUs are cut to, per model, smallest first: ``{model, name, compute_units, memory_mib,
+    devices, free}``, ``free`` how many more fit now on its present, healthy GPUs (from the nodes as ``pool_nodes`` reads them)."""
+    offered = {}
+    for node in nodes:
+        for gpu in node.accelerators.all():
+            if gpu.gone_at is not None:
+                continue
+            for t in gpu.templates:
+                row = offered.setdefault((gpu.model, t["name"]), {"model": gpu.model, **t, "devices": 0, "free": 0})
+                row["devices"] += 1
+                if gpu.health == Accelerator.Health.HEALTHY and not (node.draining or node.pool.draining or node.gone_at):
+                    units = COMPUTE_UNITS_PER_GPU - gpu.allocated_compute_units
+                    mib = gpu.memory_mib - gpu.allocated_memory_mib - gpu.outside_memory_mib
+                    row["free"] += max(0, min(units // t["compute_units"], mib // t["memory_mib"]))
+    return sorted(offered.values(), key=lambda r: (r["model"], r["compute_units"], r["memory_mib"]))
+
+
 RECENT_USE_HALF_LIFE = timedelta(hours=1)
 
 

@@ -36,6 +36,7 @@ from pools.selectors import (
     heatmap,
     idle_policy_for,
     pool_nodes,
+    pool_templates,
     pools_with_summary,
     queue_order,
     queue_positions,
@@ -75,7 +76,8 @@ def pool_detail(request, pool_id):
         for gpu in node.accelerators.all():
             gpu.held = slices.get(gpu.id, [])
             gpu.figures = figures.get(gpu.uuid)
-    return render(request, "pools/pool_detail.html", {"pool": pool, "nodes": nodes, "live_metrics": bool(figures)})
+    context = {"pool": pool, "nodes": nodes, "templates": pool_templates(nodes), "live_metrics": bool(figures)}
+    return render(request, "pools/pool_detail.html", context)
 
 
 @staff_required

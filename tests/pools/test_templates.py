@@ -100,3 +100,25 @@ def test_the_lease_estimate_and_the_preview_price_the_template_a_request_is_roun
     text = page.content.decode()
     assert page.status_code == 200 and "About 6.00" in text, text
     assert "Rounded up to the template vir05_1c_16g" in text
+
+
+def _template_rows(page: str) -> list[list[str]]:
+    import re
+
+    table = page.split('id="templates"', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>", 1)[1], re.S)
+    return [[re.sub(r"<.*?>", "", cell).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)] for row in rows]
+
+
+def test_the_pool_page_lists_each_models_templates_and_how_many_more_fit(edge, client, django_assert_max_num_queries):
+    from django.urls import reverse
+
+    staff = edge.user_model.objects.create_user("operator", password="pw-0123456789", is_staff=True)
+    client.force_login(staff)
+    page = client.get(reverse("pools:detail", args=[edge.pool.id])).content.decode()
+    assert [[row[1], row[4], row[5]] for row in _template_rows(page)] == [["vir05_1c_16g", "2", "8"], ["vir10_3c_32g", "2", "4"]]
+    _request(edge.tenant("acme"), compute_units=20, memory_mib=10_000, accelerator_model="Ascend-910B")
+    with django_assert_max_num_queries(7):  # session, user, pool, its summary, nodes, GPUs, slices: no more for templates
+        page = client.get(reverse("pools:detail", args=[edge.pool.id])).content.decode()
+    # One NPU holds a vir05_1c_16g now: three more of it fit there, and one vir10_3c_32g.
+    assert [[row[1], row[5]] for row in _template_rows(page)] == [["vir05_1c_16g", "7"], ["vir10_3c_32g", "3"]]
