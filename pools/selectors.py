@@ -532,14 +532,25 @@ def template_names(model: str) -> set[str]:
     return {t["name"] for kind in kinds for t in kind}
 
 
+# What templates_asked answered, per constraint: (when, answer). Hardware changes only when a pool syncs, so an answer
+# is kept as long as placement keeps its view of the fleet (OCENTER_FLEET_SECONDS); at most _TEMPLATES_KEPT of them.
+_templates_seen: dict = {}
+_TEMPLATES_KEPT = 1024
+
+
 def templates_asked(*, vendor: str, model: str, pool_name: str, region: str) -> list[dict] | None:
     """The templates every present GPU a request is constrained to is cut to, when they are all cut alike; else None.
 
     A request for hardware cut to templates (an Ascend model, or a pool of it) is rounded up to one of them; a request
     that could land on hardware of either kind is not, and GPUs cut to templates take only their templates' shapes.
+    Read at most once per OCENTER_FLEET_SECONDS a process for each constraint (it scans the GPUs it names).
     """
     if not (vendor or model or pool_name):
         return None
+    key, now = (vendor.lower(), model, pool_name, region), time.monotonic()
+    seen = _templates_seen.get(key)
+    if seen is not None and now - seen[0] < settings.OCENTER_FLEET_SECONDS:
+        return seen[1]
     gpus = Accelerator.objects.filter(gone_at=None)
     if vendor:
         gpus = gpus.filter(vendor__iexact=vendor)
@@ -550,4 +561,8 @@ def templates_asked(*, vendor: str, model: str, pool_name: str, region: str) -> 
     if region:
         gpus = gpus.filter(pool__region=region)
     kinds = list(gpus.order_by().values_list("templates", flat=True).distinct()[:2])
-    return kinds[0] if len(kinds) == 1 and kinds[0] else None
+    answer = kinds[0] if len(kinds) == 1 and kinds[0] else None
+    if len(_templates_seen) >= _TEMPLATES_KEPT:
+        _templates_seen.clear()  # constraints are what requests name: never more than this many kept
+    _templates_seen[key] = (now, answer)
+    return answer

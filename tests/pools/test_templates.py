@@ -122,3 +122,23 @@ def test_the_pool_page_lists_each_models_templates_and_how_many_more_fit(edge, c
         page = client.get(reverse("pools:detail", args=[edge.pool.id])).content.decode()
     # One NPU holds a vir05_1c_16g now: three more of it fit there, and one vir10_3c_32g.
     assert [[row[1], row[5]] for row in _template_rows(page)] == [["vir05_1c_16g", "7"], ["vir10_3c_32g", "3"]]
+
+
+def test_what_a_constraint_is_cut_to_is_read_once_per_fleet_view(edge, settings, django_assert_num_queries, monkeypatch):
+    from pools import selectors
+
+    settings.OCENTER_FLEET_SECONDS = 5
+    monkeypatch.setattr(selectors, "_templates_seen", {})
+    asked = {"vendor": "", "model": "Ascend-910B", "pool_name": "", "region": ""}
+    with django_assert_num_queries(1):
+        first = selectors.templates_asked(**asked)
+        assert selectors.templates_asked(**asked) == first and [t["name"] for t in first] == ["vir05_1c_16g", "vir10_3c_32g"]
+    clock = selectors.time.monotonic() + 5
+    monkeypatch.setattr(selectors.time, "monotonic", lambda: clock)
+    Accelerator.objects.filter(model="Ascend-910B").update(templates=[])  # the pool synced hardware no longer cut
+    with django_assert_num_queries(1):
+        assert selectors.templates_asked(**asked) is None  # read again once the fleet view would be
+    monkeypatch.setattr(selectors, "_TEMPLATES_KEPT", 3)
+    for n in range(5):
+        selectors.templates_asked(**{**asked, "model": f"probe-{n}"})
+    assert len(selectors._templates_seen) <= 3  # whatever requests name, the memory stays bounded
