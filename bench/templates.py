@@ -22,8 +22,8 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
-from pools.models import Accelerator, Node, Pool  # noqa: E402
 from pools import selectors  # noqa: E402
+from pools.models import Accelerator, Node, Pool  # noqa: E402
 from pools.selectors import pool_nodes, pool_templates, templates_asked  # noqa: E402
 from pools.services.allocations import allocation_preview  # noqa: E402
 from tenants.models import Project  # noqa: E402
@@ -43,23 +43,9 @@ def _fleet():
     for name, nodes, vendor, model, memory, templates in FLEET:
         pool = Pool.objects.create(name=name, region="bench", agent_url="http://127.0.0.1:9", token_ciphertext="-", status="healthy")
         made = Node.objects.bulk_create([Node(pool=pool, name=f"{name}-{n:04d}") for n in range(nodes)])
-        Accelerator.objects.bulk_create(
-            [
-                Accelerator(
-                    pool=pool,
-                    node=node,
-                    uuid=f"{node.name}-{i}",
-                    index=i,
-                    vendor=vendor,
-                    model=model,
-                    memory_mib=memory,
-                    templates=templates,
-                )
-                for node in made
-                for i in range(8)
-            ],  # fmt: skip
-            batch_size=2000,
-        )
+        kind = {"vendor": vendor, "model": model, "memory_mib": memory, "templates": templates}
+        gpus = [Accelerator(pool=pool, node=node, uuid=f"{node.name}-{i}", index=i, **kind) for node in made for i in range(8)]
+        Accelerator.objects.bulk_create(gpus, batch_size=2000)
 
 
 def _ms(fn, n=300):
