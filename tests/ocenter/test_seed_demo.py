@@ -53,6 +53,15 @@ def test_seed_demo_registers_three_pools_with_64_gpus(tmp_path):
 
     assert Allocation.objects.filter(state="running").count() == 3 and IdlePolicy.objects.get(platform=True).idle_minutes == 2
     assert [a.labels["ocenter.io/simulate"] for a in Allocation.objects.order_by("created_at")] == ["busy", "idle", "busy"]
-    assert Price.objects.count() == 9 and Budget.objects.count() == 2
+    assert Price.objects.count() == 12 and Budget.objects.count() == 2
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from billing.selectors import PriceBook
+
+    book, now = PriceBook(), timezone.now()
+    assert book.at("edge", "Ascend-910B", "offline", now, "vir05_1c_16g").compute_gpu_hour == Decimal("5.50")  # its template's
+    assert book.at("edge", "Ascend-910B", "offline", now, "vir10_3c_32g").compute_gpu_hour == Decimal("4.40")  # the model's
     admin = get_user_model().objects.get(username="admin")
     assert admin.is_staff and admin.check_password("demo-password-1")

@@ -33,6 +33,8 @@ DEMO_PRICES = {
     "Ascend-910B": {"realtime": "11.00", "interruptible": "7.15", "offline": "4.40"},
 }
 DEMO_MEMORY_GIB_HOUR = "0.02"
+# The smallest Ascend vNPU template costs a quarter more per unit than the whole NPU, in every class.
+DEMO_TEMPLATE_PRICES = {("Ascend-910B", "vir05_1c_16g"): {"realtime": "13.75", "interruptible": "8.95", "offline": "5.50"}}
 DEMO_BUDGETS = {"acme": ("monthly", "20000.00", "notify"), "globex": ("monthly", "8000.00", "refuse")}
 
 # slug, name, owner, project, and a tenant-wide quota: guarantee and limit in
@@ -83,6 +85,11 @@ class Command(BaseCommand):
                             memory_gib_hour=Decimal(DEMO_MEMORY_GIB_HOUR),
                             effective_from=since,
                         )
+                for (model, template), by_class in DEMO_TEMPLATE_PRICES.items():
+                    for priority, gpu_hour in by_class.items():
+                        price_set(actor=None, accelerator_model=model, template=template, priority=priority,
+                                  compute_gpu_hour=Decimal(gpu_hour), memory_gib_hour=Decimal(DEMO_MEMORY_GIB_HOUR),
+                                  effective_from=since)  # fmt: skip
             if not IdlePolicy.objects.filter(platform=True).exists():
                 idle_policy_set(actor=None, **DEMO_IDLE_POLICY)
         # The pools were synced when they committed: now there are GPUs to run the demo's work on.
