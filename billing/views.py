@@ -107,7 +107,8 @@ def tenant_billing(request, slug):
             messages.success(request, _("Budget saved."))
             return redirect("billing:tenant", slug=tenant.slug)
     now = timezone.now()
-    since = (now - timedelta(days=30)).date()
+    month_ago = now - timedelta(days=30)
+    since = month_ago.date()
     records = UsageRecord.objects.filter(tenant=tenant, day__gte=since)
     by_day = usage_summary(records, ["day"])
     budgets = []
@@ -132,7 +133,9 @@ def tenant_billing(request, slug):
             "currency": settings.OCENTER_CURRENCY,
             "chart": _bars(by_day, since),
             "by_project_chart": line_chart(
-                daily_lines(usage_summary(records, ["day", "project"]), "project", 5), since=now - timedelta(days=30), until=now
+                daily_lines(usage_summary(records, ["day", "project"]), "project", 5, since=month_ago, until=now),
+                since=month_ago,
+                until=now,
             ),
         },
     )

@@ -65,9 +65,10 @@ def line_chart(lines: dict[str, list[tuple[datetime, float]]], *, since: datetim
     }
 
 
-def daily_lines(rows, key: str, most: int) -> dict:
+def daily_lines(rows, key: str, most: int, *, since: datetime, until: datetime) -> dict:
     """Amounts a day (``billing.selectors.usage_summary`` rows by day and ``key``) as ``line_chart`` lines: the ``most``
-    largest each a line of its own, the rest summed as one; each day's point at its noon."""
+    largest each a line of its own, the rest summed as one; each day's point at its noon, kept within ``[since, until]``
+    (today's, before its noon, at ``until``; the first day's, after its noon, at ``since``)."""
     totals = defaultdict(Decimal)
     for row in rows:
         totals[str(row[key])] += row["amount"]
@@ -76,5 +77,8 @@ def daily_lines(rows, key: str, most: int) -> dict:
     for row in rows:
         lines[str(row[key]) if str(row[key]) in named else gettext("the others")][row["day"]] += row["amount"]
     zone = timezone.get_current_timezone()
-    return {name: [(datetime.combine(day, time(12), zone), float(amount)) for day, amount in sorted(days.items())]
-            for name, days in lines.items()}  # fmt: skip
+
+    def at(day):
+        return min(max(datetime.combine(day, time(12), zone), since), until)
+
+    return {name: [(at(day), float(amount)) for day, amount in sorted(days.items())] for name, days in lines.items()}

@@ -206,7 +206,7 @@ def trends(request):
         "utilization": line_chart({_("mean GPU utilization"): [(p["at"], p["utilization"]) for p in utilization]},
                                   since=since, until=now, top=100, unit="%"),
         "allocated": line_chart({_("compute handed out"): allocated}, since=since, until=now, top=100, unit="%"),
-        "spend": line_chart(daily_lines(spend, "tenant", SPEND_LINES), since=since, until=now),
+        "spend": line_chart(daily_lines(spend, "tenant", SPEND_LINES, since=since, until=now), since=since, until=now),
     })  # fmt: skip
 
 
