@@ -8,7 +8,7 @@ the agent asks: nodes (``labelSelector``), pods across namespaces (``fieldSelect
 monitor's ``/metrics``. Bearer tokens are checked. Tests change the cluster through ``/fake/…`` (nodes, pods,
 exporter text) and read what the agent wrote (``/fake/writes``).
 
-    python -m tests.kubernetes_api --objects tests/fixtures/kubernetes/hami-cluster.json --token T [--port 0]
+    python -m tests.kubernetes_api --objects tests/fixtures/kubernetes/hami-cluster.json --token T [--port 0] [--tls CERT KEY]
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import contextlib
 import copy
 import json
 import re
+import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -99,7 +100,8 @@ class Handler(BaseHTTPRequestHandler):
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         if url.path == "/metrics" and method == "GET":  # HAMi's vGPU monitor, recorded
             return self._send(200, self.cluster.exporter, "text/plain; version=0.0.4")
-        if self.headers.get("Authorization") != f"Bearer {self.token}":
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or token != self.token:  # the API server takes the scheme in any case ("bearer" in a pod)
             return self._status(401, "Unauthorized", "Unauthorized")
         cluster = self.cluster
         with cluster.lock:
@@ -175,9 +177,14 @@ def main(argv=None) -> int:
     parser.add_argument("--objects", required=True, help="a JSON file of recorded nodes, pods, namespaces and exporter text")
     parser.add_argument("--token", required=True, help="the bearer token the agent's kubeconfig sends")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS, as a real API server does, with this pair")
     args = parser.parse_args(argv)
     server = serve(json.loads(Path(args.objects).read_text()), token=args.token, port=args.port)
-    print(f"listening on http://127.0.0.1:{server.server_address[1]}", flush=True)
+    if args.tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*args.tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    print(f"listening on {'https' if args.tls else 'http'}://127.0.0.1:{server.server_address[1]}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
     return 0
@@ -188,20 +195,23 @@ if __name__ == "__main__":
 
 
 RECORDED = Path(__file__).resolve().parent / "fixtures" / "kubernetes" / "hami-cluster.json"
-LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
+LISTENING = re.compile(r"listening on https?://127\.0\.0\.1:(\d+)")
 
 
 class ClusterProcess:
     """The fake API server as its own process (so stopping it is the API server going away), and a kubeconfig for it."""
 
-    def __init__(self, workdir: Path, objects: Path = RECORDED, token: str = "kube-token-0123456789"):
-        self.workdir, self.objects, self.token, self.port, self.process = workdir, objects, token, 0, None
+    def __init__(self, workdir: Path, objects: Path = RECORDED, token: str = "kube-token-0123456789", tls: tuple | None = None):
+        """``tls``: (certificate, key) files to serve HTTPS with, as an API server a pod's service account reaches."""
+        self.workdir, self.objects, self.token, self.tls, self.port, self.process = workdir, objects, token, tls, 0, None
 
     def start(self) -> ClusterProcess:
         import subprocess
 
+        tls = ["--tls", *map(str, self.tls)] if self.tls else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.kubernetes_api", "--objects", str(self.objects), "--token", self.token, "--port", str(self.port)],
+            [sys.executable, "-m", "tests.kubernetes_api", "--objects", str(self.objects), "--token", self.token, "--port", str(self.port),
+             *tls],
             cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         line = self.process.stdout.readline()
@@ -219,7 +229,7 @@ class ClusterProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def kubeconfig(self, token: str | None = None) -> Path:
         path = self.workdir / "kubeconfig"
@@ -234,7 +244,8 @@ class ClusterProcess:
     def _call(self, method: str, path: str, body=None) -> dict:
         import httpx
 
-        answer = httpx.request(method, self.url + path, json=body, headers={"Authorization": f"Bearer {self.token}"}, timeout=5)
+        answer = httpx.request(method, self.url + path, json=body, headers={"Authorization": f"Bearer {self.token}"}, timeout=5,
+                               verify=str(self.tls[0]) if self.tls else True)  # fmt: skip
         answer.raise_for_status()
         return answer.json()
 

@@ -75,6 +75,8 @@ class KubernetesConfig:
 
     kubeconfig: str = ""  # a kubeconfig file; empty: the pod's service account (in-cluster)
     context: str = ""  # the kubeconfig's context (default: its current one)
+    # In a cluster (no kubeconfig): where the pod's service account token and the API server's CA are mounted.
+    service_account_dir: str = "/var/run/secrets/kubernetes.io/serviceaccount"
     node_selector: str = ""  # a label selector for the nodes of this pool (default: every node)
     namespace: str = "ocenter-{tenant}"  # the namespace a tenant's workloads run in
     poll_seconds: float = 10.0  # how often nodes and pods are read
@@ -259,7 +261,7 @@ def _parse_kubernetes(table: dict) -> KubernetesConfig:
     unknown = set(table) - known
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-    for key in ("kubeconfig", "context", "node_selector", "namespace"):
+    for key in ("kubeconfig", "context", "service_account_dir", "node_selector", "namespace"):
         if key in table and not isinstance(table[key], str):
             raise ConfigError(f"{where}: '{key}' must be a string")
     if table.get("kubeconfig") and not Path(table["kubeconfig"]).is_file():

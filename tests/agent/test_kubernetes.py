@@ -12,8 +12,9 @@ import pytest
 
 from pools.agent.backends.kubernetes import decode_allocated, decode_register
 from pools.agent.config import ConfigError, load_config
-from tests.agents import AgentProcess
+from tests.agents import AgentExited, AgentProcess
 from tests.kubernetes_api import ClusterProcess
+from tests.servers import self_signed_certificate
 
 pytest.importorskip("kubernetes")
 
@@ -275,6 +276,42 @@ def test_an_agent_the_api_server_refuses_says_to_check_its_rbac(tmp_path, cluste
     assert health["status"] == "degraded" and "401" in health["detail"] and "RBAC" in health["detail"]
 
 
+def test_in_a_pod_the_agent_reaches_the_api_server_over_tls_with_its_service_account(tmp_path):
+    """No kubeconfig: the API server's address from KUBERNETES_SERVICE_HOST/PORT, the token and CA from the mounted account."""
+    cert, key = self_signed_certificate(tmp_path)
+    (tmp_path / "other").mkdir()
+    other_ca, _ = self_signed_certificate(tmp_path / "other")
+    cluster = ClusterProcess(tmp_path, tls=(cert, key)).start()
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text(cluster.token)  # as the kubelet writes it: no newline
+    env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(cluster.port)}
+    toml = agent_toml("", quotas=False).replace('kubeconfig = ""', f'service_account_dir = "{account}"')
+
+    def health_and_gpus(ca) -> tuple[dict, dict]:
+        (account / "ca.crt").write_bytes(ca.read_bytes())
+        agent = AgentProcess(tmp_path, "bj-k8s", [], toml=toml, env=env).start()
+        try:
+            with agent.client() as client:
+                return client.get("/v1/health").json(), gpus_of(client.get("/v1/inventory").json())
+        finally:
+            agent.stop()
+
+    try:
+        health, gpus = health_and_gpus(cert)
+        assert health["kubernetes"] == {**health["kubernetes"], "api": cluster.url, "reachable": True}
+        assert len(gpus) == 10 and gpus[A0]["health"] == "healthy"
+        # The account's CA is the one trusted: an API server it did not sign is not reached.
+        health, gpus = health_and_gpus(other_ca)
+        assert health["status"] == "degraded" and "CERTIFICATE_VERIFY_FAILED" in health["detail"] and not gpus
+    finally:
+        cluster.stop()
+    # Outside a pod (no service host, no token): the agent stops at once, saying where it looked and what to set.
+    with pytest.raises(AgentExited) as exited:
+        AgentProcess(tmp_path, "bj-k8s", [], toml=toml.replace(str(account), str(tmp_path / "none"))).start()
+    assert exited.value.code == 2 and str(tmp_path / "none") in exited.value.output and "set [kubernetes] kubeconfig" in exited.value.output
+
+
 def test_hamis_annotation_forms():
     legacy = decode_register(
         "GPU-1,10,32768,100,NVIDIA-Tesla V100-PCIE-32GB,0,true:GPU-2,10,32768,100,NVIDIA-Tesla V100-PCIE-32GB,0,false:"
@@ -293,6 +330,7 @@ def test_hamis_annotation_forms():
     [
         ('namespace = "gpu-jobs"', "must contain {tenant}"),
         ('kubeconfig = "/nowhere/kubeconfig"', "no such file"),
+        ("service_account_dir = 1", "'service_account_dir' must be a string"),
         ("poll_seconds = 0", "'poll_seconds' must be a number"),
         ('exporter_urls = ["ftp://x"]', "http(s) URLs"),
         ("whatever = 1", "unknown keys ['whatever']"),

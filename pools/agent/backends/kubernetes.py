@@ -27,6 +27,7 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pools.agent import COMPUTE_UNITS_PER_GPU
 from pools.agent.backends.base import Backend, Gpu, Node, Refused, Unavailable
@@ -139,6 +140,7 @@ class KubernetesBackend(Backend):
         try:
             from kubernetes import client
             from kubernetes import config as kube_config
+            from kubernetes.config.incluster_config import InClusterConfigLoader
         except ImportError:
             raise Unavailable("the kubernetes backend needs the Kubernetes client: pip install 'ocenter[agent-kubernetes]'") from None
         self.pool = config.pool
@@ -148,10 +150,13 @@ class KubernetesBackend(Backend):
             if settings.kubeconfig:
                 kube_config.load_kube_config(config_file=settings.kubeconfig, context=settings.context or None,
                                              client_configuration=configuration, persist_config=False)  # fmt: skip
-            else:
-                kube_config.load_incluster_config(client_configuration=configuration)
+            else:  # the token is read again as the kubelet rotates it (a bound token lives an hour)
+                account = Path(settings.service_account_dir)
+                InClusterConfigLoader(token_filename=str(account / "token"), cert_filename=str(account / "ca.crt"),
+                                      try_refresh_token=True).load_and_set(configuration)  # fmt: skip
         except kube_config.ConfigException as exc:
-            where = settings.kubeconfig or "the pod's service account (set [kubernetes] kubeconfig outside a cluster)"
+            where = settings.kubeconfig or (f"the pod's service account ({settings.service_account_dir}, KUBERNETES_SERVICE_HOST); "
+                                            "outside a cluster, set [kubernetes] kubeconfig")  # fmt: skip
             raise Unavailable(f"cannot read the cluster's address and credentials from {where}: {exc}") from None
         configuration.retries = 0  # an API server that does not answer is reported at once; the next poll tries again
         self.host = configuration.host
