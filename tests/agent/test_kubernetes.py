@@ -319,6 +319,10 @@ def test_hamis_annotation_forms():
     assert [(d["id"], d["count"], d["devmem"], d["health"], d["index"]) for d in legacy] == [
         ("GPU-1", 10, 32768, True, 0), ("GPU-2", 10, 32768, False, 1)]  # fmt: skip
     assert decode_register('[{"id":"GPU-3","index":2,"count":4,"devmem":1000,"devcore":100,"type":"NVIDIA-x"}]')[0]["health"] is False
+    # Index 0 is left out by omitempty, wherever the device stands in the list; a list without indexes is in order.
+    listed = decode_register('[{"id":"GPU-5","index":1,"health":true},{"id":"GPU-4","health":true}]')
+    assert [(d["id"], d["index"]) for d in listed] == [("GPU-5", 1), ("GPU-4", 0)]
+    assert [d["index"] for d in decode_register('[{"id":"GPU-6"},{"id":"GPU-7"}]')] == [0, 1]
     with pytest.raises(ValueError):
         decode_register("GPU-1,10,32768:")
     assert decode_allocated("GPU-1,NVIDIA,3000,0:;GPU-1,NVIDIA,5000,20:GPU-2,NVIDIA,1,1:;") == [

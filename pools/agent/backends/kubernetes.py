@@ -85,15 +85,17 @@ class Snapshot:
 def decode_register(value: str) -> list[dict]:
     """HAMi's device register annotation, in either of its forms, as dicts of id, index, count, devmem, devcore, type, health.
 
-    JSON (HAMi 2.5 on): ``[{"id": …, "count": 10, "devmem": 81920, "devcore": 100, "type": …, "health": true}]``, where
-    a false ``health`` is left out (Go's omitempty). The older form: ``id,count,devmem,devcore,type,numa,health[,index,mode]:``.
+    JSON (HAMi 2.5 on): ``[{"id": …, "index": 1, "count": 10, "devmem": 81920, "devcore": 100, "type": …, "health": true}]``,
+    where a false ``health`` and an index 0 are left out (Go's omitempty); a list with no index at all is indexed in order.
+    The older form: ``id,count,devmem,devcore,type,numa,health[,index,mode]:``.
     """
     value = value.strip()
     if value.startswith("["):
         devices = json.loads(value)
         if not isinstance(devices, list) or not all(isinstance(d, dict) and d.get("id") for d in devices):
             raise ValueError("a JSON list of devices, each with its id")
-        return [{"id": str(d["id"]), "index": int(d.get("index") or position), "count": int(d.get("count") or 1),
+        indexed = any("index" in d for d in devices)
+        return [{"id": str(d["id"]), "index": int(d.get("index", 0)) if indexed else position, "count": int(d.get("count") or 1),
                  "devmem": int(d.get("devmem") or 0), "devcore": int(d.get("devcore") or 0), "type": str(d.get("type") or ""),
                  "health": bool(d.get("health", False))} for position, d in enumerate(devices)]  # fmt: skip
     devices = []
