@@ -6,7 +6,7 @@ It answers, from recorded objects in the shapes Kubernetes and HAMi write them (
 the agent asks: nodes (``labelSelector``), pods across namespaces (``fieldSelector`` on the phase), ResourceQuotas
 (list, read, replace, create; a namespace it does not hold answers 404 as the real one does), and HAMi's vGPU
 monitor's ``/metrics``. Bearer tokens are checked. Tests change the cluster through ``/fake/…`` (nodes, pods,
-exporter text) and read what the agent wrote (``/fake/writes``).
+exporter text) and read what the agent wrote and how it listed (``/fake/writes``).
 
     python -m tests.kubernetes_api --objects tests/fixtures/kubernetes/hami-cluster.json --token T [--port 0] [--tls CERT KEY]
 """
@@ -39,6 +39,7 @@ class Cluster:
         self.exporter = objects.get("exporter", "")
         self.quotas: dict[tuple[str, str], dict] = {}
         self.writes: list[dict] = []
+        self.lists: dict[str, dict] = {}  # path → the query of the last list of it
         self.version = 1
 
     def listing(self, kind: str, items: list) -> dict:
@@ -108,6 +109,8 @@ class Handler(BaseHTTPRequestHandler):
             body = self._body() if method in ("PUT", "POST") else None
             if url.path.startswith("/fake/"):
                 return self._fake(method, url.path, body)
+            if method == "GET":
+                cluster.lists[url.path] = query
             if url.path == "/api/v1/nodes" and method == "GET":
                 return self._send(
                     200, cluster.listing("NodeList", [n for n in cluster.nodes if _matches_labels(n, query.get("labelSelector"))])
@@ -159,7 +162,7 @@ class Handler(BaseHTTPRequestHandler):
             cluster.exporter = body["text"]
             return self._send(200, {"ok": True})
         if method == "GET" and path == "/fake/writes":
-            return self._send(200, {"writes": cluster.writes, "quotas": list(cluster.quotas.values())})
+            return self._send(200, {"writes": cluster.writes, "quotas": list(cluster.quotas.values()), "lists": cluster.lists})
         if method == "GET" and path == "/fake/objects":
             return self._send(200, {"nodes": cluster.nodes, "pods": cluster.pods})
         self._status(404, "NotFound", path)

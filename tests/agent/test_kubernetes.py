@@ -96,7 +96,7 @@ def run_pod(cluster, claim_id: str, spec: dict, *, allocated: str, name: str = "
     cluster.put("pods", [*objects["pods"], pod])
 
 
-def test_inventory_from_hamis_annotations_and_whole_gpus_without_hami(agent):
+def test_inventory_from_hamis_annotations_and_whole_gpus_without_hami(agent, cluster):
     with agent.client() as client:
         gpus = gpus_of(client.get("/v1/inventory").json())
         health = client.get("/v1/health").json()
@@ -116,6 +116,9 @@ def test_inventory_from_hamis_annotations_and_whole_gpus_without_hami(agent):
     # The CPU-only node is not in the inventory; 3 + 1 + 2 + 4 devices.
     assert len(gpus) == 10 and "cpu-node-1" not in {g["node"] for g in gpus.values()}
     assert health["kubernetes"]["reachable"] and health["backend"] == "kubernetes"
+    # Every poll lists from the API server's watch cache (resourceVersion 0), not by a quorum read of etcd.
+    lists = cluster.writes()["lists"]
+    assert lists["/api/v1/nodes"]["resourceVersion"] == "0" and lists["/api/v1/pods"]["resourceVersion"] == "0"
 
 
 def test_a_claim_answers_the_launch_spec_hami_places_by(agent):
