@@ -26,13 +26,15 @@ import socket
 import ssl
 import threading
 import time
+import uuid
+from contextlib import contextmanager
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 import httpx
 from celery import shared_task
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from ocenter.audit import audit_record
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 KINDS = ("allocation.updated", "allocation.idle", "budget.alert")
 MAX_ATTEMPTS = 8
 TIMEOUT_SECONDS = 10
+ADVISORY_NAMESPACE = 0x0C3E_0001  # pg_advisory_lock(namespace, endpoint): one sender an endpoint, across processes
 
 
 def sign(secret: str, timestamp: int, body: str) -> str:
@@ -179,16 +182,77 @@ def _client() -> httpx.Client:
 
 
 def deliveries_send(*, ids=None, now=None) -> int:
-    """Try the deliveries due (of ``ids``, when given): sign, POST, record. Returns how many were delivered."""
-    now = now or timezone.now()
-    due = WebhookDelivery.objects.select_related("webhook").filter(state=WebhookDelivery.State.PENDING, next_attempt_at__lte=now)
-    if ids is not None:
-        due = due.filter(id__in=ids)
+    """Try the deliveries due to the endpoints of ``ids`` (every endpoint, when not given): sign, POST, record.
+
+    One sender at a time an endpoint, its deliveries oldest first: the senders of events that follow each other
+    (threads, Celery tasks) race, and a receiver must get ``queued`` before ``running``. A sender that finds the
+    endpoint taken leaves its deliveries to the one sending there. Returns how many were delivered.
+    """
+    due = _due(now)
+    endpoints = due.filter(id__in=ids) if ids is not None else due
     delivered = 0
     with _client() as client:
-        for delivery in due.order_by("next_attempt_at")[:200]:
-            delivered += _send(client, delivery)
+        for webhook_id in endpoints.values_list("webhook_id", flat=True).distinct():
+            delivered += _send_endpoint(client, webhook_id, now)
     return delivered
+
+
+def _due(now=None):
+    return WebhookDelivery.objects.filter(state=WebhookDelivery.State.PENDING, next_attempt_at__lte=now or timezone.now())
+
+
+def _send_endpoint(client: httpx.Client, webhook_id, now=None) -> int:
+    """Send an endpoint's deliveries due, in order, while this sender holds it; a delivery that fails comes again later,
+    after those behind it. Each is tried once a call."""
+    delivered, tried = 0, set()
+    while True:
+        with _endpoint_held(webhook_id) as held:
+            if not held:
+                return delivered
+            while batch := list(_due(now).filter(webhook_id=webhook_id).exclude(id__in=tried).select_related("webhook")
+                                .order_by("created_at", "id")[:200]):  # fmt: skip
+                for delivery in batch:
+                    tried.add(delivery.id)
+                    delivered += _send(client, delivery)
+        # A sender that came while this one held the endpoint left its deliveries here: they are sent, by one of us.
+        if not _due(now).filter(webhook_id=webhook_id).exclude(id__in=tried).exists():
+            return delivered
+
+
+def endpoint_lock_key(webhook_id) -> tuple[int, int]:
+    """The pair that names an endpoint's advisory lock (its id's first 32 bits: a rare clash only serializes two)."""
+    return ADVISORY_NAMESPACE, int.from_bytes(uuid.UUID(str(webhook_id)).bytes[:4], "big", signed=True)
+
+
+_held_here: dict = {}
+_held_here_lock = threading.Lock()
+
+
+@contextmanager
+def _endpoint_held(webhook_id):
+    """Whether this sender holds the endpoint (yields False when another does): a lock of this process's, and across
+    processes PostgreSQL's advisory lock of the connection, released however the sending ends."""
+    with _held_here_lock:
+        local = _held_here.setdefault(webhook_id, threading.Lock())
+    if not local.acquire(blocking=False):
+        yield False
+        return
+    try:
+        if connection.vendor != "postgresql":
+            yield True
+            return
+        key = endpoint_lock_key(webhook_id)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", key)
+            held = cursor.fetchone()[0]
+        try:
+            yield held
+        finally:
+            if held:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+    finally:
+        local.release()
 
 
 def _send(client: httpx.Client, delivery: WebhookDelivery) -> bool:

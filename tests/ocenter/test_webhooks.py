@@ -7,13 +7,17 @@ redelivery.
 import hashlib
 import hmac
 import json
+import time
 from datetime import timedelta
 
+import psycopg
 import pytest
+from django.db import connection
 from django.utils import timezone
 
+from ocenter.events import publish
 from ocenter.models import Webhook, WebhookDelivery
-from ocenter.webhooks import deliveries_send
+from ocenter.webhooks import deliveries_send, endpoint_lock_key
 from tenants.models import Role
 from tests.servers import WebhookReceiver, self_signed_certificate
 
@@ -56,6 +60,32 @@ def test_a_tenants_events_reach_its_endpoint_signed_and_nobody_elses(fleet, rece
     log = api.get(f"/api/v1/webhooks/{made.json()['id']}/deliveries").json()
     assert len(log) == 3 and {d["state"] for d in log} == {"delivered"} and all(d["attempts"] == 1 for d in log)
     assert other_api.get(f"/api/v1/webhooks/{made.json()['id']}/deliveries").status_code == 404  # another tenant's: not there
+
+
+def test_one_endpoints_events_arrive_in_the_order_they_happened_however_many_senders_run(fleet, receiver):
+    """Each event's delivery is handed to a sender of its own (a thread here, a Celery task in production): they race."""
+    tenant, _, _, api = fleet.tenant("acme", role=Role.ADMIN)
+    api.post("/api/v1/webhooks", {"tenant": "acme", "url": receiver.url, "events": ["allocation.updated"]}, format="json")
+    for step in range(12):
+        publish([], {"kind": "allocation.updated", "tenant": str(tenant.id), "allocation": "a", "state": f"step-{step}"})
+    received = receiver.wait_for(12)
+    assert [json.loads(body)["state"] for _, body in received] == [f"step-{step}" for step in range(12)]
+    assert WebhookDelivery.objects.filter(state="delivered").count() == 12
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="across processes, the endpoint's lock is PostgreSQL's")
+def test_an_endpoint_another_process_is_sending_to_is_left_to_it(fleet, receiver):
+    tenant, _, _, api = fleet.tenant("acme", role=Role.ADMIN)
+    hook = api.post("/api/v1/webhooks", {"tenant": "acme", "url": receiver.url, "events": ["allocation.updated"]}, format="json").json()
+    with psycopg.connect(**connection.get_connection_params()) as other:  # another process's sender, at this endpoint
+        other.execute("SELECT pg_advisory_lock(%s, %s)", endpoint_lock_key(hook["id"]))
+        for step in range(2):
+            publish([], {"kind": "allocation.updated", "tenant": str(tenant.id), "allocation": "a", "state": f"step-{step}"})
+        time.sleep(1)
+        assert receiver.received == [] and WebhookDelivery.objects.filter(state="pending").count() == 2
+    # That sender gone (its connection closed, its lock with it): the periodic run sends them, in order.
+    assert deliveries_send() == 2
+    assert [json.loads(body)["state"] for _, body in receiver.received] == ["step-0", "step-1"]
 
 
 def test_a_failing_endpoint_is_tried_again_with_backoff_and_a_delivery_can_be_sent_again(fleet, receiver):
