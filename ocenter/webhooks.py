@@ -192,7 +192,7 @@ def deliveries_send(*, ids=None, now=None) -> int:
     endpoints = due.filter(id__in=ids) if ids is not None else due
     delivered = 0
     with _client() as client:
-        for webhook_id in endpoints.values_list("webhook_id", flat=True).distinct():
+        for webhook_id in endpoints.order_by().values_list("webhook_id", flat=True).distinct():  # no ordering: one row an endpoint
             delivered += _send_endpoint(client, webhook_id, now)
     return delivered
 
@@ -203,7 +203,7 @@ def _due(now=None):
 
 def _send_endpoint(client: httpx.Client, webhook_id, now=None) -> int:
     """Send an endpoint's deliveries due, in order, while this sender holds it; a delivery that fails comes again later,
-    after those behind it. Each is tried once a call."""
+    after those behind it. Each is tried once a call; an endpoint that does not answer at all is left at its first."""
     delivered, tried = 0, set()
     while True:
         with _endpoint_held(webhook_id) as held:
@@ -213,7 +213,10 @@ def _send_endpoint(client: httpx.Client, webhook_id, now=None) -> int:
                                 .order_by("created_at", "id")[:200]):  # fmt: skip
                 for delivery in batch:
                     tried.add(delivery.id)
-                    delivered += _send(client, delivery)
+                    answered = _send(client, delivery)
+                    if answered is None:  # refused, timed out: the rest would each wait as long, for the same answer
+                        return delivered
+                    delivered += answered
         # A sender that came while this one held the endpoint left its deliveries here: they are sent, by one of us.
         if not _due(now).filter(webhook_id=webhook_id).exclude(id__in=tried).exists():
             return delivered
@@ -255,7 +258,8 @@ def _endpoint_held(webhook_id):
         local.release()
 
 
-def _send(client: httpx.Client, delivery: WebhookDelivery) -> bool:
+def _send(client: httpx.Client, delivery: WebhookDelivery) -> bool | None:
+    """Try one delivery and record the outcome: whether the endpoint took it (None: it did not answer at all)."""
     secret = secretbox().decrypt(delivery.webhook.secret_ciphertext)
     stamp = int(time.time())
     headers = {"Content-Type": "application/json", "User-Agent": "oCenter-Webhooks/1", "oCenter-Event": delivery.kind,
@@ -281,7 +285,7 @@ def _send(client: httpx.Client, delivery: WebhookDelivery) -> bool:
     WebhookDelivery.objects.filter(id=delivery.id, state=WebhookDelivery.State.PENDING).update(**fields)
     if error:
         log.info("webhook delivery %s to %s: %s (try %d)", delivery.id, delivery.webhook.url, error, attempts)
-    return not error
+    return None if status is None else not error
 
 
 @shared_task(name="ocenter.tasks.deliver_webhooks")

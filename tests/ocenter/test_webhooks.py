@@ -88,6 +88,22 @@ def test_an_endpoint_another_process_is_sending_to_is_left_to_it(fleet, receiver
     assert [json.loads(body)["state"] for _, body in receiver.received] == ["step-0", "step-1"]
 
 
+def test_an_endpoint_that_does_not_answer_costs_one_try_a_run_not_one_a_delivery(fleet, receiver):
+    """A receiver gone (refused, or a 10 s timeout each) must not hold up a run, and every endpoint behind it, per delivery."""
+    tenant, _, _, api = fleet.tenant("acme", role=Role.ADMIN)
+    hook = Webhook.objects.get(id=api.post("/api/v1/webhooks", {"tenant": "acme", "url": receiver.url, "events": ["allocation.updated"]},
+                                           format="json").json()["id"])  # fmt: skip
+    receiver.stop()
+    for step in range(3):
+        WebhookDelivery.objects.create(
+            webhook=hook, kind="allocation.updated", body=f'{{"state": "step-{step}"}}', next_attempt_at=timezone.now()
+        )
+    assert deliveries_send() == 0
+    tries = dict(WebhookDelivery.objects.values_list("body", "attempts"))
+    assert tries == {'{"state": "step-0"}': 1, '{"state": "step-1"}': 0, '{"state": "step-2"}': 0}  # the oldest tried; the rest wait
+    assert "ConnectError" in WebhookDelivery.objects.get(attempts=1).last_error
+
+
 def test_a_failing_endpoint_is_tried_again_with_backoff_and_a_delivery_can_be_sent_again(fleet, receiver):
     tenant, project, admin, api = fleet.tenant("acme", role=Role.ADMIN)
     hook = api.post("/api/v1/webhooks", {"tenant": "acme", "url": receiver.url, "events": ["allocation.updated"]}, format="json").json()
