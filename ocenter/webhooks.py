@@ -205,20 +205,22 @@ def _send_endpoint(client: httpx.Client, webhook_id, now=None) -> int:
     """Send an endpoint's deliveries due, in order, while this sender holds it; a delivery that fails comes again later,
     after those behind it. Each is tried once a call; an endpoint that does not answer at all is left at its first."""
     delivered, tried = 0, set()
+
+    def waiting():
+        return _due(now).filter(webhook_id=webhook_id).exclude(id__in=tried)
+
     while True:
         with _endpoint_held(webhook_id) as held:
             if not held:
                 return delivered
-            while batch := list(_due(now).filter(webhook_id=webhook_id).exclude(id__in=tried).select_related("webhook")
-                                .order_by("created_at", "id")[:200]):  # fmt: skip
-                for delivery in batch:
-                    tried.add(delivery.id)
-                    answered = _send(client, delivery)
-                    if answered is None:  # refused, timed out: the rest would each wait as long, for the same answer
-                        return delivered
-                    delivered += answered
-        # A sender that came while this one held the endpoint left its deliveries here: they are sent, by one of us.
-        if not _due(now).filter(webhook_id=webhook_id).exclude(id__in=tried).exists():
+            for delivery in waiting().select_related("webhook").order_by("created_at", "id")[:200]:
+                tried.add(delivery.id)
+                answered = _send(client, delivery)
+                if answered is None:  # refused, timed out: the rest would each wait as long, for the same answer
+                    return delivered
+                delivered += answered
+        # More than a batch, or a sender that came while this one held the endpoint and left its deliveries here.
+        if not waiting().exists():
             return delivered
 
 
@@ -233,17 +235,9 @@ _held_here_lock = threading.Lock()
 
 @contextmanager
 def _endpoint_held(webhook_id):
-    """Whether this sender holds the endpoint (yields False when another does): a lock of this process's, and across
-    processes PostgreSQL's advisory lock of the connection, released however the sending ends."""
-    with _held_here_lock:
-        local = _held_here.setdefault(webhook_id, threading.Lock())
-    if not local.acquire(blocking=False):
-        yield False
-        return
-    try:
-        if connection.vendor != "postgresql":
-            yield True
-            return
+    """Whether this sender holds the endpoint (yields False when another does). On PostgreSQL, the connection's advisory
+    lock (across processes; every thread has its own connection); elsewhere, a lock of this process's."""
+    if connection.vendor == "postgresql":
         key = endpoint_lock_key(webhook_id)
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", key)
@@ -254,8 +248,15 @@ def _endpoint_held(webhook_id):
             if held:
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+        return
+    with _held_here_lock:
+        local = _held_here.setdefault(webhook_id, threading.Lock())
+    held = local.acquire(blocking=False)
+    try:
+        yield held
     finally:
-        local.release()
+        if held:
+            local.release()
 
 
 def _send(client: httpx.Client, delivery: WebhookDelivery) -> bool | None:

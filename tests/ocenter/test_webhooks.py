@@ -41,6 +41,17 @@ def _verified(headers: dict, body: str, secret: str) -> bool:
     return hmac.compare_digest(parts["v1"], expected)
 
 
+def _register(api, receiver) -> dict:
+    """acme's endpoint for allocation.updated, as its admin registers it."""
+    return api.post("/api/v1/webhooks", {"tenant": "acme", "url": receiver.url, "events": ["allocation.updated"]}, format="json").json()
+
+
+def _publish_steps(tenant, count: int):
+    """``count`` allocation events of the tenant's, one after another: step-0, step-1, …"""
+    for step in range(count):
+        publish([], {"kind": "allocation.updated", "tenant": str(tenant.id), "allocation": "a", "state": f"step-{step}"})
+
+
 def test_a_tenants_events_reach_its_endpoint_signed_and_nobody_elses(fleet, receiver):
     tenant, project, admin, api = fleet.tenant("acme", role=Role.ADMIN)
     _, other_project, _, other_api = fleet.tenant("globex", role=Role.ADMIN)
@@ -65,9 +76,8 @@ def test_a_tenants_events_reach_its_endpoint_signed_and_nobody_elses(fleet, rece
 def test_one_endpoints_events_arrive_in_the_order_they_happened_however_many_senders_run(fleet, receiver):
     """Each event's delivery is handed to a sender of its own (a thread here, a Celery task in production): they race."""
     tenant, _, _, api = fleet.tenant("acme", role=Role.ADMIN)
-    api.post("/api/v1/webhooks", {"tenant": "acme", "url": receiver.url, "events": ["allocation.updated"]}, format="json")
-    for step in range(12):
-        publish([], {"kind": "allocation.updated", "tenant": str(tenant.id), "allocation": "a", "state": f"step-{step}"})
+    _register(api, receiver)
+    _publish_steps(tenant, 12)
     received = receiver.wait_for(12)
     assert [json.loads(body)["state"] for _, body in received] == [f"step-{step}" for step in range(12)]
     assert WebhookDelivery.objects.filter(state="delivered").count() == 12
@@ -76,11 +86,10 @@ def test_one_endpoints_events_arrive_in_the_order_they_happened_however_many_sen
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="across processes, the endpoint's lock is PostgreSQL's")
 def test_an_endpoint_another_process_is_sending_to_is_left_to_it(fleet, receiver):
     tenant, _, _, api = fleet.tenant("acme", role=Role.ADMIN)
-    hook = api.post("/api/v1/webhooks", {"tenant": "acme", "url": receiver.url, "events": ["allocation.updated"]}, format="json").json()
+    hook = _register(api, receiver)
     with psycopg.connect(**connection.get_connection_params()) as other:  # another process's sender, at this endpoint
         other.execute("SELECT pg_advisory_lock(%s, %s)", endpoint_lock_key(hook["id"]))
-        for step in range(2):
-            publish([], {"kind": "allocation.updated", "tenant": str(tenant.id), "allocation": "a", "state": f"step-{step}"})
+        _publish_steps(tenant, 2)
         time.sleep(1)
         assert receiver.received == [] and WebhookDelivery.objects.filter(state="pending").count() == 2
     # That sender gone (its connection closed, its lock with it): the periodic run sends them, in order.
@@ -91,8 +100,7 @@ def test_an_endpoint_another_process_is_sending_to_is_left_to_it(fleet, receiver
 def test_an_endpoint_that_does_not_answer_costs_one_try_a_run_not_one_a_delivery(fleet, receiver):
     """A receiver gone (refused, or a 10 s timeout each) must not hold up a run, and every endpoint behind it, per delivery."""
     tenant, _, _, api = fleet.tenant("acme", role=Role.ADMIN)
-    hook = Webhook.objects.get(id=api.post("/api/v1/webhooks", {"tenant": "acme", "url": receiver.url, "events": ["allocation.updated"]},
-                                           format="json").json()["id"])  # fmt: skip
+    hook = Webhook.objects.get(id=_register(api, receiver)["id"])
     receiver.stop()
     for step in range(3):
         WebhookDelivery.objects.create(
@@ -106,7 +114,7 @@ def test_an_endpoint_that_does_not_answer_costs_one_try_a_run_not_one_a_delivery
 
 def test_a_failing_endpoint_is_tried_again_with_backoff_and_a_delivery_can_be_sent_again(fleet, receiver):
     tenant, project, admin, api = fleet.tenant("acme", role=Role.ADMIN)
-    hook = api.post("/api/v1/webhooks", {"tenant": "acme", "url": receiver.url, "events": ["allocation.updated"]}, format="json").json()
+    hook = _register(api, receiver)
     receiver.answers = [500, 503, 500]  # requested, placed and running are each answered with an error first
     api.post("/api/v1/allocations", {"project": str(project.id), "compute_units": 50, "memory_mib": 1024}, format="json")
     receiver.wait_for(3)
